@@ -1,0 +1,731 @@
+//! Decode and validate: one input line in, a typed [`Event`] or a quarantine [`Reason`] out.
+//!
+//! This is the first stage every input passes, and the only one that ever holds a card number:
+//! `card_number` becomes `card_bin` + `card_last4` and `cvv` is dropped right here, so PCI data
+//! never reaches a plugin, a view, a log line or storage (SPEC §1).
+//!
+//! Parsing goes straight from bytes into borrowed slots with a hand-written serde visitor: no
+//! `serde_json::Value` on this path, and each field keeps enough of its JSON kind to give the
+//! exact reason (`missing_field:x`, `wrong_type:x`, `invalid_value:x`). Checks run in a fixed
+//! order — size, JSON, then the envelope fields in SPEC order, then the type's fields in SPEC
+//! order — so a line with several faults always gets the same reason.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+
+use crate::event::{
+    AddToCart, Body, Event, InventoryAdjusted, Item, OrderCancelled, OrderPlaced, PageView, Payment,
+};
+
+/// Largest accepted input, in bytes (SPEC §1).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Why an input was quarantined; `Display` gives the SPEC's machine-readable reason.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    InvalidJson,
+    MissingField(&'static str),
+    WrongType(&'static str),
+    InvalidValue(&'static str),
+    UnknownType,
+    UnsupportedSchemaVersion,
+    Oversize,
+    /// A transform plugin failed on the event; `kind` is the error variant's stable code.
+    PluginError {
+        plugin: String,
+        kind: String,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::InvalidJson => f.write_str("invalid_json"),
+            Reason::MissingField(name) => write!(f, "missing_field:{name}"),
+            Reason::WrongType(name) => write!(f, "wrong_type:{name}"),
+            Reason::InvalidValue(name) => write!(f, "invalid_value:{name}"),
+            Reason::UnknownType => f.write_str("unknown_type"),
+            Reason::UnsupportedSchemaVersion => f.write_str("unsupported_schema_version"),
+            Reason::Oversize => f.write_str("oversize"),
+            Reason::PluginError { plugin, kind } => write!(f, "plugin_error:{plugin}:{kind}"),
+        }
+    }
+}
+
+/// Decodes, validates and PCI-masks one line (without its newline).
+pub fn decode(line: &[u8]) -> Result<Event, Reason> {
+    if line.len() > MAX_EVENT_BYTES {
+        return Err(Reason::Oversize);
+    }
+    let raw: RawEvent<'_> = serde_json::from_slice(line).map_err(|_| Reason::InvalidJson)?;
+    raw.validate()
+}
+
+/// What one JSON member held, with just enough of its kind to name the fault.
+#[derive(Debug, Default)]
+enum Slot<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// An integer outside `i64`.
+    BigInt,
+    Float,
+    Bool,
+    Array(Vec<RawItem<'a>>),
+    Object,
+}
+
+struct SlotVisitor {
+    /// Whether array elements are parsed as order items (only `items` needs them).
+    items: bool,
+}
+
+impl<'de> Visitor<'de> for SlotVisitor {
+    type Value = Slot<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Slot<'de>, E> {
+        Ok(Slot::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Slot<'de>, E> {
+        Ok(Slot::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Slot<'de>, E> {
+        Ok(Slot::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Slot<'de>, E> {
+        Ok(Slot::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Slot<'de>, E> {
+        Ok(i64::try_from(v).map_or(Slot::BigInt, Slot::Int))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Slot<'de>, E> {
+        Ok(Slot::Float)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Slot<'de>, E> {
+        Ok(Slot::Bool)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Slot<'de>, E> {
+        Ok(Slot::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Slot<'de>, A::Error> {
+        let mut out = Vec::new();
+        if self.items {
+            while let Some(item) = seq.next_element::<RawItem<'de>>()? {
+                out.push(item);
+            }
+        } else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+        }
+        Ok(Slot::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Slot<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Slot::Object)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SlotVisitor {
+    type Value = Slot<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Slot<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SlotVisitor { items: false })
+    }
+}
+
+/// One element of `items`: an object's three members, or a note that it was not an object.
+#[derive(Debug, Default)]
+struct RawItem<'a> {
+    is_object: bool,
+    sku: Slot<'a>,
+    quantity: Slot<'a>,
+    price_cents: Slot<'a>,
+}
+
+impl<'de> Deserialize<'de> for RawItem<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = RawItem<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an order item")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawItem<'de>, A::Error> {
+                let mut item = RawItem {
+                    is_object: true,
+                    ..RawItem::default()
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "sku" => item.sku = map.next_value()?,
+                        "quantity" => item.quantity = map.next_value()?,
+                        "price_cents" => item.price_cents = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(item)
+            }
+            // Anything that is not an object is a wrong type, reported by validation.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawItem<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawItem::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::default())
+            }
+        }
+        d.deserialize_any(ItemVisitor)
+    }
+}
+
+/// Every member any event type may carry; unknown members are skipped unparsed.
+#[derive(Debug, Default)]
+struct RawEvent<'a> {
+    event_id: Slot<'a>,
+    tenant_id: Slot<'a>,
+    type_: Slot<'a>,
+    event_time: Slot<'a>,
+    schema_version: Slot<'a>,
+    user_id: Slot<'a>,
+    url: Slot<'a>,
+    sku: Slot<'a>,
+    device_id: Slot<'a>,
+    quantity: Slot<'a>,
+    price_cents: Slot<'a>,
+    order_id: Slot<'a>,
+    items: Slot<'a>,
+    total_cents: Slot<'a>,
+    currency: Slot<'a>,
+    discount_cents: Slot<'a>,
+    payment_id: Slot<'a>,
+    provider: Slot<'a>,
+    status: Slot<'a>,
+    amount_cents: Slot<'a>,
+    card_fingerprint: Slot<'a>,
+    card_number: Slot<'a>,
+    delta: Slot<'a>,
+    reason: Slot<'a>,
+    warehouse: Slot<'a>,
+}
+
+impl<'de> Deserialize<'de> for RawEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EventVisitor;
+        impl<'de> Visitor<'de> for EventVisitor {
+            type Value = RawEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
+                let mut ev = RawEvent::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "event_id" => &mut ev.event_id,
+                        "tenant_id" => &mut ev.tenant_id,
+                        "type" => &mut ev.type_,
+                        "event_time" => &mut ev.event_time,
+                        "schema_version" => &mut ev.schema_version,
+                        "user_id" => &mut ev.user_id,
+                        "url" => &mut ev.url,
+                        "sku" => &mut ev.sku,
+                        "device_id" => &mut ev.device_id,
+                        "quantity" => &mut ev.quantity,
+                        "price_cents" => &mut ev.price_cents,
+                        "order_id" => &mut ev.order_id,
+                        "items" => {
+                            ev.items = map.next_value_seed(SlotVisitor { items: true })?;
+                            continue;
+                        }
+                        "total_cents" => &mut ev.total_cents,
+                        "currency" => &mut ev.currency,
+                        "discount_cents" => &mut ev.discount_cents,
+                        "payment_id" => &mut ev.payment_id,
+                        "provider" => &mut ev.provider,
+                        "status" => &mut ev.status,
+                        "amount_cents" => &mut ev.amount_cents,
+                        "card_fingerprint" => &mut ev.card_fingerprint,
+                        "card_number" => &mut ev.card_number,
+                        "delta" => &mut ev.delta,
+                        "reason" => &mut ev.reason,
+                        "warehouse" => &mut ev.warehouse,
+                        // `cvv` lands here too: it is skipped unread and so dropped.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value()?;
+                }
+                Ok(ev)
+            }
+        }
+        // Only an object is an event; any other JSON value fails as invalid JSON.
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+type Check<T> = Result<T, Reason>;
+
+fn string(slot: &Slot<'_>, name: &'static str) -> Check<String> {
+    match slot {
+        Slot::Absent => Err(Reason::MissingField(name)),
+        Slot::Str(s) => Ok(s.as_ref().to_owned()),
+        _ => Err(Reason::WrongType(name)),
+    }
+}
+
+/// A required identifier: a non-empty string.
+fn ident(slot: &Slot<'_>, name: &'static str) -> Check<String> {
+    let s = string(slot, name)?;
+    if s.is_empty() {
+        return Err(Reason::InvalidValue(name));
+    }
+    Ok(s)
+}
+
+/// An optional string; `null` counts as absent.
+fn opt_string(slot: &Slot<'_>, name: &'static str) -> Check<Option<String>> {
+    match slot {
+        Slot::Absent | Slot::Null => Ok(None),
+        Slot::Str(s) => Ok(Some(s.as_ref().to_owned())),
+        _ => Err(Reason::WrongType(name)),
+    }
+}
+
+fn int(slot: &Slot<'_>, name: &'static str, min: Option<i64>) -> Check<i64> {
+    match slot {
+        Slot::Absent => Err(Reason::MissingField(name)),
+        Slot::Int(v) if min.is_none_or(|m| *v >= m) => Ok(*v),
+        Slot::Int(_) | Slot::BigInt => Err(Reason::InvalidValue(name)),
+        _ => Err(Reason::WrongType(name)),
+    }
+}
+
+fn opt_int(slot: &Slot<'_>, name: &'static str, min: Option<i64>) -> Check<Option<i64>> {
+    match slot {
+        Slot::Absent | Slot::Null => Ok(None),
+        other => int(other, name, min).map(Some),
+    }
+}
+
+/// Parses an RFC 3339 timestamp with an offset into epoch milliseconds (floored).
+pub fn parse_event_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn valid_tenant(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Splits a card number into (bin, last4); `None` unless it holds 12–19 digits.
+fn mask_card(number: &str) -> Option<(String, String)> {
+    let digits: String = number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((
+        digits[..6].to_owned(),
+        digits[digits.len() - 4..].to_owned(),
+    ))
+}
+
+impl RawEvent<'_> {
+    fn validate(&self) -> Check<Event> {
+        let event_id = string(&self.event_id, "event_id")?;
+        if !(1..=128).contains(&event_id.chars().count()) {
+            return Err(Reason::InvalidValue("event_id"));
+        }
+        let tenant_id = string(&self.tenant_id, "tenant_id")?;
+        if !valid_tenant(&tenant_id) {
+            return Err(Reason::InvalidValue("tenant_id"));
+        }
+        let type_name = match &self.type_ {
+            Slot::Absent => return Err(Reason::MissingField("type")),
+            Slot::Str(s) => s.as_ref(),
+            _ => return Err(Reason::WrongType("type")),
+        };
+        let event_time_ms = match &self.event_time {
+            Slot::Absent => return Err(Reason::MissingField("event_time")),
+            Slot::Str(s) => parse_event_time(s).ok_or(Reason::InvalidValue("event_time"))?,
+            _ => return Err(Reason::WrongType("event_time")),
+        };
+        let schema_version = match &self.schema_version {
+            Slot::Absent => return Err(Reason::MissingField("schema_version")),
+            Slot::Int(1) => 1,
+            Slot::Int(2) => 2,
+            Slot::Int(_) | Slot::BigInt => return Err(Reason::UnsupportedSchemaVersion),
+            _ => return Err(Reason::WrongType("schema_version")),
+        };
+        let body = match type_name {
+            "page_view" => Body::PageView(PageView {
+                user_id: ident(&self.user_id, "user_id")?,
+                url: string(&self.url, "url")?,
+                sku: opt_string(&self.sku, "sku")?,
+                device_id: opt_string(&self.device_id, "device_id")?,
+            }),
+            "add_to_cart" => Body::AddToCart(AddToCart {
+                user_id: ident(&self.user_id, "user_id")?,
+                sku: ident(&self.sku, "sku")?,
+                quantity: int(&self.quantity, "quantity", Some(1))?,
+                price_cents: int(&self.price_cents, "price_cents", Some(0))?,
+            }),
+            "order_placed" => Body::OrderPlaced(self.order_placed(schema_version)?),
+            "order_cancelled" => Body::OrderCancelled(OrderCancelled {
+                user_id: ident(&self.user_id, "user_id")?,
+                order_id: ident(&self.order_id, "order_id")?,
+            }),
+            "payment" => Body::Payment(self.payment()?),
+            "inventory_adjusted" => Body::InventoryAdjusted(InventoryAdjusted {
+                sku: ident(&self.sku, "sku")?,
+                delta: int(&self.delta, "delta", None)?,
+                reason: string(&self.reason, "reason")?,
+                warehouse: opt_string(&self.warehouse, "warehouse")?,
+            }),
+            _ => return Err(Reason::UnknownType),
+        };
+        Ok(Event {
+            tenant_id,
+            event_id,
+            event_time_ms,
+            schema_version,
+            body,
+        })
+    }
+
+    fn order_placed(&self, schema_version: u8) -> Check<OrderPlaced> {
+        let user_id = ident(&self.user_id, "user_id")?;
+        let order_id = ident(&self.order_id, "order_id")?;
+        let items = match &self.items {
+            Slot::Absent => return Err(Reason::MissingField("items")),
+            Slot::Array(items) if items.is_empty() => return Err(Reason::InvalidValue("items")),
+            Slot::Array(items) => items
+                .iter()
+                .map(|item| {
+                    if !item.is_object {
+                        return Err(Reason::WrongType("items"));
+                    }
+                    Ok(Item {
+                        sku: ident(&item.sku, "items.sku")?,
+                        quantity: int(&item.quantity, "items.quantity", Some(1))?,
+                        price_cents: int(&item.price_cents, "items.price_cents", Some(0))?,
+                    })
+                })
+                .collect::<Check<Vec<Item>>>()?,
+            _ => return Err(Reason::WrongType("items")),
+        };
+        let total_cents = int(&self.total_cents, "total_cents", Some(0))?;
+        let device_id = opt_string(&self.device_id, "device_id")?;
+        // Version 1 had neither field; whatever a v1 producer sends there is ignored.
+        let (currency, discount_cents) = if schema_version == 1 {
+            ("USD".to_owned(), 0)
+        } else {
+            let currency = string(&self.currency, "currency")?;
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(Reason::InvalidValue("currency"));
+            }
+            let discount = opt_int(&self.discount_cents, "discount_cents", Some(0))?;
+            (currency, discount.unwrap_or(0))
+        };
+        Ok(OrderPlaced {
+            user_id,
+            order_id,
+            items,
+            total_cents,
+            currency,
+            discount_cents,
+            device_id,
+        })
+    }
+
+    fn payment(&self) -> Check<Payment> {
+        let user_id = ident(&self.user_id, "user_id")?;
+        let order_id = ident(&self.order_id, "order_id")?;
+        let payment_id = ident(&self.payment_id, "payment_id")?;
+        let provider = string(&self.provider, "provider")?;
+        let status = string(&self.status, "status")?;
+        let amount_cents = int(&self.amount_cents, "amount_cents", Some(0))?;
+        let device_id = opt_string(&self.device_id, "device_id")?;
+        let card_fingerprint = opt_string(&self.card_fingerprint, "card_fingerprint")?;
+        let (card_bin, card_last4) = match &self.card_number {
+            Slot::Absent | Slot::Null => (None, None),
+            Slot::Str(number) => {
+                let (bin, last4) = mask_card(number).ok_or(Reason::InvalidValue("card_number"))?;
+                (Some(bin), Some(last4))
+            }
+            _ => return Err(Reason::WrongType("card_number")),
+        };
+        Ok(Payment {
+            user_id,
+            order_id,
+            payment_id,
+            provider,
+            status,
+            provider_status: None,
+            amount_cents,
+            device_id,
+            card_fingerprint,
+            card_bin,
+            card_last4,
+        })
+    }
+}
+
+/// Makes a rejected input safe to store: the quarantine keeps the input whole except for
+/// restricted card data, which is masked exactly as a valid event's would be.
+///
+/// JSON objects are masked field by field (at any depth). Text that is not JSON cannot be
+/// parsed for fields, so any run of 12+ digits keeps only its first six and last four, and the
+/// digits of a value following a `cvv` key are starred.
+pub fn scrub(raw: &[u8]) -> String {
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(raw) {
+        if mask_value(&mut value) {
+            return value.to_string();
+        }
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    scrub_text(&String::from_utf8_lossy(raw))
+}
+
+/// Masks card fields in place; returns whether anything changed.
+fn mask_value(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut changed = map.remove("cvv").is_some();
+            if let Some(number) = map.remove("card_number") {
+                changed = true;
+                if let Some((bin, last4)) = number.as_str().and_then(mask_card) {
+                    map.insert("card_bin".into(), Value::String(bin));
+                    map.insert("card_last4".into(), Value::String(last4));
+                }
+            }
+            for v in map.values_mut() {
+                changed |= mask_value(v);
+            }
+            changed
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |c, v| mask_value(v) | c),
+        _ => false,
+    }
+}
+
+fn scrub_text(text: &str) -> String {
+    let mut out: Vec<char> = text.chars().collect();
+    // Runs of digits, allowing single spaces or dashes between them (as card numbers are written).
+    let mut i = 0;
+    while i < out.len() {
+        if !out[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = vec![];
+        let mut end = i;
+        while end < out.len() {
+            if out[end].is_ascii_digit() {
+                digits.push(end);
+                end += 1;
+            } else if matches!(out[end], ' ' | '-')
+                && end + 1 < out.len()
+                && out[end + 1].is_ascii_digit()
+            {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if digits.len() >= 12 {
+            for &d in &digits[6..digits.len() - 4] {
+                out[d] = '*';
+            }
+        }
+        i = end.max(start + 1);
+    }
+    let lower: String = out.iter().collect::<String>().to_ascii_lowercase();
+    let lower: Vec<char> = lower.chars().collect();
+    let mut j = 0;
+    while j + 3 <= lower.len() {
+        if lower[j..j + 3] == ['c', 'v', 'v'] {
+            for c in out.iter_mut().skip(j + 3).take(16) {
+                if c.is_ascii_digit() {
+                    *c = '*';
+                }
+            }
+        }
+        j += 1;
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(line: &str) -> String {
+        decode(line.as_bytes()).unwrap_err().to_string()
+    }
+
+    const ENVELOPE: &str = r#""event_id":"e1","tenant_id":"acme","event_time":"2026-11-21T07:00:00.123Z","schema_version":2"#;
+
+    #[test]
+    fn decodes_a_v1_order_with_usd() {
+        let line = r#"{"event_id":"e1","tenant_id":"acme","type":"order_placed","event_time":"2026-11-21T08:00:00.5+01:00","schema_version":1,"user_id":"u","order_id":"o","items":[{"sku":"s","quantity":2,"price_cents":5}],"total_cents":10,"currency":"EUR","extra":[1,{"a":2}]}"#;
+        let ev = decode(line.as_bytes()).unwrap();
+        assert_eq!(ev.event_time_ms, 1_795_244_400_500);
+        match ev.body {
+            Body::OrderPlaced(o) => {
+                assert_eq!(o.currency, "USD");
+                assert_eq!(o.items.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("{not json", "invalid_json"),
+            ("[1,2]", "invalid_json"),
+            (r#"{"tenant_id":"acme"}"#, "missing_field:event_id"),
+            (r#"{"event_id":7}"#, "wrong_type:event_id"),
+            (
+                r#"{"event_id":"","tenant_id":"a"}"#,
+                "invalid_value:event_id",
+            ),
+            (
+                r#"{"event_id":"e","tenant_id":"a b"}"#,
+                "invalid_value:tenant_id",
+            ),
+            (
+                &format!(r#"{{{ENVELOPE},"type":"refund"}}"#),
+                "unknown_type",
+            ),
+            (
+                r#"{"event_id":"e","tenant_id":"a","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":3}"#,
+                "unsupported_schema_version",
+            ),
+            (
+                r#"{"event_id":"e","tenant_id":"a","type":"page_view","event_time":"yesterday","schema_version":1}"#,
+                "invalid_value:event_time",
+            ),
+            (
+                r#"{"event_id":"e","tenant_id":"a","type":"page_view","event_time":"2026-11-21T07:00:00","schema_version":1,"user_id":"u","url":"/"}"#,
+                "invalid_value:event_time",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"add_to_cart","user_id":"u","sku":"s","quantity":"2","price_cents":1}}"#
+                ),
+                "wrong_type:quantity",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"add_to_cart","user_id":"u","sku":"s","quantity":0,"price_cents":1}}"#
+                ),
+                "invalid_value:quantity",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"order_placed","user_id":"u","order_id":"o","items":[],"total_cents":1,"currency":"EUR"}}"#
+                ),
+                "invalid_value:items",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"order_placed","user_id":"u","order_id":"o","items":[{{"sku":"s","quantity":1}}],"total_cents":1,"currency":"EUR"}}"#
+                ),
+                "missing_field:items.price_cents",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"order_placed","user_id":"u","order_id":"o","items":[{{"sku":"s","quantity":1,"price_cents":1}}],"total_cents":1}}"#
+                ),
+                "missing_field:currency",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"order_placed","user_id":"u","order_id":"o","items":[{{"sku":"s","quantity":1,"price_cents":1}}],"total_cents":1,"currency":"eur"}}"#
+                ),
+                "invalid_value:currency",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"payment","user_id":"u","order_id":"o","payment_id":"p","provider":"stripe","status":"succeeded","amount_cents":-1}}"#
+                ),
+                "invalid_value:amount_cents",
+            ),
+            (
+                &format!(
+                    r#"{{{ENVELOPE},"type":"inventory_adjusted","sku":"s","delta":1.5,"reason":"x"}}"#
+                ),
+                "wrong_type:delta",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(&reason(line), want, "{line}");
+        }
+        let big = format!(r#"{{"url":"{}"}}"#, "x".repeat(MAX_EVENT_BYTES));
+        assert_eq!(reason(&big), "oversize");
+    }
+
+    #[test]
+    fn card_number_is_masked_and_cvv_dropped() {
+        let line = format!(
+            r#"{{{ENVELOPE},"type":"payment","user_id":"u","order_id":"o","payment_id":"p","provider":"stripe","status":"succeeded","amount_cents":100,"card_number":"4111 1111 1111 1234","cvv":"987"}}"#
+        );
+        let ev = decode(line.as_bytes()).unwrap();
+        let Body::Payment(p) = &ev.body else { panic!() };
+        assert_eq!(p.card_bin.as_deref(), Some("411111"));
+        assert_eq!(p.card_last4.as_deref(), Some("1234"));
+        let debug = format!("{ev:?}");
+        assert!(!debug.contains("4111 1111 1111 1234") && !debug.contains("987"));
+    }
+
+    #[test]
+    fn scrub_masks_json_and_text() {
+        let json = r#"{"x":{"card_number":"4111111111111234","cvv":"321"},"y":1}"#;
+        let s = scrub(json.as_bytes());
+        assert!(!s.contains("4111111111111234") && !s.contains("321"), "{s}");
+        assert!(s.contains("411111") && s.contains("1234"));
+        let text = r#"{"card_number":"4111 1111 1111 1234","cvv":"321","#;
+        let s = scrub(text.as_bytes());
+        assert!(
+            !s.contains("4111 1111 1111 1234") && !s.contains("321"),
+            "{s}"
+        );
+        assert_eq!(scrub(b"{\"a\":1}"), "{\"a\":1}");
+    }
+}

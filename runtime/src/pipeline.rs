@@ -1,0 +1,181 @@
+//! The running dataflow: timely workers fed by admission, publishing to the [`ViewStore`].
+//!
+//! The caller admits events and hands them over with [`Pipeline::push`]; [`Pipeline::advance`]
+//! closes the current logical time. Events are spread round-robin over the workers' inputs and
+//! differential exchanges them by key inside the dataflow. Worker 0 watches the frontier of all
+//! view outputs together and publishes a time once every view has passed it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use differential_dataflow::input::Input;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::probe::Probe;
+
+use crate::event::Event;
+use crate::plugins::PluginFactory;
+use crate::store::ViewStore;
+use crate::views::{self, Diff, Time};
+
+enum Message {
+    Events(Vec<Event>),
+    Advance(Time),
+}
+
+/// Pipeline settings.
+#[derive(Clone)]
+pub struct PipelineConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    pub plugins: Arc<dyn PluginFactory>,
+}
+
+/// A running dataflow.
+pub struct Pipeline {
+    senders: Vec<Sender<Message>>,
+    guards: timely::communication::initialize::WorkerGuards<()>,
+    store: Arc<ViewStore>,
+    epoch: Time,
+    next_worker: usize,
+}
+
+impl Pipeline {
+    /// Starts the workers; `store` receives the published views.
+    pub fn start(config: PipelineConfig, store: Arc<ViewStore>) -> Result<Pipeline, String> {
+        let workers = config.workers.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let receivers: Arc<Mutex<Vec<Option<Receiver<Message>>>>> =
+            Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
+        let worker_store = store.clone();
+        let plugins = config.plugins.clone();
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let receiver = receivers.lock().unwrap()[index]
+                .take()
+                .expect("each worker takes its own input channel once");
+            let store = worker_store.clone();
+            let probe = ProbeHandle::new();
+            let mut input = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, events) = scope.new_collection::<Event, Diff>();
+                let streams = views::build(events, plugins.rules());
+                for (view, updates) in streams.views.into_iter().enumerate() {
+                    let store = store.clone();
+                    updates
+                        .inspect_batch(move |_, batch| store.stage(view, batch))
+                        .inner
+                        .probe_with(&probe);
+                }
+                input
+            });
+            let mut published: Option<Time> = None;
+            let mut publish = |probe: &ProbeHandle<Time>, last: Time| {
+                if index != 0 {
+                    return;
+                }
+                let complete = probe.with_frontier(|f| match f.first() {
+                    Some(&t) => t.checked_sub(1),
+                    None => Some(last),
+                });
+                if let Some(t) = complete
+                    && published.is_none_or(|p| p < t)
+                {
+                    store.publish(t);
+                    published = Some(t);
+                }
+            };
+            loop {
+                let mut closed = false;
+                loop {
+                    match receiver.try_recv() {
+                        Ok(Message::Events(events)) => {
+                            for event in events {
+                                input.insert(event);
+                            }
+                        }
+                        Ok(Message::Advance(time)) => {
+                            input.advance_to(time);
+                            input.flush();
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                if closed {
+                    break;
+                }
+                worker.step_or_park(Some(Duration::from_millis(1)));
+                publish(&probe, *input.time());
+            }
+            let last = *input.time();
+            input.close();
+            while !probe.done() {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            publish(&probe, last);
+        })?;
+        Ok(Pipeline {
+            senders,
+            guards,
+            store,
+            epoch: 0,
+            next_worker: 0,
+        })
+    }
+
+    /// The logical time events pushed now will carry.
+    pub fn epoch(&self) -> Time {
+        self.epoch
+    }
+
+    pub fn store(&self) -> &Arc<ViewStore> {
+        &self.store
+    }
+
+    /// Hands admitted events to the dataflow at the current time.
+    pub fn push(&mut self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let workers = self.senders.len();
+        if workers == 1 {
+            let _ = self.senders[0].send(Message::Events(events));
+            return;
+        }
+        let chunk = events.len().div_ceil(workers);
+        let mut events = events.into_iter();
+        loop {
+            let part: Vec<Event> = events.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            let _ = self.senders[self.next_worker].send(Message::Events(part));
+            self.next_worker = (self.next_worker + 1) % workers;
+        }
+    }
+
+    /// Closes the current time; returns it. It is published once every view has absorbed it.
+    pub fn advance(&mut self) -> Time {
+        let closed = self.epoch;
+        self.epoch += 1;
+        for sender in &self.senders {
+            let _ = sender.send(Message::Advance(self.epoch));
+        }
+        closed
+    }
+
+    /// Closes the input and waits until the workers have drained and published everything.
+    pub fn finish(self) -> Arc<ViewStore> {
+        drop(self.senders);
+        for result in self.guards.join() {
+            if let Err(panic) = result {
+                panic!("dataflow worker failed: {panic}");
+            }
+        }
+        self.store
+    }
+}

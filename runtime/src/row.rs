@@ -1,0 +1,195 @@
+//! The row model shared by every output of the views: published state, Parquet, the API.
+//!
+//! The dataflow computes with typed tuples; at its edge each view's updates become `Row`s whose
+//! columns are named and typed by the view's [`ViewSchema`]. Ordering a row orders it by its key
+//! columns first, so a sorted map of rows answers key-prefix queries with a range scan.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One column value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Cell {
+    Int(i64),
+    Str(String),
+    Bool(bool),
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Int(v) => write!(f, "{v}"),
+            Cell::Str(v) => write!(f, "{v}"),
+            Cell::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(v: i64) -> Self {
+        Cell::Int(v)
+    }
+}
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Cell::Str(v)
+    }
+}
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Cell::Str(v.to_string())
+    }
+}
+impl From<bool> for Cell {
+    fn from(v: bool) -> Self {
+        Cell::Bool(v)
+    }
+}
+
+/// A view row: key columns followed by value columns, in schema order.
+pub type Row = Vec<Cell>;
+
+/// Column types, as they land in Parquet (`Int` is int64, times are epoch-ms int64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Int,
+    Str,
+    Bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+}
+
+/// A view's name and columns; the first `key_len` columns are its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewSchema {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    pub key_len: usize,
+}
+
+impl ViewSchema {
+    pub fn key_columns(&self) -> &'static [Column] {
+        &self.columns[..self.key_len]
+    }
+    pub fn value_columns(&self) -> &'static [Column] {
+        &self.columns[self.key_len..]
+    }
+}
+
+const fn int(name: &'static str) -> Column {
+    Column {
+        name,
+        ty: ColumnType::Int,
+    }
+}
+const fn text(name: &'static str) -> Column {
+    Column {
+        name,
+        ty: ColumnType::Str,
+    }
+}
+const fn boolean(name: &'static str) -> Column {
+    Column {
+        name,
+        ty: ColumnType::Bool,
+    }
+}
+
+pub const GMV_MINUTE: ViewSchema = ViewSchema {
+    name: "gmv_minute",
+    columns: &[
+        text("tenant_id"),
+        text("currency"),
+        int("minute_start_ms"),
+        int("orders"),
+        int("gmv_cents"),
+        int("cancelled_orders"),
+        int("net_gmv_cents"),
+    ],
+    key_len: 3,
+};
+
+pub const PAYMENT_STATUS: ViewSchema = ViewSchema {
+    name: "payment_status",
+    columns: &[
+        text("tenant_id"),
+        text("provider"),
+        text("status"),
+        int("payments"),
+        int("amount_cents"),
+    ],
+    key_len: 3,
+};
+
+pub const INVENTORY: ViewSchema = ViewSchema {
+    name: "inventory",
+    columns: &[
+        text("tenant_id"),
+        text("sku"),
+        int("on_hand"),
+        int("reserved"),
+        int("available"),
+    ],
+    key_len: 2,
+};
+
+pub const SESSIONS: ViewSchema = ViewSchema {
+    name: "sessions",
+    columns: &[
+        text("tenant_id"),
+        text("user_id"),
+        int("session_start_ms"),
+        int("session_end_ms"),
+        int("events"),
+        int("page_views"),
+        int("add_to_carts"),
+        int("orders"),
+        boolean("converted"),
+    ],
+    key_len: 3,
+};
+
+pub const CONVERSION_HOUR: ViewSchema = ViewSchema {
+    name: "conversion_hour",
+    columns: &[
+        text("tenant_id"),
+        int("hour_start_ms"),
+        int("sessions"),
+        int("converted_sessions"),
+    ],
+    key_len: 2,
+};
+
+pub const FRAUD_ALERTS: ViewSchema = ViewSchema {
+    name: "fraud_alerts",
+    columns: &[
+        text("tenant_id"),
+        text("rule"),
+        text("subject_id"),
+        int("event_time_ms"),
+    ],
+    key_len: 3,
+};
+
+/// Every view, in the order the dataflow publishes them; a view's index here is its id.
+pub const VIEWS: [ViewSchema; 6] = [
+    GMV_MINUTE,
+    PAYMENT_STATUS,
+    INVENTORY,
+    SESSIONS,
+    CONVERSION_HOUR,
+    FRAUD_ALERTS,
+];
+
+/// Looks a view up by name.
+pub fn view_schema(name: &str) -> Option<(usize, ViewSchema)> {
+    VIEWS
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, v)| v.name == name)
+}

@@ -1,0 +1,151 @@
+//! Sinks: views and quarantine as Parquet files.
+//!
+//! Columns are named and typed exactly as the view schemas say (SPEC §2): strings as UTF-8,
+//! integers and epoch-millisecond times as int64, flags as boolean. Each file records the
+//! logical time it reflects in its key-value metadata (`weir.as_of`).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::ingest::Quarantined;
+use crate::row::{Cell, ColumnType, Row, ViewSchema};
+use crate::views::Time;
+
+/// A failure to write an output file.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot encode {path} as Parquet: {source}")]
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("cannot build the columns of {path}: {source}")]
+    Arrow {
+        path: String,
+        source: arrow_schema::ArrowError,
+    },
+}
+
+fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Str => DataType::Utf8,
+        ColumnType::Bool => DataType::Boolean,
+    }
+}
+
+/// The Arrow schema of a view.
+pub fn arrow_schema(view: &ViewSchema) -> Schema {
+    Schema::new(
+        view.columns
+            .iter()
+            .map(|c| Field::new(c.name, arrow_type(c.ty), false))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn column(ty: ColumnType, rows: &[Row], index: usize) -> ArrayRef {
+    match ty {
+        ColumnType::Int => Arc::new(Int64Array::from_iter_values(rows.iter().map(
+            |r| match &r[index] {
+                Cell::Int(v) => *v,
+                other => panic!("column {index} holds {other:?}, not an integer"),
+            },
+        ))),
+        ColumnType::Str => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| match &r
+            [index]
+        {
+            Cell::Str(v) => v.as_str(),
+            other => panic!("column {index} holds {other:?}, not a string"),
+        }))),
+        ColumnType::Bool => Arc::new(BooleanArray::from_iter(rows.iter().map(|r| {
+            match &r[index] {
+                Cell::Bool(v) => Some(*v),
+                other => panic!("column {index} holds {other:?}, not a boolean"),
+            }
+        }))),
+    }
+}
+
+fn write_batch(path: &Path, batch: RecordBatch, as_of: Option<Time>) -> Result<(), SinkError> {
+    let name = path.display().to_string();
+    let metadata = as_of.map(|t| vec![KeyValue::new("weir.as_of".into(), t.to_string())]);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(metadata)
+        .build();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+            path: name.clone(),
+            source,
+        })?;
+    }
+    // Write beside the target and rename, so a reader never sees a half-written file.
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|source| SinkError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let parquet = |source| SinkError::Parquet {
+        path: name.clone(),
+        source,
+    };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
+    writer.write(&batch).map_err(parquet)?;
+    writer.close().map_err(parquet)?;
+    std::fs::rename(&tmp, path).map_err(|source| SinkError::Io {
+        path: name.clone(),
+        source,
+    })
+}
+
+/// Writes one view's rows to `path`.
+pub fn write_view(
+    path: &Path,
+    view: &ViewSchema,
+    rows: &[Row],
+    as_of: Option<Time>,
+) -> Result<(), SinkError> {
+    let columns = view
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| column(c.ty, rows, i))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(arrow_schema(view)), columns).map_err(|source| {
+        SinkError::Arrow {
+            path: path.display().to_string(),
+            source,
+        }
+    })?;
+    write_batch(path, batch, as_of)
+}
+
+/// Writes quarantined inputs (`raw`, `reason`) to `path`.
+pub fn write_quarantine(path: &Path, records: &[Quarantined]) -> Result<(), SinkError> {
+    let schema = Schema::new(vec![
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]);
+    let raw = StringArray::from_iter_values(records.iter().map(|q| q.raw.as_str()));
+    let reason = StringArray::from_iter_values(records.iter().map(|q| q.reason.as_str()));
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(raw), Arc::new(reason)])
+        .map_err(|source| SinkError::Arrow {
+            path: path.display().to_string(),
+            source,
+        })?;
+    write_batch(path, batch, None)
+}

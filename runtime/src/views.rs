@@ -1,0 +1,489 @@
+//! The dataflow views: SPEC §2 as differential dataflow over the admitted events.
+//!
+//! Every view is a function of the collection of admitted events, maintained incrementally:
+//! a late event is an insertion at a later logical time, and differential recomputes exactly
+//! the groups it touches (the user's sessions, the minute's GMV, the device's failure window),
+//! emitting retractions for what no longer holds. Grouped logic runs in `reduce`, which sees
+//! each group's whole current contents, so "latest", "sorted by time" and "within a window"
+//! are ordinary scans there and stay exact under any arrival order.
+//!
+//! Fraud features are computed here, in the core, and handed to the rule plugins; rules are
+//! pure functions, so re-running one on a retracted input retracts its alert.
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Body, Event, Millis, status};
+use crate::plugins::{Features, Rule, RuleEvent, RuleEventKind, RuleInput};
+use crate::row::{Cell, Row};
+
+/// Logical time: the epoch in which an event was admitted.
+pub type Time = u64;
+/// Multiplicity of a record in a collection.
+pub type Diff = isize;
+
+type Coll<'s, D> = VecCollection<'s, Time, D, Diff>;
+
+const MINUTE_MS: Millis = 60_000;
+const HOUR_MS: Millis = 3_600_000;
+const SESSION_GAP_MS: Millis = 30 * MINUTE_MS;
+const VELOCITY_WINDOW_MS: Millis = 10 * MINUTE_MS;
+const CARD_TESTING_WINDOW_MS: Millis = 5 * MINUTE_MS;
+
+/// `(tenant_id, id)`: the key of most groups.
+type Key = (String, String);
+
+/// The order fields the views read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Order {
+    time: Millis,
+    event_id: String,
+    user_id: String,
+    total_cents: i64,
+    currency: String,
+    device_id: Option<String>,
+    items: Vec<(String, i64)>,
+}
+
+/// The payment fields the views read; ordered by `(time, event_id)` first, which is "latest".
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct PaymentRec {
+    time: Millis,
+    event_id: String,
+    payment_id: String,
+    order_id: String,
+    user_id: String,
+    provider: String,
+    status: String,
+    amount_cents: i64,
+    device_id: Option<String>,
+    card_fingerprint: Option<String>,
+}
+
+/// One session of a user (SPEC §2 `sessions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Session {
+    start: Millis,
+    end: Millis,
+    events: i64,
+    page_views: i64,
+    add_to_carts: i64,
+    orders: i64,
+}
+
+/// Activity kinds that make up sessions, in a fixed order so equal-time events sort stably.
+const PAGE_VIEW: u8 = 0;
+const ADD_TO_CART: u8 = 1;
+const ORDER: u8 = 2;
+
+/// The six views' update streams as rows, in the order of [`crate::row::VIEWS`].
+pub struct ViewStreams<'s> {
+    pub views: Vec<Coll<'s, Row>>,
+}
+
+fn floor(t: Millis, unit: Millis) -> Millis {
+    t.div_euclid(unit) * unit
+}
+
+fn s(v: &str) -> Cell {
+    Cell::Str(v.to_owned())
+}
+
+/// Builds every view over `events`; `rules` are this worker's rule plugin instances.
+pub fn build<'s>(events: Coll<'s, Event>, rules: Vec<Box<dyn Rule>>) -> ViewStreams<'s> {
+    let orders: Coll<'s, (Key, Order)> = events.clone().flat_map(|e| match e.body {
+        Body::OrderPlaced(o) => Some((
+            (e.tenant_id, o.order_id),
+            Order {
+                time: e.event_time_ms,
+                event_id: e.event_id,
+                user_id: o.user_id,
+                total_cents: o.total_cents,
+                currency: o.currency,
+                device_id: o.device_id,
+                items: o.items.into_iter().map(|i| (i.sku, i.quantity)).collect(),
+            },
+        )),
+        _ => None,
+    });
+    let cancels: Coll<'s, Key> = events
+        .clone()
+        .flat_map(|e| match e.body {
+            Body::OrderCancelled(c) => Some((e.tenant_id, c.order_id)),
+            _ => None,
+        })
+        .distinct();
+    let payments: Coll<'s, (String, PaymentRec)> = events.clone().flat_map(|e| match e.body {
+        Body::Payment(p) => Some((
+            e.tenant_id,
+            PaymentRec {
+                time: e.event_time_ms,
+                event_id: e.event_id,
+                payment_id: p.payment_id,
+                order_id: p.order_id,
+                user_id: p.user_id,
+                provider: p.provider,
+                status: p.status,
+                amount_cents: p.amount_cents,
+                device_id: p.device_id,
+                card_fingerprint: p.card_fingerprint,
+            },
+        )),
+        _ => None,
+    });
+
+    let cancelled_orders = orders.clone().semijoin(cancels.clone());
+    let live_orders = orders.clone().antijoin(cancels);
+
+    let gmv = gmv_minute(cancelled_orders, live_orders.clone());
+    let payment_status = payment_status(payments.clone());
+    let inventory = inventory(&events, orders.clone(), live_orders, payments.clone());
+    let sessions = sessions(&events);
+    let conversion = conversion_hour(sessions.clone());
+    let alerts = fraud_alerts(orders, payments, rules);
+
+    let session_rows = sessions.map(|((tenant, user), s)| {
+        vec![
+            Cell::Str(tenant),
+            Cell::Str(user),
+            Cell::Int(s.start),
+            Cell::Int(s.end),
+            Cell::Int(s.events),
+            Cell::Int(s.page_views),
+            Cell::Int(s.add_to_carts),
+            Cell::Int(s.orders),
+            Cell::Bool(s.orders > 0),
+        ]
+    });
+    ViewStreams {
+        views: vec![
+            gmv,
+            payment_status,
+            inventory,
+            session_rows,
+            conversion,
+            alerts,
+        ],
+    }
+}
+
+/// Σ over a group's values with their multiplicities.
+fn sum_by<V>(input: &[(&V, Diff)], f: impl Fn(&V) -> i64) -> i64 {
+    input.iter().map(|(v, r)| f(v) * *r as i64).sum()
+}
+
+fn gmv_minute<'s>(
+    cancelled: Coll<'s, (Key, Order)>,
+    live: Coll<'s, (Key, Order)>,
+) -> Coll<'s, Row> {
+    let bucket = |cancelled: bool| {
+        move |((tenant, _), o): (Key, Order)| {
+            (
+                (tenant, o.currency, floor(o.time, MINUTE_MS)),
+                (o.total_cents, cancelled),
+            )
+        }
+    };
+    cancelled
+        .map(bucket(true))
+        .concat(live.map(bucket(false)))
+        .reduce(|_key, input, output| {
+            let orders = sum_by(input, |_| 1);
+            let gmv = sum_by(input, |(total, _)| *total);
+            let cancelled = sum_by(input, |(_, c)| i64::from(*c));
+            let net = sum_by(input, |(total, c)| if *c { 0 } else { *total });
+            output.push(((orders, gmv, cancelled, net), 1));
+        })
+        .map(
+            |((tenant, currency, minute), (orders, gmv, cancelled, net))| {
+                vec![
+                    Cell::Str(tenant),
+                    Cell::Str(currency),
+                    Cell::Int(minute),
+                    Cell::Int(orders),
+                    Cell::Int(gmv),
+                    Cell::Int(cancelled),
+                    Cell::Int(net),
+                ]
+            },
+        )
+}
+
+/// The latest record of each group, by the record's own order.
+fn latest<'s, K, V>(records: Coll<'s, (K, V)>) -> Coll<'s, (K, V)>
+where
+    K: differential_dataflow::ExchangeData + std::hash::Hash,
+    V: differential_dataflow::ExchangeData,
+{
+    records.reduce(|_key, input, output| {
+        let (last, _) = input[input.len() - 1];
+        output.push((last.clone(), 1));
+    })
+}
+
+fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
+    latest(payments.map(|(tenant, p)| ((tenant, p.payment_id.clone()), p)))
+        .map(|((tenant, _), p)| ((tenant, p.provider, p.status), p.amount_cents))
+        .reduce(|_key, input, output| {
+            output.push(((sum_by(input, |_| 1), sum_by(input, |a| *a)), 1));
+        })
+        .map(|((tenant, provider, status), (payments, amount))| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Str(provider),
+                Cell::Str(status),
+                Cell::Int(payments),
+                Cell::Int(amount),
+            ]
+        })
+}
+
+fn inventory<'s>(
+    events: &Coll<'s, Event>,
+    orders: Coll<'s, (Key, Order)>,
+    live_orders: Coll<'s, (Key, Order)>,
+    payments: Coll<'s, (String, PaymentRec)>,
+) -> Coll<'s, Row> {
+    // An order's status is that of its latest payment event; no payment means pending.
+    let order_status: Coll<'s, (Key, String)> =
+        latest(payments.map(|(tenant, p)| ((tenant, p.order_id), (p.time, p.event_id, p.status))))
+            .map(|(key, (_, _, status))| (key, status));
+    let live_items = live_orders.map(|(key, o)| (key, o.items));
+    let reserving = live_items
+        .clone()
+        .join(order_status.clone())
+        .filter(|(_, (_, status))| status == status::PENDING || status == status::AUTHORIZED)
+        .map(|(key, (items, _))| (key, items))
+        .concat(live_items.antijoin(order_status.map(|(key, _)| key)));
+
+    // Values are (Δ on hand, reserved); every sku an order names gets a row even at (0, 0).
+    let adjustments = events.clone().flat_map(|e| match e.body {
+        Body::InventoryAdjusted(a) => Some(((e.tenant_id, a.sku), (a.delta, 0i64))),
+        _ => None,
+    });
+    let seen = orders.flat_map(|((tenant, _), o)| {
+        o.items
+            .into_iter()
+            .map(move |(sku, _)| ((tenant.clone(), sku), (0i64, 0i64)))
+    });
+    let reserved = reserving.flat_map(|((tenant, _), items)| {
+        items
+            .into_iter()
+            .map(move |(sku, quantity)| ((tenant.clone(), sku), (0i64, quantity)))
+    });
+    adjustments
+        .concat(seen)
+        .concat(reserved)
+        .reduce(|_key, input, output| {
+            output.push(((sum_by(input, |v| v.0), sum_by(input, |v| v.1)), 1));
+        })
+        .map(|((tenant, sku), (on_hand, reserved))| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Str(sku),
+                Cell::Int(on_hand),
+                Cell::Int(reserved),
+                Cell::Int(on_hand - reserved),
+            ]
+        })
+}
+
+fn sessions<'s>(events: &Coll<'s, Event>) -> Coll<'s, (Key, Session)> {
+    events
+        .clone()
+        .flat_map(|e| {
+            let (user, kind) = match e.body {
+                Body::PageView(p) => (p.user_id, PAGE_VIEW),
+                Body::AddToCart(a) => (a.user_id, ADD_TO_CART),
+                Body::OrderPlaced(o) => (o.user_id, ORDER),
+                _ => return None,
+            };
+            Some(((e.tenant_id, user), (e.event_time_ms, kind)))
+        })
+        .reduce(|_key, input, output| {
+            // Values arrive sorted by time: one scan splits them at gaps over 30 minutes.
+            let mut current: Option<Session> = None;
+            for &(&(time, kind), count) in input {
+                let count = count as i64;
+                let session = match current.as_mut() {
+                    Some(s) if time - s.end <= SESSION_GAP_MS => s,
+                    _ => {
+                        if let Some(done) = current.take() {
+                            output.push((done, 1));
+                        }
+                        current.insert(Session {
+                            start: time,
+                            end: time,
+                            events: 0,
+                            page_views: 0,
+                            add_to_carts: 0,
+                            orders: 0,
+                        })
+                    }
+                };
+                session.end = time;
+                session.events += count;
+                match kind {
+                    PAGE_VIEW => session.page_views += count,
+                    ADD_TO_CART => session.add_to_carts += count,
+                    _ => session.orders += count,
+                }
+            }
+            output.extend(current.map(|s| (s, 1)));
+        })
+}
+
+fn conversion_hour<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, Row> {
+    sessions
+        .map(|((tenant, _), s)| ((tenant, floor(s.start, HOUR_MS)), s.orders > 0))
+        .reduce(|_key, input, output| {
+            output.push(((sum_by(input, |_| 1), sum_by(input, |c| i64::from(*c))), 1));
+        })
+        .map(|((tenant, hour), (sessions, converted))| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Int(hour),
+                Cell::Int(sessions),
+                Cell::Int(converted),
+            ]
+        })
+}
+
+/// Features of every order: the user's orders in the velocity window and before it.
+fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, RuleInput> {
+    orders
+        .map(|((tenant, order_id), o)| {
+            (
+                (tenant, o.user_id.clone()),
+                (o.time, o.event_id, order_id, o.total_cents, o.device_id),
+            )
+        })
+        .reduce(|(tenant, user), input, output| {
+            // Sorted by time; expand multiplicities so positions count orders.
+            let mut times = Vec::with_capacity(input.len());
+            let mut prefix = vec![0i64];
+            for &(v, count) in input {
+                for _ in 0..count {
+                    times.push(v.0);
+                    prefix.push(prefix[prefix.len() - 1] + v.3);
+                }
+            }
+            for &((time, event_id, order_id, total, device), count) in input {
+                let upto = times.partition_point(|&t| t <= *time);
+                let window_start = times.partition_point(|&t| t <= *time - VELOCITY_WINDOW_MS);
+                let prior = times.partition_point(|&t| t < *time);
+                let input = RuleInput {
+                    event: RuleEvent {
+                        kind: RuleEventKind::Order,
+                        tenant_id: tenant.clone(),
+                        event_id: event_id.clone(),
+                        event_time_ms: *time,
+                        user_id: user.clone(),
+                        order_id: order_id.clone(),
+                        payment_id: String::new(),
+                        amount_cents: *total,
+                        status: String::new(),
+                        device_id: device.clone(),
+                        card_fingerprint: None,
+                    },
+                    features: Features {
+                        user_orders_10m: (upto - window_start) as u32,
+                        user_prior_orders: prior as u32,
+                        user_prior_total_cents: prefix[prior],
+                        device_failed_cards_5m: 0,
+                    },
+                };
+                output.push((input, count));
+            }
+        })
+        .map(|(_, input)| input)
+}
+
+/// Features of every failed payment with a device and a card: distinct cards failed on the
+/// device in the card-testing window.
+fn payment_features<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, RuleInput> {
+    payments
+        .flat_map(|(tenant, p)| {
+            let device = p.device_id.clone()?;
+            (p.status == status::FAILED && p.card_fingerprint.is_some())
+                .then_some(((tenant, device), p))
+        })
+        .reduce(|(tenant, _device), input, output| {
+            for (i, &(p, count)) in input.iter().enumerate() {
+                let mut cards: Vec<&str> = input[..=i]
+                    .iter()
+                    .rev()
+                    .take_while(|(q, _)| q.time > p.time - CARD_TESTING_WINDOW_MS)
+                    .filter_map(|(q, _)| q.card_fingerprint.as_deref())
+                    .collect();
+                // Later records with the same time are inside the window too.
+                cards.extend(
+                    input[i + 1..]
+                        .iter()
+                        .take_while(|(q, _)| q.time == p.time)
+                        .filter_map(|(q, _)| q.card_fingerprint.as_deref()),
+                );
+                cards.sort_unstable();
+                cards.dedup();
+                let input = RuleInput {
+                    event: RuleEvent {
+                        kind: RuleEventKind::Payment,
+                        tenant_id: tenant.clone(),
+                        event_id: p.event_id.clone(),
+                        event_time_ms: p.time,
+                        user_id: p.user_id.clone(),
+                        order_id: p.order_id.clone(),
+                        payment_id: p.payment_id.clone(),
+                        amount_cents: p.amount_cents,
+                        status: p.status.clone(),
+                        device_id: p.device_id.clone(),
+                        card_fingerprint: p.card_fingerprint.clone(),
+                    },
+                    features: Features {
+                        device_failed_cards_5m: cards.len() as u32,
+                        ..Features::default()
+                    },
+                };
+                output.push((input, count));
+            }
+        })
+        .map(|(_, input)| input)
+}
+
+fn fraud_alerts<'s>(
+    orders: Coll<'s, (Key, Order)>,
+    payments: Coll<'s, (String, PaymentRec)>,
+    mut rules: Vec<Box<dyn Rule>>,
+) -> Coll<'s, Row> {
+    order_features(orders)
+        .concat(payment_features(payments))
+        .flat_map(move |input| {
+            let mut alerts = Vec::new();
+            for rule in rules.iter_mut() {
+                let results = rule.evaluate(std::slice::from_ref(&input));
+                for result in results {
+                    // Rule failures are not yet dead-lettered; a failing rule raises nothing.
+                    for alert in result.unwrap_or_default() {
+                        alerts.push((
+                            (
+                                input.event.tenant_id.clone(),
+                                rule.name().to_owned(),
+                                alert.subject_id,
+                            ),
+                            input.event.event_time_ms,
+                        ));
+                    }
+                }
+            }
+            alerts
+        })
+        .reduce(|_key, input, output| output.push((*input[0].0, 1)))
+        .map(|((tenant, rule, subject), time)| {
+            vec![
+                s(&tenant),
+                Cell::Str(rule),
+                Cell::Str(subject),
+                Cell::Int(time),
+            ]
+        })
+}

@@ -1,0 +1,16 @@
+//! weir's integration tests: one binary, a module per area.
+//!
+//! - `exactness` — the views against the independent batch oracle, on seeded random input with
+//!   late, duplicate and malformed events, at the end and at every intermediate logical time;
+//!   and the same rows for any number of workers.
+//! - `quarantine` — every quarantine reason, deduplication, and PCI masking through to every
+//!   output file and log line.
+//! - `cli` — the `weir` binary as a user runs it.
+
+#[path = "../oracle/lib.rs"]
+mod oracle;
+
+mod cli;
+mod common;
+mod exactness;
+mod quarantine;
