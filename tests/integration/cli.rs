@@ -167,3 +167,40 @@ fn bad_input_and_flags_fail_with_a_clear_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 }
+
+#[test]
+fn live_run_prints_status_and_stops_cleanly_on_ctrl_c() {
+    let child = weir()
+        .args([
+            "run",
+            "--rate",
+            "3000",
+            "--status-secs",
+            "1",
+            "--workers",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    let status_lines = err.lines().filter(|l| l.contains("events/s |")).count();
+    assert!(status_lines >= 2, "{err}");
+    assert!(err.contains("logical time"), "{err}");
+    // It drained: the closing summary counts what was read.
+    let read: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("events read:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    assert!(read > 3_000, "{err}");
+}

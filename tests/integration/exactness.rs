@@ -21,7 +21,10 @@ fn views_equal_the_oracle_on_twenty_seeds() {
         // Every fifth input is long enough for the slowest fraud pattern (several orders over
         // half an hour of event time) to complete.
         let len = if seed % 5 == 0 { 120_000 } else { 30_000 };
-        let lines = mangled_input(seed, len, 400);
+        // Shuffle windows from 500 lines (seconds of event time) to 20,000 (minutes), on top
+        // of the generator's own events up to three hours late.
+        let window = 500 + (seed as usize * 7_919) % 20_000;
+        let lines = mangled_input(seed, len, window);
         let config = RunConfig {
             workers: 1 + (seed % 2) as usize,
             epoch_lines: 700 + seed as usize * 37,
