@@ -11,6 +11,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use weir::generator::{GenConfig, Generator};
+use weir::plugins::PluginFactory;
+use weir::plugins::embedded;
+use weir::plugins::native::NativePlugins;
+use weir::plugins::set::WasmPlugins;
+use weir::plugins::wasm::Limits;
 use weir::run::{LiveConfig, RunConfig, run_bounded, run_live};
 
 // The dataflow allocates and frees many small records; glibc malloc spent a third of a
@@ -35,6 +40,39 @@ enum Command {
     Run(RunArgs),
     /// Print generated events as NDJSON.
     Gen(GenArgs),
+    /// Build and test WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Build a plugin crate (see plugin-sdk) into a component.
+    Build {
+        /// The plugin crate's directory.
+        dir: PathBuf,
+        /// Where to write the component (default: <crate name>.wasm in the current directory).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Run a component against test vectors, with no pipeline.
+    Test {
+        /// The component.
+        wasm: PathBuf,
+        /// JSON lines of inputs and expected outputs.
+        vectors: PathBuf,
+        /// The plugin's name (default: the file name without .wasm).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PluginImpl {
+    /// The example plugins as sandboxed WebAssembly components (embedded in the binary).
+    Wasm,
+    /// The native Rust reference implementations.
+    Native,
 }
 
 #[derive(Args)]
@@ -66,6 +104,12 @@ struct RunArgs {
     /// Live runs: seconds between status lines.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     status_secs: u64,
+    /// Which implementation of the default plugins runs.
+    #[arg(long, value_enum, default_value_t = PluginImpl::Wasm)]
+    plugins: PluginImpl,
+    /// Replace or add a plugin: NAME=FILE.wasm (repeatable; the world is read off the file).
+    #[arg(long = "plugin", value_name = "NAME=FILE")]
+    plugin: Vec<String>,
 }
 
 #[derive(Args)]
@@ -83,6 +127,75 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Gen(args) => generate(args),
+        Command::Plugin(command) => plugin(command),
+    }
+}
+
+fn plugin_set(args: &RunArgs) -> anyhow::Result<Arc<dyn PluginFactory>> {
+    if args.plugins == PluginImpl::Native {
+        if !args.plugin.is_empty() {
+            bail!("--plugin needs the WebAssembly plugins; drop --plugins native");
+        }
+        return Ok(Arc::new(NativePlugins));
+    }
+    let mut set = WasmPlugins::defaults()?;
+    for spec in &args.plugin {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--plugin {spec}: expected NAME=FILE.wasm");
+        };
+        let bytes =
+            std::fs::read(file).with_context(|| format!("--plugin {spec}: cannot read {file}"))?;
+        let world = set.add(name, &bytes, None)?;
+        eprintln!("weir: plugin {name} ({world:?}) from {file}");
+    }
+    Ok(Arc::new(set))
+}
+
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Build { dir, out } => {
+            let bytes = embedded::build_crate(&dir).map_err(anyhow::Error::msg)?;
+            let out = out.unwrap_or_else(|| {
+                let name = dir
+                    .file_name()
+                    .map_or("plugin".into(), |n| n.to_string_lossy().into_owned());
+                PathBuf::from(format!("{name}.wasm"))
+            });
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("weir: wrote {} ({} bytes)", out.display(), bytes.len());
+            Ok(())
+        }
+        PluginCommand::Test {
+            wasm,
+            vectors,
+            name,
+        } => {
+            let name = name.unwrap_or_else(|| {
+                wasm.file_stem()
+                    .map_or("plugin".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let lines = std::fs::read_to_string(&vectors)
+                .with_context(|| format!("cannot read {}", vectors.display()))?;
+            let mut set = WasmPlugins::new(Limits::default())?;
+            let world = set.add(&name, &bytes, None)?;
+            let report =
+                weir::plugins::vectors::check(&set, &name, &lines).map_err(anyhow::Error::msg)?;
+            for failure in &report.failures {
+                eprintln!("FAIL {failure}");
+            }
+            eprintln!(
+                "{name} ({world:?}): {} passed, {} failed",
+                report.passed,
+                report.failures.len()
+            );
+            if !report.ok() {
+                bail!("{name} failed its vectors");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -90,7 +203,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = RunConfig {
         workers: usize::from(args.workers),
         epoch_lines: args.epoch_lines as usize,
-        ..RunConfig::default()
+        lockstep: false,
+        plugins: plugin_set(&args)?,
     };
     let result = match &args.input {
         Some(input) => {

@@ -15,11 +15,13 @@ use timely::dataflow::operators::probe::Probe;
 
 use crate::event::Event;
 use crate::plugins::PluginFactory;
+use crate::plugins::registry::{Deployment, Mode, RuleRegistry, VersionId};
 use crate::store::ViewStore;
 use crate::views::{self, Diff, Time};
 
 enum Message {
-    Events(Vec<Event>),
+    Events(Vec<(Time, Event)>),
+    Deploy(Vec<(Deployment, Diff)>),
     Advance(Time),
 }
 
@@ -36,6 +38,7 @@ pub struct Pipeline {
     senders: Vec<Sender<Message>>,
     guards: timely::communication::initialize::WorkerGuards<()>,
     store: Arc<ViewStore>,
+    rules: Arc<RuleRegistry>,
     epoch: Time,
     next_worker: usize,
 }
@@ -49,7 +52,8 @@ impl Pipeline {
         let receivers: Arc<Mutex<Vec<Option<Receiver<Message>>>>> =
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
         let worker_store = store.clone();
-        let plugins = config.plugins.clone();
+        let rules = Arc::new(RuleRegistry::default());
+        let worker_rules = rules.clone();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             let index = worker.index();
             let receiver = receivers.lock().unwrap()[index]
@@ -57,9 +61,10 @@ impl Pipeline {
                 .expect("each worker takes its own input channel once");
             let store = worker_store.clone();
             let probe = ProbeHandle::new();
-            let mut input = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, events) = scope.new_collection::<Event, Diff>();
-                let streams = views::build(events, plugins.rules());
+            let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, events) = scope.new_collection::<(Time, Event), Diff>();
+                let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
+                let streams = views::build(events, deployments, worker_rules.clone());
                 for (view, updates) in streams.views.into_iter().enumerate() {
                     let store = store.clone();
                     updates
@@ -67,7 +72,7 @@ impl Pipeline {
                         .inner
                         .probe_with(&probe);
                 }
-                input
+                (input, deploy)
             });
             let mut published: Option<Time> = None;
             let mut publish = |probe: &ProbeHandle<Time>, last: Time| {
@@ -94,9 +99,16 @@ impl Pipeline {
                                 input.insert(event);
                             }
                         }
+                        Ok(Message::Deploy(changes)) => {
+                            for (deployment, diff) in changes {
+                                deploy.update(deployment, diff);
+                            }
+                        }
                         Ok(Message::Advance(time)) => {
                             input.advance_to(time);
                             input.flush();
+                            deploy.advance_to(time);
+                            deploy.flush();
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
@@ -113,18 +125,42 @@ impl Pipeline {
             }
             let last = *input.time();
             input.close();
+            deploy.close();
             while !probe.done() {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
             publish(&probe, last);
         })?;
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             senders,
             guards,
             store,
+            rules,
             epoch: 0,
             next_worker: 0,
-        })
+        };
+        // The configured rules are the first versions, deployed for every event.
+        for (name, hash, tenant, maker) in config.plugins.rule_makers() {
+            let id = pipeline.rules.register(&name, hash, tenant, maker);
+            pipeline.deploy_rule(id, Mode::Retroactive)?;
+        }
+        Ok(pipeline)
+    }
+
+    /// The rule versions and deployments.
+    pub fn rules(&self) -> &Arc<RuleRegistry> {
+        &self.rules
+    }
+
+    /// Deploys a registered rule version at the current logical time, which it returns: with
+    /// `FromNow` it judges events admitted from then on, with `Retroactive` every event.
+    pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, String> {
+        let changes = self.rules.deploy(version, mode, self.epoch)?;
+        // One worker feeds deployments; differential spreads them.
+        self.senders[0]
+            .send(Message::Deploy(changes))
+            .map_err(|_| "the dataflow has stopped".to_owned())?;
+        Ok(self.epoch)
     }
 
     /// The logical time events pushed now will carry.
@@ -141,6 +177,8 @@ impl Pipeline {
         if events.is_empty() {
             return;
         }
+        let epoch = self.epoch;
+        let events: Vec<(Time, Event)> = events.into_iter().map(|e| (epoch, e)).collect();
         let workers = self.senders.len();
         if workers == 1 {
             let _ = self.senders[0].send(Message::Events(events));
@@ -149,7 +187,7 @@ impl Pipeline {
         let chunk = events.len().div_ceil(workers);
         let mut events = events.into_iter();
         loop {
-            let part: Vec<Event> = events.by_ref().take(chunk).collect();
+            let part: Vec<(Time, Event)> = events.by_ref().take(chunk).collect();
             if part.is_empty() {
                 break;
             }

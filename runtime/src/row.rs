@@ -185,11 +185,34 @@ pub const VIEWS: [ViewSchema; 6] = [
     FRAUD_ALERTS,
 ];
 
-/// Looks a view up by name.
+/// Looks a view or table up by name; the index is its position in [`TABLES`].
 pub fn view_schema(name: &str) -> Option<(usize, ViewSchema)> {
-    VIEWS
+    TABLES
         .iter()
         .copied()
         .enumerate()
         .find(|(_, v)| v.name == name)
 }
+
+/// Rule evaluations that failed: kept, with the error, until a fixed rule is deployed.
+pub const DEAD_LETTERS: ViewSchema = ViewSchema {
+    name: "dead_letters",
+    columns: &[
+        text("tenant_id"),
+        text("rule"),
+        text("event_id"),
+        text("error"),
+    ],
+    key_len: 3,
+};
+
+/// Everything the dataflow publishes: the views, then the internal tables.
+pub const TABLES: [ViewSchema; 7] = [
+    GMV_MINUTE,
+    PAYMENT_STATUS,
+    INVENTORY,
+    SESSIONS,
+    CONVERSION_HOUR,
+    FRAUD_ALERTS,
+    DEAD_LETTERS,
+];

@@ -16,7 +16,7 @@ use crate::ingest::{Admission, AdmissionStats, QuarantineSink, Quarantined};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
-use crate::row::{FRAUD_ALERTS, VIEWS};
+use crate::row::{DEAD_LETTERS, FRAUD_ALERTS, TABLES, VIEWS, view_schema};
 use crate::sink::{self, SinkError};
 use crate::store::ViewStore;
 
@@ -36,12 +36,27 @@ pub struct RunConfig {
 }
 
 impl Default for RunConfig {
+    /// One worker and the default plugins as WebAssembly.
     fn default() -> Self {
+        let plugins: Arc<dyn PluginFactory> = match crate::plugins::set::shared_defaults() {
+            Ok(set) => set,
+            Err(e) => panic!("the embedded default plugins must load: {e}"),
+        };
         RunConfig {
             workers: 1,
             epoch_lines: 20_000,
             lockstep: false,
+            plugins,
+        }
+    }
+}
+
+impl RunConfig {
+    /// As the default, with the native reference plugins instead of WebAssembly.
+    pub fn native() -> Self {
+        RunConfig {
             plugins: Arc::new(NativePlugins),
+            ..RunConfig::default()
         }
     }
 }
@@ -62,6 +77,9 @@ impl RunResult {
             let path = dir.join("views").join(format!("{}.parquet", view.name));
             sink::write_view(&path, view, &published.rows(i), published.as_of)?;
         }
+        let (dead, _) = view_schema(DEAD_LETTERS.name).expect("dead letters are a table");
+        let path = dir.join(format!("{}.parquet", DEAD_LETTERS.name));
+        sink::write_view(&path, &TABLES[dead], &published.rows(dead), published.as_of)?;
         sink::write_quarantine(&dir.join("quarantine.parquet"), &self.quarantine)
     }
 
@@ -120,35 +138,73 @@ pub fn run_bounded_into(
     store: Arc<ViewStore>,
     mut input: impl BufRead,
 ) -> io::Result<RunResult> {
-    let started = Instant::now();
-    let mut pipeline = start(config, store)?;
-    let mut admission = Admission::new(config.plugins.transforms(), Vec::new());
-    let epoch_lines = config.epoch_lines.max(1);
-    let mut in_epoch = 0;
+    let mut runner = Runner::start(config, store)?;
     loop {
-        let want = CHUNK_LINES.min(epoch_lines - in_epoch);
-        let lines = read_chunk(&mut input, want)?;
+        let lines = read_chunk(&mut input, CHUNK_LINES)?;
         if lines.is_empty() {
             break;
         }
-        in_epoch += lines.len();
-        pipeline.push(admission.admit(&lines));
-        if in_epoch == epoch_lines {
-            in_epoch = 0;
-            let closed = pipeline.advance();
-            if config.lockstep {
-                pipeline.store().wait_for(closed);
+        runner.feed(&lines);
+    }
+    Ok(runner.finish())
+}
+
+/// A bounded run fed by the caller: lines in, logical times closed every `epoch_lines`
+/// lines, and the pipeline at hand between feeds (to deploy a rule version, say).
+pub struct Runner {
+    pipeline: Pipeline,
+    admission: Admission<Vec<Quarantined>>,
+    epoch_lines: usize,
+    in_epoch: usize,
+    lockstep: bool,
+    started: Instant,
+}
+
+impl Runner {
+    pub fn start(config: &RunConfig, store: Arc<ViewStore>) -> io::Result<Runner> {
+        Ok(Runner {
+            pipeline: start(config, store)?,
+            admission: Admission::new(config.plugins.transforms(), Vec::new()),
+            epoch_lines: config.epoch_lines.max(1),
+            in_epoch: 0,
+            lockstep: config.lockstep,
+            started: Instant::now(),
+        })
+    }
+
+    /// Admits `lines` and hands their events to the dataflow.
+    pub fn feed<L: AsRef<[u8]>>(&mut self, mut lines: &[L]) {
+        while !lines.is_empty() {
+            let take = lines.len().min(self.epoch_lines - self.in_epoch);
+            let (now, rest) = lines.split_at(take);
+            lines = rest;
+            self.pipeline.push(self.admission.admit(now));
+            self.in_epoch += take;
+            if self.in_epoch == self.epoch_lines {
+                self.in_epoch = 0;
+                let closed = self.pipeline.advance();
+                if self.lockstep {
+                    self.pipeline.store().wait_for(closed);
+                }
             }
         }
     }
-    let stats = admission.stats().clone();
-    let store = pipeline.finish();
-    Ok(RunResult {
-        store,
-        stats,
-        quarantine: admission.into_quarantine(),
-        elapsed: started.elapsed(),
-    })
+
+    pub fn pipeline(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+
+    /// Closes the input, drains the dataflow and returns the final state.
+    pub fn finish(self) -> RunResult {
+        let stats = self.admission.stats().clone();
+        let store = self.pipeline.finish();
+        RunResult {
+            store,
+            stats,
+            quarantine: self.admission.into_quarantine(),
+            elapsed: self.started.elapsed(),
+        }
+    }
 }
 
 fn start(config: &RunConfig, store: Arc<ViewStore>) -> io::Result<Pipeline> {
@@ -159,7 +215,7 @@ fn start(config: &RunConfig, store: Arc<ViewStore>) -> io::Result<Pipeline> {
         },
         store,
     )
-    .map_err(|e| io::Error::other(format!("cannot start the dataflow workers: {e}")))
+    .map_err(|e| io::Error::other(format!("cannot start the dataflow: {e}")))
 }
 
 /// Settings of a live run on the built-in generator.

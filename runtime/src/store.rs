@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, RwLock};
 
-use crate::row::{Row, VIEWS};
+use crate::row::{Row, TABLES};
 use crate::views::{Diff, Time};
 
 /// Published state.
@@ -17,7 +17,7 @@ use crate::views::{Diff, Time};
 pub struct Published {
     /// The logical time every view reflects; `None` before the first publication.
     pub as_of: Option<Time>,
-    /// Per view (indexed as [`VIEWS`]), each row with its multiplicity (1 for a consistent view).
+    /// Per view and table (indexed as [`TABLES`]), each row with its multiplicity (1 for a consistent view).
     pub views: Vec<BTreeMap<Row, Diff>>,
 }
 
@@ -59,10 +59,10 @@ pub struct ViewStore {
 impl Default for ViewStore {
     fn default() -> Self {
         ViewStore {
-            staged: VIEWS.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            staged: TABLES.iter().map(|_| Mutex::new(Vec::new())).collect(),
             published: RwLock::new(Published {
                 as_of: None,
-                views: VIEWS.iter().map(|_| BTreeMap::new()).collect(),
+                views: TABLES.iter().map(|_| BTreeMap::new()).collect(),
             }),
             progress: (Mutex::new(None), Condvar::new()),
             observer: Mutex::new(None),

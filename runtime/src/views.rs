@@ -14,7 +14,10 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Body, Event, Millis, status};
-use crate::plugins::{Features, Rule, RuleEvent, RuleEventKind, RuleInput};
+use std::sync::Arc;
+
+use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry};
+use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
 use crate::row::{Cell, Row};
 
 /// Logical time: the epoch in which an event was admitted.
@@ -37,6 +40,8 @@ type Key = (String, String);
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Order {
     time: Millis,
+    /// The logical time the event was admitted at: picks the rule version that judges it.
+    admitted: Time,
     event_id: String,
     user_id: String,
     total_cents: i64,
@@ -50,6 +55,7 @@ struct Order {
 struct PaymentRec {
     time: Millis,
     event_id: String,
+    admitted: Time,
     payment_id: String,
     order_id: String,
     user_id: String,
@@ -76,7 +82,8 @@ const PAGE_VIEW: u8 = 0;
 const ADD_TO_CART: u8 = 1;
 const ORDER: u8 = 2;
 
-/// The six views' update streams as rows, in the order of [`crate::row::VIEWS`].
+/// The update streams as rows, in the order of [`crate::row::TABLES`]: the six views, then
+/// the dead letters of failed rule evaluations.
 pub struct ViewStreams<'s> {
     pub views: Vec<Coll<'s, Row>>,
 }
@@ -89,13 +96,20 @@ fn s(v: &str) -> Cell {
     Cell::Str(v.to_owned())
 }
 
-/// Builds every view over `events`; `rules` are this worker's rule plugin instances.
-pub fn build<'s>(events: Coll<'s, Event>, rules: Vec<Box<dyn Rule>>) -> ViewStreams<'s> {
-    let orders: Coll<'s, (Key, Order)> = events.clone().flat_map(|e| match e.body {
+/// Builds every view over `admitted` (events with the logical time they were admitted at);
+/// fraud rules are judged by the versions `deployments` names, looked up in `rules`.
+pub fn build<'s>(
+    admitted: Coll<'s, (Time, Event)>,
+    deployments: Coll<'s, Deployment>,
+    rules: Arc<RuleRegistry>,
+) -> ViewStreams<'s> {
+    let events: Coll<'s, Event> = admitted.clone().map(|(_, e)| e);
+    let orders: Coll<'s, (Key, Order)> = admitted.clone().flat_map(|(at, e)| match e.body {
         Body::OrderPlaced(o) => Some((
             (e.tenant_id, o.order_id),
             Order {
                 time: e.event_time_ms,
+                admitted: at,
                 event_id: e.event_id,
                 user_id: o.user_id,
                 total_cents: o.total_cents,
@@ -113,12 +127,13 @@ pub fn build<'s>(events: Coll<'s, Event>, rules: Vec<Box<dyn Rule>>) -> ViewStre
             _ => None,
         })
         .distinct();
-    let payments: Coll<'s, (String, PaymentRec)> = events.clone().flat_map(|e| match e.body {
+    let payments: Coll<'s, (String, PaymentRec)> = admitted.flat_map(|(at, e)| match e.body {
         Body::Payment(p) => Some((
             e.tenant_id,
             PaymentRec {
                 time: e.event_time_ms,
                 event_id: e.event_id,
+                admitted: at,
                 payment_id: p.payment_id,
                 order_id: p.order_id,
                 user_id: p.user_id,
@@ -140,7 +155,7 @@ pub fn build<'s>(events: Coll<'s, Event>, rules: Vec<Box<dyn Rule>>) -> ViewStre
     let inventory = inventory(&events, orders.clone(), live_orders, payments.clone());
     let sessions = sessions(&events);
     let conversion = conversion_hour(sessions.clone());
-    let alerts = fraud_alerts(orders, payments, rules);
+    let (alerts, dead_letters) = fraud_alerts(orders, payments, deployments, rules);
 
     let session_rows = sessions.map(|((tenant, user), s)| {
         vec![
@@ -163,6 +178,7 @@ pub fn build<'s>(events: Coll<'s, Event>, rules: Vec<Box<dyn Rule>>) -> ViewStre
             session_rows,
             conversion,
             alerts,
+            dead_letters,
         ],
     }
 }
@@ -350,12 +366,19 @@ fn conversion_hour<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, Row> {
 }
 
 /// Features of every order: the user's orders in the velocity window and before it.
-fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, RuleInput> {
+fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, (RuleInput, Time)> {
     orders
         .map(|((tenant, order_id), o)| {
             (
                 (tenant, o.user_id.clone()),
-                (o.time, o.event_id, order_id, o.total_cents, o.device_id),
+                (
+                    o.time,
+                    o.event_id,
+                    order_id,
+                    o.total_cents,
+                    o.device_id,
+                    o.admitted,
+                ),
             )
         })
         .reduce(|(tenant, user), input, output| {
@@ -368,7 +391,7 @@ fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, RuleInput> {
                     prefix.push(prefix[prefix.len() - 1] + v.3);
                 }
             }
-            for &((time, event_id, order_id, total, device), count) in input {
+            for &((time, event_id, order_id, total, device, admitted), count) in input {
                 let upto = times.partition_point(|&t| t <= *time);
                 let window_start = times.partition_point(|&t| t <= *time - VELOCITY_WINDOW_MS);
                 let prior = times.partition_point(|&t| t < *time);
@@ -393,7 +416,7 @@ fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, RuleInput> {
                         device_failed_cards_5m: 0,
                     },
                 };
-                output.push((input, count));
+                output.push(((input, *admitted), count));
             }
         })
         .map(|(_, input)| input)
@@ -401,7 +424,7 @@ fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, RuleInput> {
 
 /// Features of every failed payment with a device and a card: distinct cards failed on the
 /// device in the card-testing window.
-fn payment_features<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, RuleInput> {
+fn payment_features<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, (RuleInput, Time)> {
     payments
         .flat_map(|(tenant, p)| {
             let device = p.device_id.clone()?;
@@ -444,38 +467,89 @@ fn payment_features<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Ru
                         ..Features::default()
                     },
                 };
-                output.push((input, count));
+                output.push(((input, p.admitted), count));
             }
         })
         .map(|(_, input)| input)
 }
 
+/// What one rule evaluation left: an alert, or a failure to dead-letter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Verdict {
+    Alert { subject_id: String },
+    Failed { event_id: String, error: String },
+}
+
+/// Rule inputs are spread over this many shards; every rule deployment is joined with each.
+const RULE_SHARDS: u64 = 64;
+
+/// A stable shard of an event id (FNV-1a), the same on every worker and every run.
+fn shard(event_id: &str) -> u64 {
+    crate::plugins::registry::fnv1a(event_id.as_bytes()) % RULE_SHARDS
+}
+
 fn fraud_alerts<'s>(
     orders: Coll<'s, (Key, Order)>,
     payments: Coll<'s, (String, PaymentRec)>,
-    mut rules: Vec<Box<dyn Rule>>,
-) -> Coll<'s, Row> {
-    order_features(orders)
+    deployments: Coll<'s, Deployment>,
+    registry: Arc<RuleRegistry>,
+) -> (Coll<'s, Row>, Coll<'s, Row>) {
+    // Each input meets every deployment of every rule; a deployment judges the inputs of its
+    // tenants admitted in its range. A deployment change re-judges exactly what it covers.
+    let inputs = order_features(orders)
         .concat(payment_features(payments))
-        .flat_map(move |input| {
-            let mut alerts = Vec::new();
-            for rule in rules.iter_mut() {
+        .map(|(input, admitted)| (shard(&input.event.event_id), (input, admitted)));
+    let deployments = deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, d.clone())));
+    let mut instances = RuleInstances::default();
+    let verdicts =
+        inputs
+            .join(deployments)
+            .flat_map(move |(_, ((input, admitted), deployment))| {
+                let mut verdicts = Vec::new();
+                if !deployment.judges(&input.event.tenant_id, admitted) {
+                    return verdicts;
+                }
+                let Some(rule) = instances.get(&registry, deployment.version) else {
+                    return verdicts;
+                };
                 let results = rule.evaluate(std::slice::from_ref(&input));
+                let rule_name = deployment.name;
                 for result in results {
-                    // Rule failures are not yet dead-lettered; a failing rule raises nothing.
-                    for alert in result.unwrap_or_default() {
-                        alerts.push((
+                    let tenant = input.event.tenant_id.clone();
+                    let time = input.event.event_time_ms;
+                    match result {
+                        Ok(alerts) => verdicts.extend(alerts.into_iter().map(|a| {
                             (
-                                input.event.tenant_id.clone(),
-                                rule.name().to_owned(),
-                                alert.subject_id,
+                                (tenant.clone(), rule_name.clone()),
+                                (
+                                    Verdict::Alert {
+                                        subject_id: a.subject_id,
+                                    },
+                                    time,
+                                ),
+                            )
+                        })),
+                        // The event still counts in every view; the evaluation waits in the
+                        // dead-letter table for a fixed rule.
+                        Err(error) => verdicts.push((
+                            (tenant, rule_name.clone()),
+                            (
+                                Verdict::Failed {
+                                    event_id: input.event.event_id.clone(),
+                                    error: error.code().to_owned(),
+                                },
+                                time,
                             ),
-                            input.event.event_time_ms,
-                        ));
+                        )),
                     }
                 }
-            }
-            alerts
+                verdicts
+            });
+    let alerts = verdicts
+        .clone()
+        .flat_map(|((tenant, rule), (verdict, time))| match verdict {
+            Verdict::Alert { subject_id } => Some(((tenant, rule, subject_id), time)),
+            Verdict::Failed { .. } => None,
         })
         .reduce(|_key, input, output| output.push((*input[0].0, 1)))
         .map(|((tenant, rule, subject), time)| {
@@ -485,5 +559,20 @@ fn fraud_alerts<'s>(
                 Cell::Str(subject),
                 Cell::Int(time),
             ]
+        });
+    let dead_letters = verdicts
+        .flat_map(|((tenant, rule), (verdict, _))| match verdict {
+            Verdict::Failed { event_id, error } => Some(((tenant, rule, event_id), error)),
+            Verdict::Alert { .. } => None,
         })
+        .reduce(|_key, input, output| output.push((input[0].0.clone(), 1)))
+        .map(|((tenant, rule, event_id), error)| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Str(rule),
+                Cell::Str(event_id),
+                Cell::Str(error),
+            ]
+        });
+    (alerts, dead_letters)
 }

@@ -13,4 +13,6 @@ mod oracle;
 mod cli;
 mod common;
 mod exactness;
+mod plugins;
 mod quarantine;
+mod swap;

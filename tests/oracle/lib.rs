@@ -23,12 +23,16 @@ pub struct Params {
     /// `velocity`: orders of one user within 10 minutes (the flagged one included) that raise
     /// the alert.
     pub velocity_threshold: usize,
+    /// `Some((line, threshold))`: orders from input lines at index `line` on are judged with
+    /// `threshold` instead (a rule version deployed "from now" at that point of the input).
+    pub velocity_switch: Option<(usize, usize)>,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
             velocity_threshold: 5,
+            velocity_switch: None,
         }
     }
 }
@@ -103,12 +107,14 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     let mut quarantined: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut events: Vec<Event> = Vec::new();
+    let mut line_of: HashMap<(String, String), usize> = HashMap::new();
     let mut duplicates = 0;
-    for line in lines {
+    for (index, line) in lines.iter().enumerate() {
         match decode(line) {
             Err(reason) => *quarantined.entry(reason.to_string()).or_default() += 1,
             Ok(ev) => {
                 if seen.insert((ev.tenant_id.clone(), ev.event_id.clone())) {
+                    line_of.insert((ev.tenant_id.clone(), ev.event_id.clone()), index);
                     events.push(ev);
                 } else {
                     duplicates += 1;
@@ -124,7 +130,10 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     views.insert(row::INVENTORY.name, inventory(&events));
     views.insert(row::CONVERSION_HOUR.name, conversion_hour(&sessions));
     views.insert(row::SESSIONS.name, sessions);
-    views.insert(row::FRAUD_ALERTS.name, fraud_alerts(&events, params));
+    views.insert(
+        row::FRAUD_ALERTS.name,
+        fraud_alerts(&events, &line_of, params),
+    );
     for rows in views.values_mut() {
         rows.sort();
     }
@@ -354,7 +363,11 @@ fn conversion_hour(sessions: &[Row]) -> Vec<Row> {
         .collect()
 }
 
-fn fraud_alerts(events: &[Event], params: &Params) -> Vec<Row> {
+fn fraud_alerts(
+    events: &[Event],
+    line_of: &HashMap<(String, String), usize>,
+    params: &Params,
+) -> Vec<Row> {
     // (tenant, rule, subject) -> earliest flagged event time
     let mut alerts: BTreeMap<(&str, &'static str, &str), Millis> = BTreeMap::new();
     let mut raise = |tenant, rule, subject, t: Millis| {
@@ -365,25 +378,34 @@ fn fraud_alerts(events: &[Event], params: &Params) -> Vec<Row> {
     };
 
     // Orders of each user, sorted by time (ties in any order: they are all "at or before").
-    let mut user_orders: HashMap<(&str, &str), Vec<(Millis, &OrderPlaced)>> = HashMap::new();
+    // (tenant, user) -> (time, order, event id)
+    type UserOrders<'a> = HashMap<(&'a str, &'a str), Vec<(Millis, &'a OrderPlaced, &'a str)>>;
+    let mut user_orders: UserOrders = HashMap::new();
+    let mut threshold_of: HashMap<(&str, &str), usize> = HashMap::new();
     for (e, o) in orders(events) {
         user_orders
             .entry((&e.tenant_id, &o.user_id))
             .or_default()
-            .push((e.event_time_ms, o));
+            .push((e.event_time_ms, o, &e.event_id));
+        let line = line_of[&(e.tenant_id.clone(), e.event_id.clone())];
+        let threshold = match params.velocity_switch {
+            Some((from, threshold)) if line >= from => threshold,
+            _ => params.velocity_threshold,
+        };
+        threshold_of.insert((&e.tenant_id, &e.event_id), threshold);
     }
     for ((tenant, _), mut list) in user_orders {
-        list.sort_by_key(|(t, _)| *t);
-        let times: Vec<Millis> = list.iter().map(|(t, _)| *t).collect();
+        list.sort_by_key(|(t, _, _)| *t);
+        let times: Vec<Millis> = list.iter().map(|(t, _, _)| *t).collect();
         let mut prefix_totals: Vec<i128> = vec![0];
-        for (_, o) in &list {
+        for (_, o, _) in &list {
             prefix_totals.push(prefix_totals[prefix_totals.len() - 1] + i128::from(o.total_cents));
         }
-        for &(t, o) in &list {
+        for &(t, o, event_id) in &list {
             // velocity: orders with time in (t - 10 min, t]
             let upto = times.partition_point(|&x| x <= t);
             let after = times.partition_point(|&x| x <= t - VELOCITY_WINDOW_MS);
-            if upto - after >= params.velocity_threshold {
+            if upto - after >= threshold_of[&(tenant, event_id)] {
                 raise(tenant, "velocity", o.order_id.as_str(), t);
             }
             // amount_anomaly: the n orders strictly before t
@@ -730,6 +752,7 @@ mod tests {
             &lines,
             &Params {
                 velocity_threshold: 4,
+                velocity_switch: None,
             },
         );
         assert_eq!(

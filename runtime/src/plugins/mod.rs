@@ -13,7 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Millis};
 
+pub mod embedded;
 pub mod native;
+pub mod registry;
+pub mod set;
+pub mod vectors;
+pub mod wasm;
 
 /// Why one plugin call failed. The code is stable: it lands in quarantine reasons as
 /// `plugin_error:<plugin>:<code>`.
@@ -25,6 +30,8 @@ pub enum PluginError {
     MemoryLimit,
     #[error("plugin overflowed its stack")]
     StackOverflow,
+    #[error("plugin ran past its wall-clock deadline")]
+    Deadline,
     #[error("plugin trapped: {0}")]
     GuestTrap(String),
     #[error("plugin rejected the event: {0}")]
@@ -42,6 +49,7 @@ impl PluginError {
             PluginError::OutOfFuel => "out_of_fuel",
             PluginError::MemoryLimit => "memory_limit",
             PluginError::StackOverflow => "stack_overflow",
+            PluginError::Deadline => "deadline",
             PluginError::GuestTrap(_) => "trap",
             PluginError::Rejected(_) => "rejected",
             PluginError::InvalidOutput(_) => "invalid_output",
@@ -61,6 +69,7 @@ pub trait Transform: Send {
 
 /// What kind of event a rule is looking at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RuleEventKind {
     Order,
     Payment,
@@ -127,4 +136,6 @@ pub trait Rule: Send {
 pub trait PluginFactory: Send + Sync {
     fn transforms(&self) -> Vec<Box<dyn Transform>>;
     fn rules(&self) -> Vec<Box<dyn Rule>>;
+    /// The rules as versions to register: name, content hash, tenant scope, and a maker.
+    fn rule_makers(&self) -> Vec<(String, String, Option<String>, registry::RuleMaker)>;
 }

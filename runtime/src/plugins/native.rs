@@ -1,6 +1,9 @@
 //! Native Rust implementations of the default plugins: `normalize-payments` and the three
 //! fraud rules of SPEC §2 with their thresholds.
 
+use std::sync::Arc;
+
+use super::registry::{RuleMaker, content_hash};
 use super::{Alert, PluginError, PluginFactory, Rule, RuleEventKind, RuleInput, Transform};
 use crate::event::{Body, Event, status};
 
@@ -148,5 +151,20 @@ impl PluginFactory for NativePlugins {
             Box::new(CardTesting),
             Box::new(AmountAnomaly),
         ]
+    }
+    fn rule_makers(&self) -> Vec<(String, String, Option<String>, RuleMaker)> {
+        let makers: [RuleMaker; 3] = [
+            Arc::new(|| Box::new(Velocity::default())),
+            Arc::new(|| Box::new(CardTesting)),
+            Arc::new(|| Box::new(AmountAnomaly)),
+        ];
+        makers
+            .into_iter()
+            .map(|make| {
+                let name = make().name().to_owned();
+                let hash = content_hash(format!("native:{name}").as_bytes());
+                (name, hash, None, make)
+            })
+            .collect()
     }
 }

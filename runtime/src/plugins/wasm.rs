@@ -1,0 +1,582 @@
+//! The WebAssembly host: plugins as sandboxed components of the `wit/` worlds.
+//!
+//! One [`WasmEngine`] per process (component model, fuel, epoch interruption, a pooling
+//! allocator); a plugin is compiled and linked once into an `InstancePre`. Every call gets a
+//! fresh `Store` with a memory cap and a fresh instance, so a call's answer depends on its
+//! input alone — no state leaks from one batch to the next, which is what lets the dataflow
+//! re-run a rule to retract its earlier answer.
+//!
+//! Failure is decided by fuel, not wall time: a batch of `n` events may burn `n` times the
+//! per-event budget, and a batch that fails is re-run one event at a time so that exactly the
+//! events that fail are reported. The epoch deadline is only a backstop for host bugs. Traps
+//! become typed [`PluginError`]s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder, Trap,
+};
+
+use super::{Alert, PluginError, Rule, RuleEventKind, RuleInput, Transform};
+use crate::event::{self as ev, Event};
+
+mod transform_world {
+    wasmtime::component::bindgen!({ path: "../wit", world: "transform" });
+}
+mod rule_world {
+    wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
+}
+
+use rule_world::weir::plugin::types as rt;
+use transform_world::weir::plugin::types as tt;
+
+/// Limits every plugin call runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Fuel per input event; a batch gets this times its length, plus `base_fuel`.
+    pub fuel_per_event: u64,
+    /// Fuel for the call itself (instantiation, lifting and lowering).
+    pub base_fuel: u64,
+    /// Linear memory cap per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Events one input may become.
+    pub max_outputs_per_event: usize,
+    /// Wall-clock backstop per call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_event: 2_000_000,
+            base_fuel: 20_000_000,
+            memory_bytes: 64 << 20,
+            max_outputs_per_event: 1_000,
+            deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a component was refused at load time.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    Malformed(String),
+    #[error(
+        "the component imports {0}; a plugin may import nothing (no files, sockets, clocks or randomness): build it for wasm32-unknown-unknown with the plugin SDK"
+    )]
+    Imports(String),
+    #[error(
+        "the component does not match the weir:plugin/{world} world (imports must be empty, exports as in wit/plugin.wit): {detail}"
+    )]
+    WorldMismatch { world: &'static str, detail: String },
+}
+
+/// Per-store state: the memory limiter, remembering whether it refused a growth.
+struct StoreState {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_refused = true;
+        }
+        allowed
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}
+
+/// The process-wide WebAssembly engine.
+#[derive(Clone)]
+pub struct WasmEngine {
+    engine: Engine,
+    limits: Limits,
+    _ticker: Arc<Ticker>,
+}
+
+/// Advances the engine epoch until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmEngine {
+    pub fn new(limits: Limits) -> Result<Self, String> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10);
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(256)
+            .total_core_instances(512)
+            .total_memories(256)
+            .total_tables(256)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = engine.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        Ok(WasmEngine {
+            engine,
+            limits,
+            _ticker: Arc::new(Ticker { stop }),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn store(&self, events: usize) -> Store<StoreState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .instances(16)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                limits,
+                memory_refused: false,
+            },
+        );
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        let fuel = self.limits.base_fuel + self.limits.fuel_per_event * events as u64;
+        store.set_fuel(fuel).expect("fuel is enabled");
+        let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        // An interface of types only (the ABI's own `types`) gives a plugin nothing to call.
+        let reaches_out = |item: &ComponentItem| match item {
+            ComponentItem::Type(_) => false,
+            ComponentItem::ComponentInstance(instance) => instance
+                .exports(&self.engine)
+                .any(|(_, export)| !matches!(export.ty, ComponentItem::Type(_))),
+            _ => true,
+        };
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter(|(_, import)| reaches_out(&import.ty))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if !imports.is_empty() {
+            return Err(LoadError::Imports(imports.join(", ")));
+        }
+        Ok(component)
+    }
+
+    /// Compiles and links a transform component.
+    pub fn load_transform(&self, name: &str, bytes: &[u8]) -> Result<WasmTransform, LoadError> {
+        let component = self.compile(bytes)?;
+        let linker = Linker::<StoreState>::new(&self.engine);
+        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
+            world: "transform",
+            detail: format!("{e:#}"),
+        };
+        let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
+        let pre = transform_world::TransformPre::new(pre).map_err(mismatch)?;
+        Ok(WasmTransform {
+            name: name.to_owned(),
+            engine: self.clone(),
+            pre,
+        })
+    }
+
+    /// Compiles and links a rule component.
+    pub fn load_rule(&self, name: &str, bytes: &[u8]) -> Result<WasmRule, LoadError> {
+        let component = self.compile(bytes)?;
+        let linker = Linker::<StoreState>::new(&self.engine);
+        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
+            world: "rule",
+            detail: format!("{e:#}"),
+        };
+        let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
+        let pre = rule_world::RulePre::new(pre).map_err(mismatch)?;
+        Ok(WasmRule {
+            name: name.to_owned(),
+            engine: self.clone(),
+            pre,
+        })
+    }
+}
+
+/// Maps a failed call to the typed error.
+fn classify(error: wasmtime::Error, store: &Store<StoreState>) -> PluginError {
+    if store.data().memory_refused {
+        return PluginError::MemoryLimit;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PluginError::OutOfFuel,
+        Some(Trap::StackOverflow) => PluginError::StackOverflow,
+        Some(Trap::Interrupt) => PluginError::Deadline,
+        Some(trap) => PluginError::GuestTrap(trap.to_string()),
+        None => PluginError::GuestTrap(format!("{error:#}")),
+    }
+}
+
+/// Runs `call` over `items` in one batch; if the batch fails, runs each item alone so that
+/// only the items that fail on their own are reported as failed.
+/// The results of one plugin call: one per input, or the failure of the whole call.
+type CallResult<O> = Result<Vec<Result<O, PluginError>>, PluginError>;
+
+fn batched<I, O>(
+    items: &[I],
+    mut call: impl FnMut(&[I]) -> CallResult<O>,
+) -> Vec<Result<O, PluginError>> {
+    let single = |call: &mut dyn FnMut(&[I]) -> CallResult<O>, item: &I| match call(
+        std::slice::from_ref(item),
+    ) {
+        Ok(mut out) if out.len() == 1 => out.pop().expect("one result"),
+        Ok(out) => Err(PluginError::InvalidOutput(format!(
+            "{} results for 1 input",
+            out.len()
+        ))),
+        Err(e) => Err(e),
+    };
+    match items {
+        [] => Vec::new(),
+        [item] => vec![single(&mut call, item)],
+        _ => match call(items) {
+            Ok(out) if out.len() == items.len() => out,
+            _ => items.iter().map(|item| single(&mut call, item)).collect(),
+        },
+    }
+}
+
+/// Calls `run` once per tenant's share of `items` (in first-seen order) and puts the results
+/// back in input order: one tenant's failing events never cost another tenant a retry.
+fn per_tenant<I: Clone, O>(
+    items: &[I],
+    tenant: impl Fn(&I) -> &String,
+    mut run: impl FnMut(&[I]) -> Vec<Result<O, PluginError>>,
+) -> Vec<Result<O, PluginError>> {
+    if items.windows(2).all(|w| tenant(&w[0]) == tenant(&w[1])) {
+        return run(items);
+    }
+    let mut groups: Vec<(&String, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match groups.iter_mut().find(|(t, _)| *t == tenant(item)) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((tenant(item), vec![i])),
+        }
+    }
+    let mut out: Vec<Option<Result<O, PluginError>>> = items.iter().map(|_| None).collect();
+    for (_, idx) in groups {
+        let batch: Vec<I> = idx.iter().map(|&i| items[i].clone()).collect();
+        for (i, result) in idx.into_iter().zip(run(&batch)) {
+            out[i] = Some(result);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every input has a result"))
+        .collect()
+}
+
+/// A transform plugin running as a component.
+#[derive(Clone)]
+pub struct WasmTransform {
+    name: String,
+    engine: WasmEngine,
+    pre: transform_world::TransformPre<StoreState>,
+}
+
+impl WasmTransform {
+    fn call(&self, events: &[tt::Event]) -> CallResult<Vec<Event>> {
+        let mut store = self.engine.store(events.len());
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store))?;
+        let results = instance
+            .call_transform(&mut store, events)
+            .map_err(|e| classify(e, &store))?;
+        let max = self.engine.limits.max_outputs_per_event;
+        Ok(results
+            .into_iter()
+            .zip(events)
+            .map(|(r, input)| match r {
+                Ok(out) if out.len() > max => Err(PluginError::InvalidOutput(format!(
+                    "{} events out of one (at most {max})",
+                    out.len()
+                ))),
+                // A plugin speaks only for the tenant whose event it was given.
+                Ok(out) if out.iter().any(|e| e.tenant_id != input.tenant_id) => Err(
+                    PluginError::InvalidOutput("an output event names another tenant".into()),
+                ),
+                Ok(out) => Ok(out.into_iter().map(from_wit).collect()),
+                Err(message) => Err(PluginError::Rejected(message)),
+            })
+            .collect())
+    }
+}
+
+impl Transform for WasmTransform {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn apply(&mut self, events: Vec<Event>) -> Vec<Result<Vec<Event>, PluginError>> {
+        let events: Vec<tt::Event> = events.into_iter().map(to_wit).collect();
+        per_tenant(
+            &events,
+            |e| &e.tenant_id,
+            |batch| batched(batch, |b| self.call(b)),
+        )
+    }
+}
+
+/// A rule plugin running as a component.
+#[derive(Clone)]
+pub struct WasmRule {
+    name: String,
+    engine: WasmEngine,
+    pre: rule_world::RulePre<StoreState>,
+}
+
+impl WasmRule {
+    fn call(&self, batch: &[rt::RuleInput]) -> CallResult<Vec<Alert>> {
+        let mut store = self.engine.store(batch.len());
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store))?;
+        let results = instance
+            .call_evaluate(&mut store, batch)
+            .map_err(|e| classify(e, &store))?;
+        let max = self.engine.limits.max_outputs_per_event;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(out) if out.len() > max => Err(PluginError::InvalidOutput(format!(
+                    "{} alerts for one input (at most {max})",
+                    out.len()
+                ))),
+                Ok(out) => Ok(out
+                    .into_iter()
+                    .map(|a| Alert {
+                        subject_id: a.subject_id,
+                    })
+                    .collect()),
+                Err(message) => Err(PluginError::Rejected(message)),
+            })
+            .collect())
+    }
+}
+
+impl Rule for WasmRule {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn evaluate(&mut self, batch: &[RuleInput]) -> Vec<Result<Vec<Alert>, PluginError>> {
+        let inputs: Vec<rt::RuleInput> = batch.iter().map(rule_to_wit).collect();
+        per_tenant(
+            &inputs,
+            |i| &i.event.tenant_id,
+            |b| batched(b, |b| self.call(b)),
+        )
+    }
+}
+
+fn rule_to_wit(input: &RuleInput) -> rt::RuleInput {
+    let e = &input.event;
+    let f = &input.features;
+    rt::RuleInput {
+        event: rt::RuleEvent {
+            kind: match e.kind {
+                RuleEventKind::Order => rt::RuleEventKind::Order,
+                RuleEventKind::Payment => rt::RuleEventKind::Payment,
+            },
+            tenant_id: e.tenant_id.clone(),
+            event_id: e.event_id.clone(),
+            event_time_ms: e.event_time_ms,
+            user_id: e.user_id.clone(),
+            order_id: e.order_id.clone(),
+            payment_id: e.payment_id.clone(),
+            amount_cents: e.amount_cents,
+            status: e.status.clone(),
+            device_id: e.device_id.clone(),
+            card_fingerprint: e.card_fingerprint.clone(),
+        },
+        features: rt::Features {
+            user_orders_10m: f.user_orders_10m,
+            user_prior_orders: f.user_prior_orders,
+            user_prior_total_cents: f.user_prior_total_cents,
+            device_failed_cards_5m: f.device_failed_cards_5m,
+        },
+    }
+}
+
+fn to_wit(e: Event) -> tt::Event {
+    let body = match e.body {
+        ev::Body::PageView(p) => tt::Body::PageView(tt::PageView {
+            user_id: p.user_id,
+            url: p.url,
+            sku: p.sku,
+            device_id: p.device_id,
+        }),
+        ev::Body::AddToCart(a) => tt::Body::AddToCart(tt::AddToCart {
+            user_id: a.user_id,
+            sku: a.sku,
+            quantity: a.quantity,
+            price_cents: a.price_cents,
+        }),
+        ev::Body::OrderPlaced(o) => tt::Body::OrderPlaced(tt::OrderPlaced {
+            user_id: o.user_id,
+            order_id: o.order_id,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| tt::Item {
+                    sku: i.sku,
+                    quantity: i.quantity,
+                    price_cents: i.price_cents,
+                })
+                .collect(),
+            total_cents: o.total_cents,
+            currency: o.currency,
+            discount_cents: o.discount_cents,
+            device_id: o.device_id,
+        }),
+        ev::Body::OrderCancelled(c) => tt::Body::OrderCancelled(tt::OrderCancelled {
+            user_id: c.user_id,
+            order_id: c.order_id,
+        }),
+        ev::Body::Payment(p) => tt::Body::Payment(tt::Payment {
+            user_id: p.user_id,
+            order_id: p.order_id,
+            payment_id: p.payment_id,
+            provider: p.provider,
+            status: p.status,
+            provider_status: p.provider_status,
+            amount_cents: p.amount_cents,
+            device_id: p.device_id,
+            card_fingerprint: p.card_fingerprint,
+            card_bin: p.card_bin,
+            card_last4: p.card_last4,
+        }),
+        ev::Body::InventoryAdjusted(a) => tt::Body::InventoryAdjusted(tt::InventoryAdjusted {
+            sku: a.sku,
+            delta: a.delta,
+            reason: a.reason,
+            warehouse: a.warehouse,
+        }),
+    };
+    tt::Event {
+        tenant_id: e.tenant_id,
+        event_id: e.event_id,
+        event_time_ms: e.event_time_ms,
+        schema_version: e.schema_version,
+        body,
+    }
+}
+
+fn from_wit(e: tt::Event) -> Event {
+    let body = match e.body {
+        tt::Body::PageView(p) => ev::Body::PageView(ev::PageView {
+            user_id: p.user_id,
+            url: p.url,
+            sku: p.sku,
+            device_id: p.device_id,
+        }),
+        tt::Body::AddToCart(a) => ev::Body::AddToCart(ev::AddToCart {
+            user_id: a.user_id,
+            sku: a.sku,
+            quantity: a.quantity,
+            price_cents: a.price_cents,
+        }),
+        tt::Body::OrderPlaced(o) => ev::Body::OrderPlaced(ev::OrderPlaced {
+            user_id: o.user_id,
+            order_id: o.order_id,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| ev::Item {
+                    sku: i.sku,
+                    quantity: i.quantity,
+                    price_cents: i.price_cents,
+                })
+                .collect(),
+            total_cents: o.total_cents,
+            currency: o.currency,
+            discount_cents: o.discount_cents,
+            device_id: o.device_id,
+        }),
+        tt::Body::OrderCancelled(c) => ev::Body::OrderCancelled(ev::OrderCancelled {
+            user_id: c.user_id,
+            order_id: c.order_id,
+        }),
+        tt::Body::Payment(p) => ev::Body::Payment(ev::Payment {
+            user_id: p.user_id,
+            order_id: p.order_id,
+            payment_id: p.payment_id,
+            provider: p.provider,
+            status: p.status,
+            provider_status: p.provider_status,
+            amount_cents: p.amount_cents,
+            device_id: p.device_id,
+            card_fingerprint: p.card_fingerprint,
+            card_bin: p.card_bin,
+            card_last4: p.card_last4,
+        }),
+        tt::Body::InventoryAdjusted(a) => ev::Body::InventoryAdjusted(ev::InventoryAdjusted {
+            sku: a.sku,
+            delta: a.delta,
+            reason: a.reason,
+            warehouse: a.warehouse,
+        }),
+    };
+    Event {
+        tenant_id: e.tenant_id,
+        event_id: e.event_id,
+        event_time_ms: e.event_time_ms,
+        schema_version: e.schema_version,
+        body,
+    }
+}

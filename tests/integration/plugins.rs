@@ -1,0 +1,295 @@
+//! WebAssembly plugins: hostile components cost only their own events, bad components are
+//! refused with a reason, rule failures are dead-lettered, vectors pass.
+
+use weir::ingest::Admission;
+use weir::plugins::set::{ConfigError, WasmPlugins, World};
+use weir::plugins::wasm::{Limits, LoadError};
+use weir::plugins::{PluginError, PluginFactory};
+use weir::row::{DEAD_LETTERS, view_schema};
+use weir::run::RunConfig;
+
+use crate::common::{assert_views_eq, mangled_input, run_lines, views_of};
+use crate::oracle::{Params, compute};
+
+fn payment(tenant: &str, id: &str, user: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","tenant_id":"{tenant}","type":"payment","event_time":"2026-11-21T07:00:00Z","schema_version":2,"user_id":"{user}","order_id":"o-{id}","payment_id":"p-{id}","provider":"stripe","status":"succeeded","amount_cents":100}}"#
+    )
+}
+
+fn page_view(tenant: &str, id: &str, user: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","tenant_id":"{tenant}","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"{user}","url":"/"}}"#
+    )
+}
+
+/// Acme's ordinary traffic interleaved with Mallory's, where user `evil` triggers the plugin.
+fn mixed_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in 0..40 {
+        lines.push(payment("acme", &format!("a{i}"), "alice"));
+        lines.push(page_view("acme", &format!("b{i}"), "bob"));
+        lines.push(payment(
+            "mallory",
+            &format!("m{i}"),
+            if i % 10 == 3 { "evil" } else { "mal" },
+        ));
+        lines.push(page_view(
+            "mallory",
+            &format!("n{i}"),
+            if i % 10 == 7 { "evil" } else { "mal" },
+        ));
+    }
+    lines
+}
+
+/// Runs admission with normalize-payments and then `hostile` (optionally scoped to a tenant);
+/// returns (admitted events, quarantine reasons by line).
+fn admit_with(
+    hostile: &str,
+    tenant: Option<&str>,
+) -> (Vec<weir::event::Event>, Vec<(String, String)>) {
+    let mut set = WasmPlugins::new(Limits::default()).unwrap();
+    set.add_embedded("normalize-payments", None).unwrap();
+    assert_eq!(set.add_embedded(hostile, tenant).unwrap(), World::Transform);
+    let mut admission = Admission::new(set.transforms(), Vec::new());
+    let events = admission.admit(&mixed_lines());
+    let quarantined = admission
+        .into_quarantine()
+        .into_iter()
+        .map(|q| {
+            let v: serde_json::Value = serde_json::from_str(&q.raw).unwrap();
+            (v["event_id"].as_str().unwrap().to_owned(), q.reason)
+        })
+        .collect();
+    (events, quarantined)
+}
+
+/// The ids of Mallory's events with user `evil`, of the given type.
+fn evil_ids(kind: &str) -> Vec<String> {
+    (0..40)
+        .filter_map(|i| match kind {
+            "payment" if i % 10 == 3 => Some(format!("m{i}")),
+            "page_view" if i % 10 == 7 => Some(format!("n{i}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts exactly `ids` were quarantined with `reason`, and everything else was admitted with
+/// payments normalised.
+fn assert_only(
+    events: &[weir::event::Event],
+    quarantined: &[(String, String)],
+    ids: &[String],
+    reason: &str,
+) {
+    let got: Vec<&str> = quarantined.iter().map(|(id, _)| id.as_str()).collect();
+    let want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(got_sorted, want_sorted);
+    assert!(
+        quarantined.iter().all(|(_, r)| r == reason),
+        "{quarantined:?}"
+    );
+    assert_eq!(events.len(), 160 - ids.len());
+    for e in events {
+        if let weir::event::Body::Payment(p) = &e.body {
+            assert_eq!(
+                p.status, "captured",
+                "normalisation still ran for {}",
+                e.event_id
+            );
+        }
+    }
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel_on_its_own_events_only() {
+    let (events, quarantined) = admit_with("hostile-loop", None);
+    assert_only(
+        &events,
+        &quarantined,
+        &evil_ids("payment"),
+        "plugin_error:hostile-loop:out_of_fuel",
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let (events, quarantined) = admit_with("hostile-memory", None);
+    let mut ids = evil_ids("payment");
+    ids.extend(evil_ids("page_view"));
+    assert_only(
+        &events,
+        &quarantined,
+        &ids,
+        "plugin_error:hostile-memory:memory_limit",
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    let (events, quarantined) = admit_with("hostile-stack", None);
+    let mut ids = evil_ids("payment");
+    ids.extend(evil_ids("page_view"));
+    assert_only(
+        &events,
+        &quarantined,
+        &ids,
+        "plugin_error:hostile-stack:stack_overflow",
+    );
+}
+
+#[test]
+fn a_plugin_trapping_on_every_call_costs_only_its_tenant() {
+    let (events, quarantined) = admit_with("hostile-trap", Some("mallory"));
+    let ids: Vec<String> = (0..40)
+        .flat_map(|i| [format!("m{i}"), format!("n{i}")])
+        .collect();
+    assert_only(
+        &events,
+        &quarantined,
+        &ids,
+        "plugin_error:hostile-trap:trap",
+    );
+    assert!(events.iter().all(|e| e.tenant_id == "acme"));
+}
+
+#[test]
+fn a_huge_output_is_refused() {
+    let (events, quarantined) = admit_with("hostile-output", None);
+    let mut ids = evil_ids("payment");
+    ids.extend(evil_ids("page_view"));
+    assert_only(
+        &events,
+        &quarantined,
+        &ids,
+        "plugin_error:hostile-output:memory_limit",
+    );
+}
+
+#[test]
+fn the_error_variants_are_typed() {
+    let mut set = WasmPlugins::new(Limits::default()).unwrap();
+    for name in [
+        "hostile-loop",
+        "hostile-memory",
+        "hostile-stack",
+        "hostile-trap",
+    ] {
+        set.add_embedded(name, None).unwrap();
+    }
+    let evil = weir::decode::decode(payment("mallory", "x", "evil").as_bytes()).unwrap();
+    let mut transforms = set.transforms();
+    let variants: Vec<PluginError> = transforms
+        .iter_mut()
+        .map(|t| t.apply(vec![evil.clone()]).pop().unwrap().unwrap_err())
+        .collect();
+    assert_eq!(variants[0], PluginError::OutOfFuel);
+    assert_eq!(variants[1], PluginError::MemoryLimit);
+    assert_eq!(variants[2], PluginError::StackOverflow);
+    assert!(
+        matches!(variants[3], PluginError::GuestTrap(_)),
+        "{:?}",
+        variants[3]
+    );
+}
+
+#[test]
+fn components_that_could_reach_the_outside_or_are_not_wasm_are_refused() {
+    let mut set = WasmPlugins::new(Limits::default()).unwrap();
+    // A component that imports WASI's filesystem: nothing in the host provides it.
+    let wasi = r#"(component
+        (import "wasi:filesystem/types@0.2.0" (instance
+            (export "open" (func (param "path" string) (result u32)))
+        ))
+    )"#;
+    match set.add("reads-files", wasi.as_bytes(), None) {
+        Err(ConfigError::Load {
+            name,
+            source: LoadError::Imports(imports),
+        }) => {
+            assert_eq!(name, "reads-files");
+            assert!(imports.contains("wasi:filesystem"), "{imports}");
+        }
+        other => panic!("expected Imports, got {:?}", other.map(|_| ())),
+    }
+    // A component with the right shape of nothing: refused for not matching either world.
+    match set.add("empty", b"(component)", None) {
+        Err(ConfigError::NoWorld { detail, .. }) => {
+            assert!(detail.contains("transform"), "{detail}")
+        }
+        other => panic!("expected NoWorld, got {:?}", other.map(|_| ())),
+    }
+    match set.add("junk", b"\0asm\x0d\x00\x01\x00not a component", None) {
+        Err(ConfigError::Load {
+            source: LoadError::Malformed(_),
+            ..
+        }) => {}
+        other => panic!("expected Malformed, got {:?}", other.map(|_| ())),
+    }
+    assert!(set.list().is_empty(), "nothing refused was configured");
+}
+
+#[test]
+fn a_failing_rule_dead_letters_and_the_views_still_count_every_event() {
+    let lines = mangled_input(31, 20_000, 500);
+    let mut set = WasmPlugins::defaults().unwrap();
+    set.add_embedded("failing-rule", None).unwrap();
+    let result = run_lines(
+        &lines,
+        &RunConfig {
+            workers: 2,
+            plugins: std::sync::Arc::new(set),
+            ..RunConfig::default()
+        },
+    );
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let oracle = compute(&refs, &Params::default());
+    assert_views_eq(&views_of(&result), &oracle.views, "with a failing rule");
+    let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
+    let dead_letters = result.store.read(|p| p.rows(dead));
+    // One per rule input: every order and every failed payment with a device and a card.
+    let orders = oracle.views["gmv_minute"]
+        .iter()
+        .map(|r| match r[3] {
+            weir::row::Cell::Int(n) => n,
+            _ => unreachable!(),
+        })
+        .sum::<i64>();
+    assert!(
+        dead_letters.len() as i64 >= orders,
+        "{} < {orders}",
+        dead_letters.len()
+    );
+    assert!(
+        dead_letters
+            .iter()
+            .all(|r| r[1] == weir::row::Cell::Str("failing_rule".into())
+                && r[3] == weir::row::Cell::Str("rejected".into()))
+    );
+}
+
+#[test]
+fn wasm_and_native_plugins_give_the_same_views() {
+    let lines = mangled_input(5, 20_000, 800);
+    let wasm = views_of(&run_lines(&lines, &RunConfig::default()));
+    let native = views_of(&run_lines(&lines, &RunConfig::native()));
+    assert_views_eq(&wasm, &native, "wasm vs native");
+}
+
+#[test]
+fn every_default_plugin_passes_its_vectors() {
+    let set = WasmPlugins::defaults().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    for (name, _, _) in set.list() {
+        let vectors = std::fs::read_to_string(root.join(&name).join("vectors.jsonl")).unwrap();
+        let report = weir::plugins::vectors::check(&set, &name, &vectors).unwrap();
+        assert!(report.ok(), "{name}: {:?}", report.failures);
+        assert!(report.passed >= 3, "{name} has too few vectors");
+    }
+}
