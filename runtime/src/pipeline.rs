@@ -39,6 +39,7 @@ pub struct Pipeline {
     guards: timely::communication::initialize::WorkerGuards<()>,
     store: Arc<ViewStore>,
     rules: Arc<RuleRegistry>,
+    plugins: Arc<dyn PluginFactory>,
     epoch: Time,
     next_worker: usize,
 }
@@ -136,6 +137,7 @@ impl Pipeline {
             guards,
             store,
             rules,
+            plugins: config.plugins.clone(),
             epoch: 0,
             next_worker: 0,
         };
@@ -156,6 +158,9 @@ impl Pipeline {
     /// `FromNow` it judges events admitted from then on, with `Retroactive` every event.
     pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, String> {
         let changes = self.rules.deploy(version, mode, self.epoch)?;
+        if let Some(v) = self.rules.version(version) {
+            self.plugins.reset_health(&v.name);
+        }
         // One worker feeds deployments; differential spreads them.
         self.senders[0]
             .send(Message::Deploy(changes))
@@ -170,6 +175,38 @@ impl Pipeline {
 
     pub fn store(&self) -> &Arc<ViewStore> {
         &self.store
+    }
+
+    /// Validates a rule component (compiles, matches the rule world, passes `vectors`),
+    /// registers it as a new version and deploys it now; returns the version and the
+    /// logical time it took effect at.
+    pub fn deploy_rule_component(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        vectors: &str,
+        tenant: Option<&str>,
+        mode: Mode,
+    ) -> Result<(VersionId, Time), String> {
+        let (name, hash, tenant, maker) =
+            crate::plugins::set::validate_rule(name, bytes, vectors, tenant)?;
+        let id = self.rules.register(&name, hash, tenant, maker);
+        let at = self.deploy_rule(id, mode)?;
+        Ok((id, at))
+    }
+
+    /// Rules that keep failing stop judging new events from the current time on.
+    fn retire_failing_rules(&mut self) {
+        for name in self.plugins.disabled() {
+            let changes = self.rules.retire(&name, self.epoch);
+            if !changes.is_empty() {
+                eprintln!(
+                    "weir: rule {name} retired at logical time {}: events admitted from then on are not judged by it",
+                    self.epoch
+                );
+                let _ = self.senders[0].send(Message::Deploy(changes));
+            }
+        }
     }
 
     /// Hands admitted events to the dataflow at the current time.
@@ -198,6 +235,7 @@ impl Pipeline {
 
     /// Closes the current time; returns it. It is published once every view has absorbed it.
     pub fn advance(&mut self) -> Time {
+        self.retire_failing_rules();
         let closed = self.epoch;
         self.epoch += 1;
         for sender in &self.senders {

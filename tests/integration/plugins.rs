@@ -293,3 +293,87 @@ fn every_default_plugin_passes_its_vectors() {
         assert!(report.passed >= 3, "{name} has too few vectors");
     }
 }
+
+#[test]
+fn a_transform_that_keeps_failing_is_disabled() {
+    let limits = Limits {
+        disable_after: 10,
+        ..Limits::default()
+    };
+    let mut set = WasmPlugins::new(limits).unwrap();
+    set.add_embedded("hostile-trap", Some("mallory")).unwrap();
+    let mut admission = Admission::new(set.transforms(), Vec::new());
+    let events = admission.admit(&mixed_lines());
+    assert_eq!(events.len(), 80, "acme's events all pass");
+    let reasons: Vec<String> = admission
+        .into_quarantine()
+        .into_iter()
+        .map(|q| q.reason)
+        .collect();
+    assert_eq!(reasons.len(), 80);
+    assert!(
+        reasons[..10]
+            .iter()
+            .all(|r| r == "plugin_error:hostile-trap:trap"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[10..]
+            .iter()
+            .all(|r| r == "plugin_error:hostile-trap:disabled"),
+        "{reasons:?}"
+    );
+    assert_eq!(set.engine().disabled(), vec!["hostile-trap".to_owned()]);
+    // Fuel is booked per tenant: mallory's failures never count against acme.
+    let fuel = set.engine().fuel_by_tenant();
+    assert!(fuel["mallory"] > 0);
+    assert!(!fuel.contains_key("acme"));
+}
+
+#[test]
+fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
+    let lines = mangled_input(37, 30_000, 500);
+    let limits = Limits {
+        disable_after: 50,
+        ..Limits::default()
+    };
+    let mut set = WasmPlugins::new(limits).unwrap();
+    for name in [
+        "normalize-payments",
+        "sku-canonicalize",
+        "velocity",
+        "card-testing",
+        "amount-anomaly",
+        "failing-rule",
+    ] {
+        set.add_embedded(name, None).unwrap();
+    }
+    let config = RunConfig {
+        workers: 2,
+        epoch_lines: 1_000,
+        plugins: std::sync::Arc::new(set),
+        ..RunConfig::default()
+    };
+    let mut runner = weir::run::Runner::start(
+        &config,
+        std::sync::Arc::new(weir::store::ViewStore::default()),
+    )
+    .unwrap();
+    runner.feed(&lines);
+    let failing = runner
+        .pipeline()
+        .rules()
+        .list()
+        .into_iter()
+        .find(|v| v.name == "failing_rule")
+        .unwrap();
+    let result = runner.finish();
+    let retired = failing.disabled_at.expect("the failing rule was retired");
+    assert!(retired > 0 && retired < 30, "retired at {retired}");
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let oracle = compute(&refs, &Params::default());
+    assert_views_eq(&views_of(&result), &oracle.views, "with a retired rule");
+    let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
+    let dead_letters = result.store.read(|p| p.rows(dead)).len();
+    assert!(dead_letters >= 50, "{dead_letters}");
+}

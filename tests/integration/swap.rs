@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use weir::plugins::embedded;
 use weir::plugins::registry::{Mode, content_hash};
-use weir::plugins::set::{WasmPlugins, rule_name};
-use weir::plugins::wasm::Limits;
 use weir::run::{RunConfig, Runner};
 use weir::store::ViewStore;
 
@@ -28,9 +26,21 @@ fn run_with_swap(
     };
     let mut runner = Runner::start(&config, Arc::new(ViewStore::default())).unwrap();
     let v2_bytes = embedded::component("velocity-v2").unwrap();
-    let mut set = WasmPlugins::new(Limits::default()).unwrap();
-    set.add("velocity", &v2_bytes, None).unwrap();
-    let (_, _, _, maker) = weir::plugins::PluginFactory::rule_makers(&set).remove(0);
+    let v2_vectors = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/testdata/velocity-v2/vectors.jsonl"),
+    )
+    .unwrap();
+    // v1's vectors say 4 orders raise nothing: v2 must be refused on them.
+    let v1_vectors = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/velocity/vectors.jsonl"),
+    )
+    .unwrap();
+    let refused =
+        runner
+            .pipeline()
+            .deploy_rule_component("velocity", &v2_bytes, &v1_vectors, None, mode);
+    assert!(refused.unwrap_err().contains("fails its test vectors"));
     let v1 = runner
         .pipeline()
         .rules()
@@ -39,15 +49,13 @@ fn run_with_swap(
         .find(|v| v.name == "velocity")
         .unwrap()
         .id;
-    let v2 = runner.pipeline().rules().register(
-        &rule_name("velocity"),
-        content_hash(&v2_bytes),
-        None,
-        maker,
-    );
 
     runner.feed(&lines[..at]);
-    let t = runner.pipeline().deploy_rule(v2, mode).unwrap();
+    let (v2, t) = runner
+        .pipeline()
+        .deploy_rule_component("velocity", &v2_bytes, &v2_vectors, None, mode)
+        .unwrap();
+    assert_eq!(listed_hash(&mut runner, v2), content_hash(&v2_bytes));
     assert!(
         t > 0,
         "the swap happens at a logical time while input streams"
@@ -65,6 +73,10 @@ fn run_with_swap(
     let listed = runner.pipeline().rules().list();
     assert_eq!(listed[v2 as usize].deployed, vec![(t, mode)]);
     runner.finish()
+}
+
+fn listed_hash(runner: &mut Runner, version: u64) -> String {
+    runner.pipeline().rules().version(version).unwrap().hash
 }
 
 fn oracle(lines: &[String], params: Params) -> crate::oracle::OracleViews {

@@ -138,4 +138,10 @@ pub trait PluginFactory: Send + Sync {
     fn rules(&self) -> Vec<Box<dyn Rule>>;
     /// The rules as versions to register: name, content hash, tenant scope, and a maker.
     fn rule_makers(&self) -> Vec<(String, String, Option<String>, registry::RuleMaker)>;
+    /// Plugins (by the name they report) disabled for failing too often.
+    fn disabled(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Forgets a plugin's failures: a new version is deployed under its name.
+    fn reset_health(&self, _name: &str) {}
 }

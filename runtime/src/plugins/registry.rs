@@ -44,6 +44,8 @@ pub struct RuleVersion {
     pub tenant: Option<String>,
     /// Logical times and modes this version was deployed with.
     pub deployed: Vec<(Time, Mode)>,
+    /// When it was retired for failing (it judges nothing admitted from then on).
+    pub disabled_at: Option<Time>,
     maker: RuleMaker,
 }
 
@@ -111,6 +113,7 @@ impl RuleRegistry {
             hash,
             tenant,
             deployed: Vec::new(),
+            disabled_at: None,
             maker,
         });
         id
@@ -174,6 +177,32 @@ impl RuleRegistry {
         changes.push((new.clone(), 1));
         active.push(new);
         Ok(changes)
+    }
+}
+
+impl RuleRegistry {
+    /// Retires the deployments of rule `name` for events admitted from `at` on (a rule that
+    /// keeps failing); returns the changes to the deployments collection, empty if nothing
+    /// of that name judges new events.
+    pub fn retire(&self, name: &str, at: Time) -> Vec<(Deployment, isize)> {
+        let mut active = self.active.write().unwrap();
+        let mut versions = self.versions.write().unwrap();
+        let mut changes = Vec::new();
+        for d in active.iter_mut() {
+            if d.name != name || d.until <= at {
+                continue;
+            }
+            changes.push((d.clone(), -1));
+            if let Some(v) = versions.get_mut(d.version as usize) {
+                v.disabled_at = Some(at);
+            }
+            d.until = at;
+            if d.from < at {
+                changes.push((d.clone(), 1));
+            }
+        }
+        active.retain(|d| d.from < d.until);
+        changes
     }
 }
 

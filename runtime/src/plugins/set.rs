@@ -161,6 +161,12 @@ impl PluginFactory for WasmPlugins {
             })
             .collect()
     }
+    fn disabled(&self) -> Vec<String> {
+        self.engine.disabled()
+    }
+    fn reset_health(&self, name: &str) {
+        self.engine.reset_health(name);
+    }
     fn rules(&self) -> Vec<Box<dyn Rule>> {
         self.rule_makers()
             .into_iter()
@@ -261,4 +267,32 @@ pub fn shared_defaults() -> Result<Arc<WasmPlugins>, String> {
                 .map_err(|e| e.to_string())
         })
         .clone()
+}
+
+/// A rule component checked for deployment: it compiles, implements the rule world, and
+/// passes its test vectors. Returns what the registry needs to register it as a version.
+pub fn validate_rule(
+    name: &str,
+    bytes: &[u8],
+    vectors: &str,
+    tenant: Option<&str>,
+) -> Result<(String, String, Option<String>, RuleMaker), String> {
+    let mut set = WasmPlugins::new(Limits::default()).map_err(|e| e.to_string())?;
+    match set.add(name, bytes, tenant).map_err(|e| e.to_string())? {
+        World::Rule => {}
+        World::Transform => {
+            return Err(format!(
+                "{name} is a transform; only rules are swapped while the pipeline runs (restart with --plugin {name}=FILE)"
+            ));
+        }
+    }
+    let report = super::vectors::check(&set, name, vectors)?;
+    if !report.ok() {
+        return Err(format!(
+            "{name} fails its test vectors ({} passed): {}",
+            report.passed,
+            report.failures.join("; ")
+        ));
+    }
+    Ok(set.rule_makers().remove(0))
 }

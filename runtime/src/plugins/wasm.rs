@@ -11,8 +11,9 @@
 //! events that fail are reported. The epoch deadline is only a backstop for host bugs. Traps
 //! become typed [`PluginError`]s.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
@@ -48,6 +49,8 @@ pub struct Limits {
     pub max_outputs_per_event: usize,
     /// Wall-clock backstop per call.
     pub deadline: Duration,
+    /// Consecutive failed events after which a plugin is disabled.
+    pub disable_after: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_outputs_per_event: 1_000,
             deadline: Duration::from_secs(5),
+            disable_after: 1_000,
         }
     }
 }
@@ -114,7 +118,16 @@ impl ResourceLimiter for StoreState {
 pub struct WasmEngine {
     engine: Engine,
     limits: Limits,
+    usage: Arc<Mutex<Usage>>,
     _ticker: Arc<Ticker>,
+}
+
+/// What plugins cost and how they fare, across all workers.
+#[derive(Debug, Default)]
+struct Usage {
+    fuel_by_tenant: BTreeMap<String, u64>,
+    /// Per plugin: consecutive failed events, and whether it was disabled.
+    health: BTreeMap<String, (u64, bool)>,
 }
 
 /// Advances the engine epoch until dropped.
@@ -160,12 +173,74 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             limits,
+            usage: Arc::default(),
             _ticker: Arc::new(Ticker { stop }),
         })
     }
 
+    /// Fuel burnt by plugin calls, per tenant whose events they processed.
+    pub fn fuel_by_tenant(&self) -> BTreeMap<String, u64> {
+        self.usage.lock().unwrap().fuel_by_tenant.clone()
+    }
+
+    /// Plugins disabled after `disable_after` consecutive failed events.
+    pub fn disabled(&self) -> Vec<String> {
+        let usage = self.usage.lock().unwrap();
+        usage
+            .health
+            .iter()
+            .filter(|(_, (_, disabled))| *disabled)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether `plugin` is disabled.
+    pub fn is_disabled(&self, plugin: &str) -> bool {
+        self.usage
+            .lock()
+            .unwrap()
+            .health
+            .get(plugin)
+            .is_some_and(|(_, d)| *d)
+    }
+
+    /// Clears a plugin's failure record (a new version was deployed under its name).
+    pub fn reset_health(&self, plugin: &str) {
+        self.usage.lock().unwrap().health.remove(plugin);
+    }
+
+    /// Books a call: its fuel against the tenant, its results against the plugin's record.
+    fn account<O>(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        fuel: u64,
+        results: &[Result<O, PluginError>],
+    ) {
+        let mut usage = self.usage.lock().unwrap();
+        *usage.fuel_by_tenant.entry(tenant.to_owned()).or_default() += fuel;
+        let (run, disabled) = usage.health.entry(plugin.to_owned()).or_default();
+        for result in results {
+            if result.is_ok() {
+                *run = 0;
+            } else {
+                *run += 1;
+            }
+            if *run >= self.limits.disable_after && !*disabled {
+                *disabled = true;
+                eprintln!(
+                    "weir: plugin {plugin} disabled after {run} consecutive failed events; deploy a fixed version"
+                );
+            }
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    fn budget(&self, events: usize) -> u64 {
+        self.limits.base_fuel + self.limits.fuel_per_event * events as u64
     }
 
     fn store(&self, events: usize) -> Store<StoreState> {
@@ -182,8 +257,9 @@ impl WasmEngine {
             },
         );
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        let fuel = self.limits.base_fuel + self.limits.fuel_per_event * events as u64;
-        store.set_fuel(fuel).expect("fuel is enabled");
+        store
+            .set_fuel(self.budget(events))
+            .expect("fuel is enabled");
         let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -329,15 +405,39 @@ pub struct WasmTransform {
 }
 
 impl WasmTransform {
+    /// One call on a batch of one tenant's events, booked against that tenant.
     fn call(&self, events: &[tt::Event]) -> CallResult<Vec<Event>> {
+        // Admission is sequential, so when a transform is disabled is fixed by input order.
+        if self.engine.is_disabled(&self.name) {
+            return Ok(events.iter().map(|_| Err(PluginError::Disabled)).collect());
+        }
         let mut store = self.engine.store(events.len());
+        let result = self.call_in(&mut store, events);
+        let fuel = self.engine.budget(events.len()) - store.get_fuel().unwrap_or(0);
+        let tenant = events.first().map_or("", |e| e.tenant_id.as_str());
+        match &result {
+            Ok(results) => self.engine.account(&self.name, tenant, fuel, results),
+            Err(e) if events.len() == 1 => {
+                self.engine
+                    .account::<()>(&self.name, tenant, fuel, &[Err(e.clone())]);
+            }
+            Err(_) => self.engine.account::<()>(&self.name, tenant, fuel, &[]),
+        }
+        result
+    }
+
+    fn call_in(
+        &self,
+        store: &mut Store<StoreState>,
+        events: &[tt::Event],
+    ) -> CallResult<Vec<Event>> {
         let instance = self
             .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store))?;
+            .instantiate(&mut *store)
+            .map_err(|e| classify(e, store))?;
         let results = instance
-            .call_transform(&mut store, events)
-            .map_err(|e| classify(e, &store))?;
+            .call_transform(&mut *store, events)
+            .map_err(|e| classify(e, store))?;
         let max = self.engine.limits.max_outputs_per_event;
         Ok(results
             .into_iter()
@@ -381,15 +481,37 @@ pub struct WasmRule {
 }
 
 impl WasmRule {
+    /// One call on a batch of one tenant's inputs, booked against that tenant. A failing rule
+    /// is only reported here: the pipeline retires its deployment at a logical time, so that
+    /// re-running it for a retraction still gives the same answer.
     fn call(&self, batch: &[rt::RuleInput]) -> CallResult<Vec<Alert>> {
         let mut store = self.engine.store(batch.len());
+        let result = self.call_in(&mut store, batch);
+        let fuel = self.engine.budget(batch.len()) - store.get_fuel().unwrap_or(0);
+        let tenant = batch.first().map_or("", |i| i.event.tenant_id.as_str());
+        match &result {
+            Ok(results) => self.engine.account(&self.name, tenant, fuel, results),
+            Err(e) if batch.len() == 1 => {
+                self.engine
+                    .account::<()>(&self.name, tenant, fuel, &[Err(e.clone())]);
+            }
+            Err(_) => self.engine.account::<()>(&self.name, tenant, fuel, &[]),
+        }
+        result
+    }
+
+    fn call_in(
+        &self,
+        store: &mut Store<StoreState>,
+        batch: &[rt::RuleInput],
+    ) -> CallResult<Vec<Alert>> {
         let instance = self
             .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store))?;
+            .instantiate(&mut *store)
+            .map_err(|e| classify(e, store))?;
         let results = instance
-            .call_evaluate(&mut store, batch)
-            .map_err(|e| classify(e, &store))?;
+            .call_evaluate(&mut *store, batch)
+            .map_err(|e| classify(e, store))?;
         let max = self.engine.limits.max_outputs_per_event;
         Ok(results
             .into_iter()
