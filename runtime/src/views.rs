@@ -16,7 +16,13 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Body, Event, Millis, status};
 use std::sync::Arc;
 
-use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry};
+use std::collections::BTreeMap;
+
+use differential_dataflow::AsCollection;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionId};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
 use crate::row::{Cell, Row};
 
@@ -473,6 +479,14 @@ fn payment_features<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, (R
         .map(|(_, input)| input)
 }
 
+/// The inputs one rule version judges in a batch, with each input's time and multiplicity.
+#[derive(Default)]
+struct Judging {
+    name: String,
+    inputs: Vec<RuleInput>,
+    updates: Vec<(Time, Diff)>,
+}
+
 /// What one rule evaluation left: an alert, or a failure to dead-letter.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Verdict {
@@ -500,51 +514,65 @@ fn fraud_alerts<'s>(
         .concat(payment_features(payments))
         .map(|(input, admitted)| (shard(&input.event.event_id), (input, admitted)));
     let deployments = deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, d.clone())));
-    let mut instances = RuleInstances::default();
-    let verdicts =
-        inputs
-            .join(deployments)
-            .flat_map(move |(_, ((input, admitted), deployment))| {
-                let mut verdicts = Vec::new();
-                if !deployment.judges(&input.event.tenant_id, admitted) {
-                    return verdicts;
-                }
-                let Some(rule) = instances.get(&registry, deployment.version) else {
-                    return verdicts;
-                };
-                let results = rule.evaluate(std::slice::from_ref(&input));
-                let rule_name = deployment.name;
-                for result in results {
-                    let tenant = input.event.tenant_id.clone();
-                    let time = input.event.event_time_ms;
-                    match result {
-                        Ok(alerts) => verdicts.extend(alerts.into_iter().map(|a| {
-                            (
-                                (tenant.clone(), rule_name.clone()),
-                                (
-                                    Verdict::Alert {
-                                        subject_id: a.subject_id,
-                                    },
-                                    time,
-                                ),
-                            )
-                        })),
-                        // The event still counts in every view; the evaluation waits in the
-                        // dead-letter table for a fixed rule.
-                        Err(error) => verdicts.push((
-                            (tenant, rule_name.clone()),
-                            (
-                                Verdict::Failed {
-                                    event_id: input.event.event_id.clone(),
-                                    error: error.code().to_owned(),
-                                },
-                                time,
-                            ),
-                        )),
+    // Judged a batch at a time: one plugin call per rule version per batch of updates, each
+    // verdict carrying its input's logical time and multiplicity (a retraction re-runs the
+    // rule and retracts what it said).
+    let verdicts = inputs
+        .join(deployments)
+        .inner
+        .unary(Pipeline, "JudgeRules", move |_, _| {
+            let mut instances = RuleInstances::default();
+            move |input, output| {
+                input.for_each_time(|time, data| {
+                    let mut by_version: BTreeMap<VersionId, Judging> = BTreeMap::new();
+                    for batch in data {
+                        for ((_, ((rule_input, admitted), deployment)), t, r) in batch.drain(..) {
+                            if !deployment.judges(&rule_input.event.tenant_id, admitted) {
+                                continue;
+                            }
+                            let judging = by_version.entry(deployment.version).or_default();
+                            judging.name = deployment.name;
+                            judging.inputs.push(rule_input);
+                            judging.updates.push((t, r));
+                        }
                     }
-                }
-                verdicts
-            });
+                    let mut session = output.session(&time);
+                    for (version, judging) in by_version {
+                        let Some(rule) = instances.get(&registry, version) else {
+                            continue;
+                        };
+                        let results = rule.evaluate(&judging.inputs);
+                        for ((input, (t, r)), result) in
+                            judging.inputs.iter().zip(judging.updates).zip(results)
+                        {
+                            let key = (input.event.tenant_id.clone(), judging.name.clone());
+                            let when = input.event.event_time_ms;
+                            match result {
+                                Ok(alerts) => {
+                                    for alert in alerts {
+                                        let verdict = Verdict::Alert {
+                                            subject_id: alert.subject_id,
+                                        };
+                                        session.give(((key.clone(), (verdict, when)), t, r));
+                                    }
+                                }
+                                // The event still counts in every view; the evaluation waits
+                                // in the dead-letter table for a fixed rule.
+                                Err(error) => {
+                                    let verdict = Verdict::Failed {
+                                        event_id: input.event.event_id.clone(),
+                                        error: error.code().to_owned(),
+                                    };
+                                    session.give(((key, (verdict, when)), t, r));
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        })
+        .container::<Vec<_>>()
+        .as_collection();
     let alerts = verdicts
         .clone()
         .flat_map(|((tenant, rule), (verdict, time))| match verdict {
