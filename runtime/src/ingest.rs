@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use crate::decode::{self, Reason};
 use crate::event::Event;
 use crate::plugins::Transform;
+use crate::plugins::registry::Mode;
+use crate::views::Time;
 
 /// An input that was not admitted: the (card-scrubbed) input and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct Admission<Q: QuarantineSink> {
     transforms: Vec<Box<dyn Transform>>,
     stats: AdmissionStats,
     quarantine: Q,
+    retain: bool,
+    retained: Vec<Retained>,
 }
 
 impl<Q: QuarantineSink> Admission<Q> {
@@ -65,6 +69,8 @@ impl<Q: QuarantineSink> Admission<Q> {
             transforms,
             stats: AdmissionStats::default(),
             quarantine,
+            retain: false,
+            retained: Vec::new(),
         }
     }
 
@@ -91,7 +97,13 @@ impl<Q: QuarantineSink> Admission<Q> {
 
     /// Admits a batch of lines, returning the events that enter the dataflow.
     pub fn admit<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Vec<Event> {
-        let mut events = Vec::with_capacity(lines.len());
+        self.admit_at(lines, 0)
+    }
+
+    /// As [`Admission::admit`], for events admitted at logical time `epoch`; with retention on,
+    /// each event is kept with what the transforms made of it, for retroactive swaps.
+    pub fn admit_at<L: AsRef<[u8]>>(&mut self, lines: &[L], epoch: Time) -> Vec<Event> {
+        let mut inputs = Vec::with_capacity(lines.len());
         // The line each event came from, so a plugin failure can quarantine it whole.
         let mut origin = Vec::with_capacity(lines.len());
         for (index, line) in lines.iter().enumerate() {
@@ -101,7 +113,7 @@ impl<Q: QuarantineSink> Admission<Q> {
                 Ok(event) => {
                     let key = (event.tenant_id.clone(), event.event_id.clone());
                     if self.seen.insert(key) {
-                        events.push(event);
+                        inputs.push(event);
                         origin.push(index);
                     } else {
                         self.stats.duplicates += 1;
@@ -110,34 +122,130 @@ impl<Q: QuarantineSink> Admission<Q> {
                 Err(reason) => self.reject(line, reason),
             }
         }
-        for t in 0..self.transforms.len() {
-            let results = self.transforms[t].apply(std::mem::take(&mut events));
-            let mut next_origin = Vec::with_capacity(origin.len());
-            for (result, &index) in results.into_iter().zip(&origin) {
-                match result {
-                    Ok(out) => {
-                        next_origin.extend(std::iter::repeat_n(index, out.len()));
-                        events.extend(out);
-                    }
-                    Err(error) => {
-                        let reason = Reason::PluginError {
-                            plugin: self.transforms[t].name().to_owned(),
-                            kind: error.code().to_owned(),
-                        };
-                        self.reject(lines[index].as_ref(), reason);
-                    }
-                }
-            }
-            origin = next_origin;
+        let first = self.retained.len();
+        if self.retain {
+            self.retained.extend(inputs.iter().map(|input| Retained {
+                admitted: epoch,
+                input: input.clone(),
+                outputs: Vec::new(),
+            }));
         }
-        for event in &events {
-            *self
+        let (events, owners, failures) = self.chain(inputs);
+        for (owner, reason) in failures {
+            self.reject(lines[origin[owner]].as_ref(), reason);
+        }
+        if self.retain {
+            for (event, owner) in events.iter().zip(&owners) {
+                self.retained[first + owner].outputs.push(event.clone());
+            }
+        }
+        self.count(&events, 1);
+        events
+    }
+
+    fn count(&mut self, events: &[Event], sign: i64) {
+        for event in events {
+            let n = self
                 .stats
                 .by_type
                 .entry(event.body.type_name())
-                .or_default() += 1;
+                .or_default();
+            *n = n.saturating_add_signed(sign);
         }
-        self.stats.admitted += events.len() as u64;
-        events
+        self.stats.admitted = self
+            .stats
+            .admitted
+            .saturating_add_signed(sign * events.len() as i64);
     }
+
+    /// Runs the transforms in order over `inputs`: the events they become, each with the
+    /// index of the input it came from, and the inputs that failed with why.
+    fn chain(&mut self, inputs: Vec<Event>) -> (Vec<Event>, Vec<usize>, Vec<(usize, Reason)>) {
+        let mut owners: Vec<usize> = (0..inputs.len()).collect();
+        let mut events = inputs;
+        let mut failures = Vec::new();
+        for transform in self.transforms.iter_mut() {
+            let results = transform.apply(std::mem::take(&mut events));
+            let mut next = Vec::with_capacity(owners.len());
+            for (result, &owner) in results.into_iter().zip(&owners) {
+                match result {
+                    Ok(out) => {
+                        next.extend(std::iter::repeat_n(owner, out.len()));
+                        events.extend(out);
+                    }
+                    Err(error) => failures.push((
+                        owner,
+                        Reason::PluginError {
+                            plugin: transform.name().to_owned(),
+                            kind: error.code().to_owned(),
+                        },
+                    )),
+                }
+            }
+            owners = next;
+        }
+        (events, owners, failures)
+    }
+
+    /// Keeps every admitted event with its transform outputs, so a transform can later be
+    /// swapped retroactively. Costs a copy of every event.
+    pub fn retain_history(&mut self) {
+        self.retain = true;
+    }
+
+    /// Replaces the transform of the same name (or appends `transform`). `FromNow`: events
+    /// admitted from now on meet it. `Retroactive`: every retained event is transformed again
+    /// and the returned updates — `(admitted at, event, ±1)` — turn the old outputs into the
+    /// new ones; events that now fail go to quarantine.
+    pub fn swap_transform(
+        &mut self,
+        transform: Box<dyn Transform>,
+        mode: Mode,
+    ) -> Result<Vec<(Time, Event, isize)>, String> {
+        if mode == Mode::Retroactive && !self.retain {
+            return Err("a retroactive transform swap needs the run to retain history".into());
+        }
+        match self
+            .transforms
+            .iter()
+            .position(|t| t.name() == transform.name())
+        {
+            Some(at) => self.transforms[at] = transform,
+            None => self.transforms.push(transform),
+        }
+        if mode == Mode::FromNow {
+            return Ok(Vec::new());
+        }
+        let mut retained = std::mem::take(&mut self.retained);
+        let inputs: Vec<Event> = retained.iter().map(|r| r.input.clone()).collect();
+        let (events, owners, failures) = self.chain(inputs);
+        let mut fresh: Vec<Vec<Event>> = vec![Vec::new(); retained.len()];
+        for (event, owner) in events.into_iter().zip(owners) {
+            fresh[owner].push(event);
+        }
+        for (owner, reason) in failures {
+            let raw = retained[owner].input.to_wire().to_string();
+            self.reject(raw.as_bytes(), reason);
+        }
+        let mut updates = Vec::new();
+        for (kept, new) in retained.iter_mut().zip(fresh) {
+            if kept.outputs == new {
+                continue;
+            }
+            self.count(&kept.outputs, -1);
+            self.count(&new, 1);
+            updates.extend(kept.outputs.drain(..).map(|e| (kept.admitted, e, -1)));
+            updates.extend(new.iter().cloned().map(|e| (kept.admitted, e, 1)));
+            kept.outputs = new;
+        }
+        self.retained = retained;
+        Ok(updates)
+    }
+}
+
+/// An admitted event and what the transforms made of it.
+struct Retained {
+    admitted: Time,
+    input: Event,
+    outputs: Vec<Event>,
 }

@@ -21,6 +21,8 @@ use crate::views::{self, Diff, Time};
 
 enum Message {
     Events(Vec<(Time, Event)>),
+    /// Changes to events already admitted (a retroactive transform swap).
+    Updates(Vec<((Time, Event), Diff)>),
     Deploy(Vec<(Deployment, Diff)>),
     Advance(Time),
 }
@@ -98,6 +100,11 @@ impl Pipeline {
                         Ok(Message::Events(events)) => {
                             for event in events {
                                 input.insert(event);
+                            }
+                        }
+                        Ok(Message::Updates(updates)) => {
+                            for (event, diff) in updates {
+                                input.update(event, diff);
                             }
                         }
                         Ok(Message::Deploy(changes)) => {
@@ -231,6 +238,16 @@ impl Pipeline {
             let _ = self.senders[self.next_worker].send(Message::Events(part));
             self.next_worker = (self.next_worker + 1) % workers;
         }
+    }
+
+    /// Applies changes to events admitted earlier (each with its original admission time) at
+    /// the current logical time.
+    pub fn push_updates(&mut self, updates: Vec<(Time, Event, Diff)>) {
+        if updates.is_empty() {
+            return;
+        }
+        let updates = updates.into_iter().map(|(t, e, d)| ((t, e), d)).collect();
+        let _ = self.senders[0].send(Message::Updates(updates));
     }
 
     /// Closes the current time; returns it. It is published once every view has absorbed it.

@@ -178,7 +178,8 @@ impl Runner {
             let take = lines.len().min(self.epoch_lines - self.in_epoch);
             let (now, rest) = lines.split_at(take);
             lines = rest;
-            self.pipeline.push(self.admission.admit(now));
+            let epoch = self.pipeline.epoch();
+            self.pipeline.push(self.admission.admit_at(now, epoch));
             self.in_epoch += take;
             if self.in_epoch == self.epoch_lines {
                 self.in_epoch = 0;
@@ -192,6 +193,23 @@ impl Runner {
 
     pub fn pipeline(&mut self) -> &mut Pipeline {
         &mut self.pipeline
+    }
+
+    /// Keeps every admitted event so transforms can be swapped retroactively.
+    pub fn retain_history(&mut self) {
+        self.admission.retain_history();
+    }
+
+    /// Swaps in a transform at the current logical time (which it returns); see
+    /// [`Admission::swap_transform`] for the modes.
+    pub fn swap_transform(
+        &mut self,
+        transform: Box<dyn crate::plugins::Transform>,
+        mode: crate::plugins::registry::Mode,
+    ) -> Result<crate::views::Time, String> {
+        let updates = self.admission.swap_transform(transform, mode)?;
+        self.pipeline.push_updates(updates);
+        Ok(self.pipeline.epoch())
     }
 
     /// Closes the input, drains the dataflow and returns the final state.
@@ -274,7 +292,8 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
             let n = (due - generated).min(CHUNK_LINES as u64);
             let lines: Vec<String> = generator.by_ref().take(n as usize).collect();
             generated += n;
-            pipeline.push(admission.admit(&lines));
+            let epoch = pipeline.epoch();
+            pipeline.push(admission.admit_at(&lines, epoch));
         }
         pipeline.advance();
         if last_status.elapsed() >= config.status_every {
