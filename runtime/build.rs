@@ -33,6 +33,8 @@ fn main() {
     for watched in ["plugins", "plugin-sdk", "wit"] {
         watch(&repo.join(watched));
     }
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/plugins/nested_cargo.rs");
 
     let workspace = repo.join("plugins");
     let manifest = workspace.join("Cargo.toml");
@@ -221,51 +223,4 @@ fn missing_target(stderr: &str) -> bool {
         || stderr.contains("can't find crate for `std`")
 }
 
-/// Removes the variables the outer cargo sets for this build script (and a few a user may
-/// set for the host build) that would misdirect a nested cargo building another workspace for
-/// another target.
-fn scrub_cargo_env(command: &mut Command) {
-    const EXACT: &[&str] = &[
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_MANIFEST_LINKS",
-        "CARGO_CRATE_NAME",
-        "PROFILE",
-        "OPT_LEVEL",
-        "TARGET",
-        "HOST",
-        "OUT_DIR",
-        "DEBUG",
-        "NUM_JOBS",
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTC_LINKER",
-    ];
-    const PREFIXES: &[&str] = &[
-        "CARGO_CFG_",
-        "CARGO_FEATURE_",
-        "CARGO_PKG_",
-        "DEP_",
-        "__CARGO",
-    ];
-    for (key, _) in env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
-            command.env_remove(key);
-        }
-    }
-}
+include!("src/plugins/nested_cargo.rs");

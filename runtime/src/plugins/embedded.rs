@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::nested_cargo::scrub_cargo_env;
+
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -236,39 +238,6 @@ fn check_wasm_target(dir: &Path) -> Result<(), String> {
         Err(format!(
             "the {WASM_TARGET} target is not installed: run `rustup target add {WASM_TARGET}`"
         ))
-    }
-}
-
-/// Removes the variables a surrounding cargo (`cargo run`, `cargo test`) sets that would
-/// misdirect the nested build of another crate for another target.
-fn scrub_cargo_env(command: &mut Command) {
-    const EXACT: &[&str] = &[
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CARGO_MAKEFLAGS",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_CRATE_NAME",
-        "CARGO_BIN_NAME",
-        "OUT_DIR",
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTC_LINKER",
-    ];
-    const PREFIXES: &[&str] = &["CARGO_CFG_", "CARGO_FEATURE_", "CARGO_PKG_", "__CARGO"];
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
-            command.env_remove(key);
-        }
     }
 }
 

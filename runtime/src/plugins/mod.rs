@@ -15,6 +15,7 @@ use crate::event::{Event, Millis};
 
 pub mod embedded;
 pub mod native;
+mod nested_cargo;
 pub mod registry;
 pub mod set;
 pub mod vectors;

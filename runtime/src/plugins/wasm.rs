@@ -209,6 +209,27 @@ impl WasmEngine {
         self.usage.lock().unwrap().health.remove(plugin);
     }
 
+    /// Runs one call of `plugin` on `items` inputs of `tenant` in a fresh store, and books it.
+    fn booked<O>(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        items: usize,
+        call: impl FnOnce(&mut Store<StoreState>) -> CallResult<O>,
+    ) -> CallResult<O> {
+        let mut store = self.store(items);
+        let result = call(&mut store);
+        let fuel = self.budget(items) - store.get_fuel().unwrap_or(0);
+        match &result {
+            Ok(results) => self.account(plugin, tenant, fuel, results),
+            // A failed single input counts against the plugin; a failed batch is retried
+            // input by input, which counts then.
+            Err(e) if items == 1 => self.account::<()>(plugin, tenant, fuel, &[Err(e.clone())]),
+            Err(_) => self.account::<()>(plugin, tenant, fuel, &[]),
+        }
+        result
+    }
+
     /// Books a call: its fuel against the tenant, its results against the plugin's record.
     fn account<O>(
         &self,
@@ -411,19 +432,11 @@ impl WasmTransform {
         if self.engine.is_disabled(&self.name) {
             return Ok(events.iter().map(|_| Err(PluginError::Disabled)).collect());
         }
-        let mut store = self.engine.store(events.len());
-        let result = self.call_in(&mut store, events);
-        let fuel = self.engine.budget(events.len()) - store.get_fuel().unwrap_or(0);
         let tenant = events.first().map_or("", |e| e.tenant_id.as_str());
-        match &result {
-            Ok(results) => self.engine.account(&self.name, tenant, fuel, results),
-            Err(e) if events.len() == 1 => {
-                self.engine
-                    .account::<()>(&self.name, tenant, fuel, &[Err(e.clone())]);
-            }
-            Err(_) => self.engine.account::<()>(&self.name, tenant, fuel, &[]),
-        }
-        result
+        self.engine
+            .booked(&self.name, tenant, events.len(), |store| {
+                self.call_in(store, events)
+            })
     }
 
     fn call_in(
@@ -485,19 +498,11 @@ impl WasmRule {
     /// is only reported here: the pipeline retires its deployment at a logical time, so that
     /// re-running it for a retraction still gives the same answer.
     fn call(&self, batch: &[rt::RuleInput]) -> CallResult<Vec<Alert>> {
-        let mut store = self.engine.store(batch.len());
-        let result = self.call_in(&mut store, batch);
-        let fuel = self.engine.budget(batch.len()) - store.get_fuel().unwrap_or(0);
         let tenant = batch.first().map_or("", |i| i.event.tenant_id.as_str());
-        match &result {
-            Ok(results) => self.engine.account(&self.name, tenant, fuel, results),
-            Err(e) if batch.len() == 1 => {
-                self.engine
-                    .account::<()>(&self.name, tenant, fuel, &[Err(e.clone())]);
-            }
-            Err(_) => self.engine.account::<()>(&self.name, tenant, fuel, &[]),
-        }
-        result
+        self.engine
+            .booked(&self.name, tenant, batch.len(), |store| {
+                self.call_in(store, batch)
+            })
     }
 
     fn call_in(
