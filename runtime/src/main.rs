@@ -123,11 +123,19 @@ struct GenArgs {
     tenants: u16,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Gen(args) => generate(args),
         Command::Plugin(command) => plugin(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The message and its causes, never a backtrace: this is the user's screen.
+        Err(error) => {
+            eprintln!("weir: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -103,6 +103,10 @@ pub fn component(name: &str) -> Option<Vec<u8>> {
 /// wasm32-unknown-unknown` (into the target directory of the crate's workspace), then
 /// [`componentize`]. Errors say what to fix.
 pub fn build_crate(dir: &Path) -> Result<Vec<u8>, String> {
+    // Cargo runs inside the crate, so a relative path must not be taken relative to it.
+    let dir = &dir
+        .canonicalize()
+        .map_err(|e| format!("cannot open plugin crate {}: {e}", dir.display()))?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(format!(
