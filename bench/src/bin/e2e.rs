@@ -1,0 +1,284 @@
+//! The end-to-end harness: JSON bytes in → decode → plugins → every view, on the default
+//! (WebAssembly) plugins.
+//!
+//! It measures (a) the maximum sustained throughput over a bounded input, (b) at a fixed
+//! input rate, the delay from an event's admission to its visibility in a published view and
+//! to the visibility of the fraud alerts it raises, and (c) peak RSS; and, for context, the
+//! batched plugin call cost against the native implementation. It writes
+//! `target/bench/report.json` and `target/bench/report.md` and prints the table.
+//!
+//! `cargo run --release -p weir-bench --bin e2e -- --events 2000000 --rate 10000 --seconds 30`
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir::generator::{GenConfig, Generator};
+use weir::plugins::PluginFactory;
+use weir::plugins::native::NativePlugins;
+use weir::plugins::set::WasmPlugins;
+use weir::plugins::wasm::Limits;
+use weir::row::{FRAUD_ALERTS, view_schema};
+use weir::run::{RunConfig, Runner};
+use weir::store::ViewStore;
+
+struct Args {
+    events: usize,
+    rate: u64,
+    seconds: u64,
+    workers: usize,
+    out: std::path::PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        events: 2_000_000,
+        rate: 10_000,
+        seconds: 30,
+        workers: 2,
+        out: "target/bench".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--events" => args.events = value().parse().expect("--events N"),
+            "--rate" => args.rate = value().parse().expect("--rate N"),
+            "--seconds" => args.seconds = value().parse().expect("--seconds N"),
+            "--workers" => args.workers = value().parse().expect("--workers N"),
+            "--out" => args.out = value().into(),
+            other => {
+                panic!("unknown flag {other} (known: --events --rate --seconds --workers --out)")
+            }
+        }
+    }
+    args
+}
+
+fn generator(seed: u64) -> Generator {
+    Generator::new(GenConfig {
+        seed,
+        tenants: 4,
+        start_ms: GenConfig::DEFAULT_START_MS,
+    })
+}
+
+/// Peak resident set size of this process, in bytes (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Events per second over the whole bounded input, epochs of 20,000 lines.
+fn throughput(args: &Args) -> (f64, usize) {
+    let lines: Vec<String> = generator(1).take(args.events).collect();
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let config = RunConfig {
+        workers: args.workers,
+        ..RunConfig::default()
+    };
+    let started = Instant::now();
+    let mut runner = Runner::start(&config, Arc::new(ViewStore::default())).expect("start");
+    for chunk in lines.chunks(4_096) {
+        runner.feed(chunk);
+    }
+    runner.finish();
+    (args.events as f64 / started.elapsed().as_secs_f64(), bytes)
+}
+
+/// Percentiles of a weighted sample, in milliseconds.
+fn percentiles(mut sample: Vec<(f64, u64)>) -> BTreeMap<&'static str, f64> {
+    sample.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = sample.iter().map(|(_, w)| w).sum();
+    let at = |q: f64| {
+        let target = (q * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (v, w) in &sample {
+            seen += w;
+            if seen >= target.max(1) {
+                return *v;
+            }
+        }
+        sample.last().map_or(0.0, |s| s.0)
+    };
+    BTreeMap::from([("p50", at(0.5)), ("p99", at(0.99)), ("max", at(1.0))])
+}
+
+/// At a fixed rate: admission → publication delays, for every event and for the events of
+/// logical times whose publication changed `fraud_alerts`.
+fn latency(
+    args: &Args,
+) -> (
+    BTreeMap<&'static str, f64>,
+    BTreeMap<&'static str, f64>,
+    u64,
+) {
+    let store = Arc::new(ViewStore::default());
+    let (alerts_view, _) = view_schema(FRAUD_ALERTS.name).expect("a view");
+    // Publication wall times and whether fraud_alerts changed, by logical time.
+    let published: Arc<Mutex<Vec<(u64, Instant, bool)>>> = Arc::default();
+    let sink = published.clone();
+    let mut last_alerts = 0usize;
+    store.observe(move |p| {
+        let alerts = p.views[alerts_view].len();
+        let changed = alerts != last_alerts;
+        last_alerts = alerts;
+        sink.lock()
+            .unwrap()
+            .push((p.as_of.unwrap_or(0), Instant::now(), changed));
+    });
+    let tick = Duration::from_millis(10);
+    let per_tick = (args.rate as usize / 100).max(1);
+    let config = RunConfig {
+        workers: args.workers,
+        epoch_lines: per_tick,
+        ..RunConfig::default()
+    };
+    let mut runner = Runner::start(&config, store).expect("start");
+    let mut source = generator(2);
+    // (logical time, admission instant, events) of each tick's input.
+    let mut admitted: Vec<(u64, Instant, usize)> = Vec::new();
+    let started = Instant::now();
+    let mut next = started;
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        let lines: Vec<String> = source.by_ref().take(per_tick).collect();
+        let epoch = runner.pipeline().epoch();
+        admitted.push((epoch, Instant::now(), lines.len()));
+        runner.feed(&lines);
+        next += tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    runner.finish();
+    let published = published.lock().unwrap();
+    // A time is visible at the first publication at or after it.
+    let visible = |epoch: u64| {
+        let i = published.partition_point(|(t, _, _)| *t < epoch);
+        published.get(i).map(|(_, at, _)| *at)
+    };
+    // The logical times covered by a publication that changed fraud_alerts.
+    let mut alert_times = std::collections::BTreeSet::new();
+    let mut previous: Option<u64> = None;
+    for (t, _, changed) in published.iter() {
+        if *changed {
+            let from = previous.map_or(0, |p| p + 1);
+            alert_times.extend(from..=*t);
+        }
+        previous = Some(*t);
+    }
+    let mut all = Vec::new();
+    let mut alerts = Vec::new();
+    for (epoch, at, n) in admitted {
+        let Some(seen) = visible(epoch) else { continue };
+        let ms = seen.saturating_duration_since(at).as_secs_f64() * 1e3;
+        all.push((ms, n as u64));
+        if alert_times.contains(&epoch) {
+            alerts.push((ms, n as u64));
+        }
+    }
+    let events = all.iter().map(|(_, n)| n).sum();
+    (percentiles(all), percentiles(alerts), events)
+}
+
+/// Median time of applying `transform` to each of `runs` copies of `batch` (copies made
+/// before timing).
+fn median(
+    runs: usize,
+    batch: &[weir::event::Event],
+    transform: &mut dyn weir::plugins::Transform,
+) -> Duration {
+    let copies: Vec<Vec<weir::event::Event>> = (0..runs).map(|_| batch.to_vec()).collect();
+    let mut times: Vec<Duration> = copies
+        .into_iter()
+        .map(|copy| {
+            let t = Instant::now();
+            transform.apply(copy);
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+/// Batched plugin cost (1,000 payments through normalize-payments), wasm over native.
+fn plugin_ratio() -> (f64, f64) {
+    let payments = weir_bench::events_of("payment", 1_000, 3);
+    let mut native = NativePlugins.transforms().remove(0);
+    let mut set = WasmPlugins::new(Limits::default()).expect("engine");
+    set.add_embedded("normalize-payments", None)
+        .expect("plugin");
+    let mut wasm = set.transforms().remove(0);
+    let n = median(31, &payments, native.as_mut());
+    let w = median(31, &payments, wasm.as_mut());
+    (n.as_secs_f64() * 1e6, w.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let args = parse_args();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
+    eprintln!(
+        "e2e: throughput over {} events on {} workers…",
+        args.events, args.workers
+    );
+    let (events_per_sec, bytes) = throughput(&args);
+    eprintln!(
+        "e2e: latency at {} events/s for {} s…",
+        args.rate, args.seconds
+    );
+    let (visible, alerts, measured) = latency(&args);
+    let (native_us, wasm_us) = plugin_ratio();
+    let rss = peak_rss().unwrap_or(0);
+    let mb_per_sec = bytes as f64 / (args.events as f64 / events_per_sec) / 1e6;
+    let report = serde_json::json!({
+        "commit": commit,
+        "workers": args.workers,
+        "throughput": { "events": args.events, "events_per_sec": events_per_sec, "mb_per_sec": mb_per_sec },
+        "latency_ms": { "rate": args.rate, "seconds": args.seconds, "events": measured,
+                        "admitted_to_visible": visible, "admitted_to_alert_visible": alerts },
+        "peak_rss_bytes": rss,
+        "plugin_batch_1000_us": { "native": native_us, "wasm": wasm_us, "ratio": wasm_us / native_us },
+    });
+    let table = format!(
+        "| metric | value | SPEC §6 target |\n|---|---|---|\n\
+         | throughput, JSON in → all views and plugins ({} workers) | {:.0} events/s ({:.1} MB/s) | ≥ 250,000 events/s |\n\
+         | admitted → visible in a view at {} events/s, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | p99 ≤ 100 ms |\n\
+         | admitted → fraud alert visible, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | p99 ≤ 50 ms |\n\
+         | plugin batch (1,000 payments), wasm vs native | {:.0} µs vs {:.0} µs ({:.1}×) | ≤ 1.5× |\n\
+         | peak RSS | {:.0} MiB | bounded by retention |\n\
+         | commit | {} | |\n",
+        args.workers,
+        events_per_sec,
+        mb_per_sec,
+        args.rate,
+        visible["p50"],
+        visible["p99"],
+        visible["max"],
+        alerts["p50"],
+        alerts["p99"],
+        alerts["max"],
+        wasm_us,
+        native_us,
+        wasm_us / native_us,
+        rss as f64 / (1 << 20) as f64,
+        commit,
+    );
+    std::fs::create_dir_all(&args.out).expect("create the report directory");
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .expect("write report.json");
+    std::fs::write(args.out.join("report.md"), &table).expect("write report.md");
+    println!("{table}");
+}
