@@ -104,8 +104,7 @@ pub fn component(name: &str) -> Option<Vec<u8>> {
 /// [`componentize`]. Errors say what to fix.
 pub fn build_crate(dir: &Path) -> Result<Vec<u8>, String> {
     // Cargo runs inside the crate, so a relative path must not be taken relative to it.
-    let dir = &dir
-        .canonicalize()
+    let dir = &std::path::absolute(dir)
         .map_err(|e| format!("cannot open plugin crate {}: {e}", dir.display()))?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
