@@ -1,0 +1,122 @@
+//! Per-stage costs: decode + validate, admission (dedup and the default transforms), a whole
+//! bounded run through every view (admission included), and Parquet output.
+//!
+//! Run with `cargo bench -p weir-bench --bench stages`. Throughput lines give events/s
+//! (elements) or MB/s (bytes) for the stage alone.
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use weir::decode::decode;
+use weir::generator::{GenConfig, Generator};
+use weir::ingest::Admission;
+use weir::row::{SESSIONS, VIEWS};
+use weir::run::{RunConfig, Runner};
+use weir::sink::write_view;
+use weir::store::ViewStore;
+
+fn lines(n: usize) -> Vec<String> {
+    Generator::new(GenConfig {
+        seed: 9,
+        tenants: 4,
+        start_ms: GenConfig::DEFAULT_START_MS,
+    })
+    .take(n)
+    .collect()
+}
+
+fn decode_validate(c: &mut Criterion) {
+    let input = lines(10_000);
+    let bytes: usize = input.iter().map(String::len).sum();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("10k lines (bytes)", |b| {
+        b.iter(|| {
+            input
+                .iter()
+                .filter(|l| decode(l.as_bytes()).is_ok())
+                .count()
+        })
+    });
+    group.throughput(Throughput::Elements(input.len() as u64));
+    group.bench_function("10k lines (events)", |b| {
+        b.iter(|| {
+            input
+                .iter()
+                .filter(|l| decode(l.as_bytes()).is_ok())
+                .count()
+        })
+    });
+    group.finish();
+}
+
+fn admission(c: &mut Criterion) {
+    let input = lines(10_000);
+    let mut group = c.benchmark_group("admission");
+    group.throughput(Throughput::Elements(input.len() as u64));
+    for (name, config) in [
+        ("native", RunConfig::native()),
+        ("wasm", RunConfig::default()),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || Admission::new(config.plugins.transforms(), Vec::new()),
+                |mut admission| admission.admit(&input).len(),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn views(c: &mut Criterion) {
+    let input = lines(50_000);
+    let mut group = c.benchmark_group("bounded_run");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(input.len() as u64));
+    for workers in [1, 2] {
+        group.bench_function(
+            format!("50k events, native plugins, {workers} workers"),
+            |b| {
+                b.iter(|| {
+                    let config = RunConfig {
+                        workers,
+                        ..RunConfig::native()
+                    };
+                    let mut runner =
+                        Runner::start(&config, Arc::new(ViewStore::default())).unwrap();
+                    runner.feed(&input);
+                    runner.finish().stats.admitted
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn parquet(c: &mut Criterion) {
+    let input = lines(50_000);
+    let mut runner = Runner::start(&RunConfig::native(), Arc::new(ViewStore::default())).unwrap();
+    runner.feed(&input);
+    let result = runner.finish();
+    let (index, _) = VIEWS
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.name == SESSIONS.name)
+        .unwrap();
+    let rows = result.store.read(|p| p.rows(index));
+    let dir = std::env::temp_dir().join("weir-bench-parquet");
+    let path = dir.join("sessions.parquet");
+    write_view(&path, &SESSIONS, &rows, None).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let mut group = c.benchmark_group("parquet");
+    group.throughput(Throughput::Bytes(size));
+    group.bench_function(
+        format!("sessions view, {} rows (file bytes)", rows.len()),
+        |b| b.iter(|| write_view(&path, &SESSIONS, &rows, None).unwrap()),
+    );
+    group.finish();
+}
+
+criterion_group!(benches, decode_validate, admission, views, parquet);
+criterion_main!(benches);
