@@ -195,21 +195,7 @@ fn package_name(manifest: &str) -> Option<String> {
 /// Fails the build with the fix when the toolchain that builds `workspace` lacks the wasm
 /// target's standard library.
 fn check_wasm_target(workspace: &Path) {
-    let mut rustc = Command::new("rustc");
-    rustc
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .current_dir(workspace);
-    scrub_cargo_env(&mut rustc);
-    let installed = rustc
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .and_then(|libdir| fs::read_dir(libdir).ok())
-        .is_some_and(|mut entries| {
-            entries
-                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
-        });
+    let installed = target_installed(workspace, WASM_TARGET);
     assert!(
         installed,
         "the {WASM_TARGET} target is not installed for the toolchain that builds plugins/; \

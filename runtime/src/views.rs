@@ -98,10 +98,6 @@ fn floor(t: Millis, unit: Millis) -> Millis {
     t.div_euclid(unit) * unit
 }
 
-fn s(v: &str) -> Cell {
-    Cell::Str(v.to_owned())
-}
-
 /// Builds every view over `admitted` (events with the logical time they were admitted at);
 /// fraud rules are judged by the versions `deployments` names, looked up in `rules`.
 pub fn build<'s>(
@@ -582,7 +578,7 @@ fn fraud_alerts<'s>(
         .reduce(|_key, input, output| output.push((*input[0].0, 1)))
         .map(|((tenant, rule, subject), time)| {
             vec![
-                s(&tenant),
+                Cell::Str(tenant),
                 Cell::Str(rule),
                 Cell::Str(subject),
                 Cell::Int(time),

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::nested_cargo::scrub_cargo_env;
+use super::nested_cargo::{scrub_cargo_env, target_installed};
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
@@ -220,21 +220,7 @@ fn locate_cdylib(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<(String, Pa
 
 /// Fails with the fix when the toolchain that builds `dir` lacks the wasm target.
 fn check_wasm_target(dir: &Path) -> Result<(), String> {
-    let mut rustc = Command::new("rustc");
-    rustc
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .current_dir(dir);
-    scrub_cargo_env(&mut rustc);
-    let installed = rustc
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .and_then(|libdir| std::fs::read_dir(libdir).ok())
-        .is_some_and(|mut entries| {
-            entries
-                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
-        });
+    let installed = target_installed(dir, WASM_TARGET);
     if installed {
         Ok(())
     } else {

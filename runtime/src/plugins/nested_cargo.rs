@@ -49,3 +49,23 @@ pub(crate) fn scrub_cargo_env(command: &mut std::process::Command) {
         }
     }
 }
+
+/// Whether the toolchain that builds in `dir` has the standard library of `target` (the
+/// plugins' wasm target): asks that toolchain's rustc for its target libdir.
+pub(crate) fn target_installed(dir: &std::path::Path, target: &str) -> bool {
+    let mut rustc = std::process::Command::new("rustc");
+    rustc
+        .args(["--print", "target-libdir", "--target", target])
+        .current_dir(dir);
+    scrub_cargo_env(&mut rustc);
+    rustc
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .and_then(|libdir| std::fs::read_dir(libdir).ok())
+        .is_some_and(|mut entries| {
+            entries
+                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
+        })
+}
