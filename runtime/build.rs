@@ -11,6 +11,9 @@
 //! ```
 //!
 //! The modules stay core modules here; the host turns them into components when it loads them.
+//!
+//! It also compiles the gRPC API, `proto/weir/v1/weir.proto`, with `protox` (no `protoc`
+//! needed) into tonic code and the encoded descriptor set that server reflection serves.
 
 use std::env;
 use std::ffi::OsString;
@@ -22,6 +25,7 @@ use std::process::Command;
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
+    compile_api();
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let repo = manifest_dir
         .parent()
@@ -210,3 +214,17 @@ fn missing_target(stderr: &str) -> bool {
 }
 
 include!("src/plugins/nested_cargo.rs");
+
+fn compile_api() {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = match protox::compile(["weir/v1/weir.proto"], ["proto"]) {
+        Ok(fds) => fds,
+        Err(e) => panic!("proto/weir/v1/weir.proto does not compile: {e}"),
+    };
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let encoded = prost::Message::encode_to_vec(&fds);
+    fs::write(out_dir.join("weir_v1_descriptor.bin"), encoded).expect("OUT_DIR is writable");
+    if let Err(e) = tonic_prost_build::configure().compile_fds(fds) {
+        panic!("cannot generate the gRPC code: {e}");
+    }
+}

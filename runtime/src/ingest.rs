@@ -31,8 +31,8 @@ pub struct AdmissionStats {
     pub duplicates: u64,
     /// Quarantined inputs by reason.
     pub quarantined: BTreeMap<String, u64>,
-    /// Admitted events by type.
-    pub by_type: BTreeMap<&'static str, u64>,
+    /// Admitted events by tenant and type.
+    pub admitted_by: BTreeMap<(String, &'static str), u64>,
 }
 
 impl AdmissionStats {
@@ -144,13 +144,21 @@ impl<Q: QuarantineSink> Admission<Q> {
     }
 
     fn count(&mut self, events: &[Event], sign: i64) {
+        // Counted under borrowed keys first: one owned key per tenant and type, not per event.
+        let mut counts: std::collections::HashMap<(&str, &'static str), i64> =
+            std::collections::HashMap::new();
         for event in events {
+            *counts
+                .entry((event.tenant_id.as_str(), event.body.type_name()))
+                .or_default() += sign;
+        }
+        for ((tenant, kind), delta) in counts {
             let n = self
                 .stats
-                .by_type
-                .entry(event.body.type_name())
+                .admitted_by
+                .entry((tenant.to_owned(), kind))
                 .or_default();
-            *n = n.saturating_add_signed(sign);
+            *n = n.saturating_add_signed(delta);
         }
         self.stats.admitted = self
             .stats

@@ -8,7 +8,9 @@
 //! 4. **[`views`]** — the differential dataflow that keeps every view exact, run by
 //!    [`pipeline`] on timely workers;
 //! 5. **[`store`]** — the read side, published at one consistent logical time;
-//! 6. **[`sink`]** — Parquet files for views and quarantine.
+//! 6. **[`sink`]** — Parquet files for views and quarantine;
+//! 7. **[`serve`]** — the `weir.v1` gRPC API (queries, subscriptions, plugin admin) and
+//!    Prometheus metrics.
 //!
 //! [`run`] wires them together. A bounded run over a few events:
 //!
@@ -28,6 +30,7 @@
 //! assert_eq!(rows[0][4], weir::row::Cell::Int(3000)); // gmv_cents, counted once
 //! ```
 
+pub mod config;
 pub mod decode;
 pub mod event;
 pub mod generator;
@@ -36,6 +39,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod row;
 pub mod run;
+pub mod serve;
 pub mod sink;
 pub mod store;
 pub mod views;

@@ -1,4 +1,5 @@
-//! The `weir` command line: `weir run` (live or bounded) and `weir gen`.
+//! The `weir` command line: `weir run` (live or bounded), `weir gen`, the plugin tools, and
+//! the API clients (`weir query`, `weir subscribe`, `weir plugin deploy|list|rollback`).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use weir::config::{Config, Implementation, SourceKind};
 use weir::generator::{GenConfig, Generator};
 use weir::plugins::PluginFactory;
 use weir::plugins::embedded;
@@ -17,6 +19,8 @@ use weir::plugins::native::NativePlugins;
 use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
 use weir::run::{LiveConfig, RunConfig, run_bounded, run_live};
+use weir::serve::ServeConfig;
+use weir::serve::client;
 
 // The dataflow allocates and frees many small records; glibc malloc spent a third of a
 // profiled run in allocation and page faults.
@@ -40,9 +44,68 @@ enum Command {
     Run(RunArgs),
     /// Print generated events as NDJSON.
     Gen(GenArgs),
-    /// Build and test WebAssembly plugins.
+    /// Build and test WebAssembly plugins; deploy, list and roll back rules on a running weir.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Query a view of a running weir.
+    Query(QueryArgs),
+    /// Follow a view's changes on a running weir.
+    Subscribe(SubscribeArgs),
+}
+
+/// How a client reaches the API.
+#[derive(Args)]
+struct ClientArgs {
+    /// The gRPC address of `weir run`.
+    #[arg(long, env = "WEIR_ADDR", default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Bearer token (see the config's [[tokens]]; the demo admin token is pulsecart-admin-demo).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    fn target(&self) -> weir::serve::client::Target {
+        weir::serve::client::Target {
+            addr: self.addr.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The view (gmv_minute, payment_status, inventory, sessions, conversion_hour, fraud_alerts).
+    view: String,
+    /// Leading key column values (repeat for more columns), e.g. --prefix acme --prefix EUR.
+    #[arg(long)]
+    prefix: Vec<String>,
+    /// Answer as of this logical time (recent times only); the latest when absent.
+    #[arg(long)]
+    as_of: Option<u64>,
+    /// At most this many rows (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct SubscribeArgs {
+    view: String,
+    #[arg(long)]
+    prefix: Vec<String>,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many changes.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +128,40 @@ enum PluginCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Deploy a rule component to a running weir as a new version of NAME.
+    Deploy {
+        /// The component.
+        wasm: PathBuf,
+        /// The rule's name (fraud_alerts.rule).
+        #[arg(long)]
+        name: String,
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// from_now (events admitted from now on) or retroactive (every retained event).
+        #[arg(long, default_value = "from_now")]
+        mode: String,
+        /// Test vectors it must pass first (JSON lines).
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List every rule version of a running weir and where it is deployed.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deploy an earlier version of a rule again (by default the one before the active one).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long, default_value = "from_now")]
+        mode: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,39 +174,49 @@ enum PluginImpl {
 
 #[derive(Args)]
 struct RunArgs {
+    /// TOML config file (see examples/pulsecart/weir.toml, which plain `weir run` uses);
+    /// flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// NDJSON input file, or `-` for stdin; makes the run bounded.
     #[arg(long)]
     input: Option<String>,
     /// Output directory for views/*.parquet and quarantine.parquet (required with --input).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Dataflow worker threads.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
-    workers: u16,
-    /// Bounded runs: input lines per logical time.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
-    epoch_lines: u64,
-    /// Live runs: generated events per second.
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
-    rate: u64,
-    /// Live runs: generator seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Live runs: number of generated tenants.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    tenants: u16,
-    /// Live runs: milliseconds per logical time.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
-    tick_ms: u64,
-    /// Live runs: seconds between status lines.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-    status_secs: u64,
-    /// Which implementation of the default plugins runs.
-    #[arg(long, value_enum, default_value_t = PluginImpl::Wasm)]
-    plugins: PluginImpl,
+    /// Dataflow worker threads [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
+    /// Bounded runs: input lines per logical time [default: 20000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    epoch_lines: Option<u64>,
+    /// Live runs: generated events per second [default: 5000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Live runs: generator seed [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Live runs: number of generated tenants [default: 4].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    tenants: Option<u16>,
+    /// Live runs: milliseconds per logical time [default: 20].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tick_ms: Option<u64>,
+    /// Live runs: seconds between status lines [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    status_secs: Option<u64>,
+    /// Which implementation of the default plugins runs [default: wasm].
+    #[arg(long, value_enum)]
+    plugins: Option<PluginImpl>,
     /// Replace or add a plugin: NAME=FILE.wasm (repeatable; the world is read off the file).
     #[arg(long = "plugin", value_name = "NAME=FILE")]
     plugin: Vec<String>,
+    /// Live runs: gRPC address (port 0 picks one) [default: 127.0.0.1:50051].
+    #[arg(long)]
+    grpc: Option<String>,
+    /// Live runs: Prometheus address, or `off` [default: 127.0.0.1:9464].
+    #[arg(long)]
+    metrics: Option<String>,
 }
 
 #[derive(Args)]
@@ -128,6 +235,8 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args),
         Command::Gen(args) => generate(args),
         Command::Plugin(command) => plugin(command),
+        Command::Query(args) => query(args),
+        Command::Subscribe(args) => subscribe(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -139,22 +248,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn plugin_set(args: &RunArgs) -> anyhow::Result<Arc<dyn PluginFactory>> {
-    if args.plugins == PluginImpl::Native {
-        if !args.plugin.is_empty() {
-            bail!("--plugin needs the WebAssembly plugins; drop --plugins native");
+fn plugin_set(
+    implementation: PluginImpl,
+    specs: &[String],
+    config: &Config,
+) -> anyhow::Result<Arc<dyn PluginFactory>> {
+    let mut loads: Vec<(String, PathBuf, Option<String>)> = config
+        .plugins
+        .load
+        .iter()
+        .map(|p| (p.name.clone(), p.file.clone(), p.tenant.clone()))
+        .collect();
+    for spec in specs {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--plugin {spec}: expected NAME=FILE.wasm");
+        };
+        loads.push((name.to_owned(), PathBuf::from(file), None));
+    }
+    if implementation == PluginImpl::Native {
+        if !loads.is_empty() {
+            bail!("loading plugin components needs the WebAssembly plugins; drop --plugins native");
         }
         return Ok(Arc::new(NativePlugins));
     }
     let mut set = WasmPlugins::defaults()?;
-    for spec in &args.plugin {
-        let Some((name, file)) = spec.split_once('=') else {
-            bail!("--plugin {spec}: expected NAME=FILE.wasm");
-        };
-        let bytes =
-            std::fs::read(file).with_context(|| format!("--plugin {spec}: cannot read {file}"))?;
-        let world = set.add(name, &bytes, None)?;
-        eprintln!("weir: plugin {name} ({world:?}) from {file}");
+    for (name, file, tenant) in loads {
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("plugin {name}: cannot read {}", file.display()))?;
+        let world = set.add(&name, &bytes, tenant.as_deref())?;
+        eprintln!("weir: plugin {name} ({world:?}) from {}", file.display());
     }
     Ok(Arc::new(set))
 }
@@ -204,19 +326,96 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Deploy {
+            wasm,
+            name,
+            tenant,
+            mode,
+            vectors,
+            client,
+        } => {
+            let done = client::deploy(
+                &client.target(),
+                &wasm,
+                &name,
+                tenant.as_deref(),
+                &mode,
+                vectors.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("{done}");
+            Ok(())
+        }
+        PluginCommand::List { client } => {
+            client::list(&client.target(), &mut io::stdout().lock()).map_err(anyhow::Error::msg)
+        }
+        PluginCommand::Rollback {
+            name,
+            version,
+            mode,
+            client,
+        } => {
+            let done = client::rollback(&client.target(), &name, version, &mode)
+                .map_err(anyhow::Error::msg)?;
+            println!("{done}");
+            Ok(())
+        }
     }
 }
 
+fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    let as_of = client::query(
+        &args.client.target(),
+        &args.view,
+        &args.prefix,
+        args.as_of,
+        args.limit,
+        args.json,
+        &mut out,
+    )
+    .map_err(anyhow::Error::msg)?;
+    out.flush().context("cannot write to stdout")?;
+    eprintln!("weir: {} as of logical time {as_of}", args.view);
+    Ok(())
+}
+
+fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
+    client::subscribe(
+        &args.client.target(),
+        &args.view,
+        &args.prefix,
+        args.json,
+        args.count,
+        &mut io::stdout().lock(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = RunConfig {
-        workers: usize::from(args.workers),
-        epoch_lines: args.epoch_lines as usize,
-        lockstep: false,
-        plugins: plugin_set(&args)?,
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(anyhow::Error::msg)?,
+        None => Config::demo(),
     };
-    let result = match &args.input {
+    let (p, src) = (&config.pipeline, &config.source);
+    let implementation = args.plugins.unwrap_or(match config.plugins.implementation {
+        Some(Implementation::Native) => PluginImpl::Native,
+        _ => PluginImpl::Wasm,
+    });
+    let run_config = RunConfig {
+        workers: usize::from(args.workers.or(p.workers).unwrap_or(2)),
+        epoch_lines: args.epoch_lines.or(p.epoch_lines).unwrap_or(20_000) as usize,
+        lockstep: false,
+        plugins: plugin_set(implementation, &args.plugin, &config)?,
+    };
+    let input = args.input.clone().or_else(|| match src.kind {
+        SourceKind::File => src.path.clone(),
+        SourceKind::Generator => None,
+    });
+    let out = args.out.clone().or_else(|| src.out.clone());
+    let result = match &input {
         Some(input) => {
-            if args.out.is_none() {
+            if out.is_none() {
                 bail!("a bounded run (--input) needs --out DIR for its Parquet outputs");
             }
             let reader: Box<dyn BufRead> = if input == "-" {
@@ -226,29 +425,47 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     File::open(input).with_context(|| format!("cannot read input file {input}"))?;
                 Box::new(BufReader::with_capacity(1 << 20, file))
             };
-            run_bounded(&config, reader).context("reading the input failed")?
+            run_bounded(&run_config, reader).context("reading the input failed")?
         }
         None => {
+            let grpc = match &args.grpc {
+                Some(a) => weir::config::address("--grpc", a).map_err(anyhow::Error::msg)?,
+                None => config.grpc_addr(),
+            };
+            let metrics = match args.metrics.as_deref() {
+                Some("off") => None,
+                Some(a) => Some(weir::config::address("--metrics", a).map_err(anyhow::Error::msg)?),
+                None => config.metrics_addr(),
+            };
+            let tokens = config.tokens().map_err(anyhow::Error::msg)?;
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
                 .context("cannot install the Ctrl-C handler")?;
+            let rate = args.rate.or(src.rate).unwrap_or(5_000);
             eprintln!(
-                "weir: live on the built-in generator at {} events/s with {} workers; Ctrl-C stops",
-                args.rate, args.workers
+                "weir: live on the built-in generator at {rate} events/s with {} workers; Ctrl-C stops",
+                run_config.workers
             );
             let live = LiveConfig {
-                run: config,
-                rate: args.rate,
-                seed: args.seed,
-                tenants: usize::from(args.tenants),
-                tick: Duration::from_millis(args.tick_ms),
-                status_every: Duration::from_secs(args.status_secs),
+                run: run_config,
+                rate,
+                seed: args.seed.or(src.seed).unwrap_or(1),
+                tenants: usize::from(args.tenants.or(src.tenants).unwrap_or(4)),
+                tick: Duration::from_millis(args.tick_ms.or(p.tick_ms).unwrap_or(20)),
+                status_every: Duration::from_secs(args.status_secs.or(p.status_secs).unwrap_or(5)),
+                serve: Some(ServeConfig {
+                    grpc,
+                    metrics,
+                    tokens,
+                }),
+                history: config.serve.history.unwrap_or(weir::store::DEFAULT_HISTORY),
+                subscriber_buffer: config.serve.subscriber_buffer.unwrap_or(1024),
             };
             run_live(&live, &stop)?
         }
     };
-    if let Some(out) = &args.out {
+    if let Some(out) = &out {
         result
             .write_outputs(out)
             .with_context(|| format!("cannot write outputs to {}", out.display()))?;

@@ -222,6 +222,7 @@ impl Pipeline {
             return;
         }
         let epoch = self.epoch;
+        self.store.admitted(epoch, std::time::Instant::now());
         let events: Vec<(Time, Event)> = events.into_iter().map(|e| (epoch, e)).collect();
         let workers = self.senders.len();
         if workers == 1 {

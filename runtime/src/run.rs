@@ -248,6 +248,12 @@ pub struct LiveConfig {
     pub tick: Duration,
     /// How often the status line is printed.
     pub status_every: Duration,
+    /// The API, if served.
+    pub serve: Option<crate::serve::ServeConfig>,
+    /// Publications kept for earlier `as_of` queries and subscribers.
+    pub history: usize,
+    /// Publications a subscriber may fall behind by.
+    pub subscriber_buffer: usize,
 }
 
 /// Keeps the most recent quarantined inputs of a run that never ends.
@@ -268,8 +274,26 @@ impl QuarantineSink for RecentQuarantine {
 /// Runs on the generator until `stop` is set, then drains and returns the final state.
 pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult> {
     let started = Instant::now();
-    let store = Arc::new(ViewStore::default());
+    let store = Arc::new(ViewStore::new(config.history, config.subscriber_buffer));
     let mut pipeline = start(&config.run, store.clone())?;
+    let mut served = match &config.serve {
+        Some(serve) => {
+            let (server, admin) =
+                crate::serve::Server::start(serve, store.clone(), pipeline.rules().clone())
+                    .map_err(io::Error::other)?;
+            eprintln!(
+                "weir: gRPC on {} (weir.v1, health, reflection)",
+                server.grpc_addr()
+            );
+            if let Some(addr) = server.metrics_addr() {
+                eprintln!("weir: metrics on http://{addr}/metrics");
+            }
+            Some((server, admin))
+        }
+        None => None,
+    };
+    let metrics = crate::serve::metrics::global();
+    let source_id = Arc::as_ptr(&store) as usize;
     let quarantine = RecentQuarantine {
         records: VecDeque::new(),
         capacity: 100_000,
@@ -295,6 +319,10 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
             let epoch = pipeline.epoch();
             pipeline.push(admission.admit_at(&lines, epoch));
         }
+        if let Some((_, admin)) = served.as_mut() {
+            admin.drain(&mut pipeline);
+        }
+        metrics.sync_admission(source_id, admission.stats());
         pipeline.advance();
         if last_status.elapsed() >= config.status_every {
             let stats = admission.stats();
@@ -316,6 +344,7 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
     }
     let stats = admission.stats().clone();
     let store = pipeline.finish();
+    drop(served);
     Ok(RunResult {
         store,
         stats,

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
@@ -217,9 +217,16 @@ impl WasmEngine {
         items: usize,
         call: impl FnOnce(&mut Store<StoreState>) -> CallResult<O>,
     ) -> CallResult<O> {
+        let started = Instant::now();
         let mut store = self.store(items);
         let result = call(&mut store);
         let fuel = self.budget(items) - store.get_fuel().unwrap_or(0);
+        let failed = match &result {
+            Ok(results) => results.iter().filter(|r| r.is_err()).count() as u64,
+            Err(_) if items == 1 => 1,
+            Err(_) => 0,
+        };
+        crate::serve::metrics::global().plugin_call(plugin, failed, fuel, started.elapsed());
         match &result {
             Ok(results) => self.account(plugin, tenant, fuel, results),
             // A failed single input counts against the plugin; a failed batch is retried

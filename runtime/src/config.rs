@@ -1,0 +1,325 @@
+//! The `weir run --config FILE` file: source, pipeline, plugins, serving addresses and tokens.
+//!
+//! Every key is known: an unknown key or a bad value stops the start with a message naming
+//! it, so a typo never silently falls back to a default. Flags given on the command line win
+//! over the file. `weir run` without `--config` uses the demo configuration in
+//! `examples/pulsecart/weir.toml`, embedded in the binary, which documents the demo tokens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::serve::{Caller, Tokens};
+
+/// The demo configuration `weir run` starts with when given no `--config`.
+pub const DEMO: &str = include_str!("../../examples/pulsecart/weir.toml");
+
+/// A parsed and checked configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub pipeline: Pipeline,
+    #[serde(default)]
+    pub source: Source,
+    #[serde(default)]
+    pub plugins: Plugins,
+    #[serde(default)]
+    pub serve: Serve,
+    #[serde(default)]
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Dataflow worker threads.
+    pub workers: Option<u16>,
+    /// Live runs: milliseconds per logical time.
+    pub tick_ms: Option<u64>,
+    /// Bounded runs: input lines per logical time.
+    pub epoch_lines: Option<u64>,
+    /// Seconds between status lines.
+    pub status_secs: Option<u64>,
+}
+
+/// Where events come from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// The built-in generator, live.
+    #[default]
+    Generator,
+    /// An NDJSON file (`path`), bounded.
+    File,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    #[serde(default, rename = "type")]
+    pub kind: SourceKind,
+    /// Generator: events per second.
+    pub rate: Option<u64>,
+    /// Generator: seed.
+    pub seed: Option<u64>,
+    /// Generator: tenants.
+    pub tenants: Option<u16>,
+    /// File: the NDJSON input (`-` for stdin).
+    pub path: Option<String>,
+    /// Where Parquet outputs go.
+    pub out: Option<PathBuf>,
+}
+
+/// Which implementation runs the default plugins.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Implementation {
+    #[default]
+    Wasm,
+    Native,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plugins {
+    pub implementation: Option<Implementation>,
+    /// Components loaded at start, replacing or adding to the defaults.
+    #[serde(default)]
+    pub load: Vec<PluginFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginFile {
+    pub name: String,
+    /// Relative paths are relative to the config file.
+    pub file: PathBuf,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    /// gRPC address.
+    pub grpc: Option<String>,
+    /// Prometheus address; `"off"` serves no metrics.
+    pub metrics: Option<String>,
+    /// Publications kept for queries at an earlier `as_of` and for subscribers.
+    pub history: Option<usize>,
+    /// Publications a subscriber may fall behind before it is dropped.
+    pub subscriber_buffer: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    pub token: String,
+    /// The tenant whose rows this token reads.
+    pub tenant: Option<String>,
+    /// Whether this token is admin (every tenant, plugin administration).
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl Config {
+    /// Reads and checks `path`; relative plugin paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut config =
+            Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut config.plugins.load {
+            if plugin.file.is_relative() {
+                plugin.file = base.join(&plugin.file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The demo configuration.
+    pub fn demo() -> Config {
+        match Config::parse(DEMO) {
+            Ok(config) => config,
+            Err(e) => panic!("the embedded demo config must be valid: {e}"),
+        }
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let p = &self.pipeline;
+        positive("pipeline.workers", p.workers.map(u64::from))?;
+        if p.workers.is_some_and(|w| w > 256) {
+            return Err("pipeline.workers: at most 256".into());
+        }
+        positive("pipeline.tick_ms", p.tick_ms)?;
+        positive("pipeline.epoch_lines", p.epoch_lines)?;
+        positive("pipeline.status_secs", p.status_secs)?;
+        let s = &self.source;
+        positive("source.rate", s.rate)?;
+        positive("source.tenants", s.tenants.map(u64::from))?;
+        if s.tenants.is_some_and(|t| t > 1000) {
+            return Err("source.tenants: at most 1000".into());
+        }
+        match s.kind {
+            SourceKind::File if s.path.is_none() => {
+                return Err("source.path: a file source needs the path of its NDJSON input".into());
+            }
+            SourceKind::File if s.out.is_none() => {
+                return Err("source.out: a file source needs an output directory".into());
+            }
+            SourceKind::Generator if s.path.is_some() => {
+                return Err(
+                    "source.path: only a file source reads a path (set type = \"file\")".into(),
+                );
+            }
+            _ => {}
+        }
+        for (i, plugin) in self.plugins.load.iter().enumerate() {
+            if plugin.name.is_empty() {
+                return Err(format!("plugins.load[{i}].name: must not be empty"));
+            }
+            if let Some(t) = &plugin.tenant {
+                tenant_id(&format!("plugins.load[{i}].tenant"), t)?;
+            }
+        }
+        let v = &self.serve;
+        if let Some(addr) = &v.grpc {
+            address("serve.grpc", addr)?;
+        }
+        if let Some(addr) = &v.metrics
+            && addr != "off"
+        {
+            address("serve.metrics", addr)?;
+        }
+        positive("serve.history", v.history.map(|n| n as u64))?;
+        positive(
+            "serve.subscriber_buffer",
+            v.subscriber_buffer.map(|n| n as u64),
+        )?;
+        self.tokens()?;
+        Ok(())
+    }
+
+    /// The tokens, checked: each is for exactly one tenant or admin, and none repeats.
+    pub fn tokens(&self) -> Result<Tokens, String> {
+        let mut tokens = Tokens::default();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = format!("tokens[{i}]");
+            let caller = match (&t.tenant, t.admin) {
+                (Some(tenant), false) => {
+                    tenant_id(&format!("{key}.tenant"), tenant)?;
+                    Caller::Tenant(tenant.clone())
+                }
+                (None, true) => Caller::Admin,
+                (Some(_), true) => {
+                    return Err(format!(
+                        "{key}: a token is either for one tenant or admin, not both"
+                    ));
+                }
+                (None, false) => {
+                    return Err(format!("{key}: set `tenant = \"…\"` or `admin = true`"));
+                }
+            };
+            tokens
+                .insert(&t.token, caller)
+                .map_err(|e| format!("{key}.token: {e}"))?;
+        }
+        Ok(tokens)
+    }
+
+    /// The gRPC address (default `127.0.0.1:50051`).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.serve
+            .grpc
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)))
+    }
+
+    /// The metrics address (default `127.0.0.1:9464`), `None` when turned off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        match self.serve.metrics.as_deref() {
+            Some("off") => None,
+            Some(a) => a.parse().ok(),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+fn positive(key: &str, value: Option<u64>) -> Result<(), String> {
+    if value == Some(0) {
+        return Err(format!("{key}: must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Parses an address flag or config value, naming `key` when it is not one.
+pub fn address(key: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key}: {value:?} is not an address like 127.0.0.1:50051"))
+}
+
+fn tenant_id(key: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {value:?} is not a tenant id ([A-Za-z0-9_-], 1 to 64 characters)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_valid_and_has_an_admin() {
+        let config = Config::demo();
+        let tokens = config.tokens().unwrap();
+        assert!(!tokens.is_empty());
+        assert!(config.tokens.iter().any(|t| t.admin));
+        assert_eq!(config.grpc_addr().port(), 50051);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let cases = [
+            ("[serve]\ngrpc_addr = \"127.0.0.1:1\"\n", "grpc_addr"),
+            ("[serve]\ngrpc = \"localhost\"\n", "serve.grpc"),
+            ("[source]\nrate = 0\n", "source.rate"),
+            ("[source]\nrate = \"fast\"\n", "rate"),
+            ("[source]\ntype = \"kafkaa\"\n", "kafkaa"),
+            ("[[tokens]]\ntoken = \"x\"\n", "tokens[0]"),
+            (
+                "[[tokens]]\ntoken = \"x\"\ntenant = \"a b\"\n",
+                "tokens[0].tenant",
+            ),
+            (
+                "[[tokens]]\ntoken = \"x\"\nadmin = true\n[[tokens]]\ntoken = \"x\"\ntenant = \"a\"\n",
+                "tokens[1].token",
+            ),
+            ("[pipeline]\nworkers = 0\n", "pipeline.workers"),
+            ("colour = \"blue\"\n", "colour"),
+        ];
+        for (text, named) in cases {
+            let err = Config::parse(text).expect_err(text);
+            assert!(err.contains(named), "{text:?} gave {err:?}");
+        }
+    }
+}

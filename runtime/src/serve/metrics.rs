@@ -1,0 +1,303 @@
+//! Prometheus metrics: what the pipeline admitted and dropped, how fresh the views are, what
+//! plugins cost, how the API answers; served as text at `/metrics`.
+//!
+//! One registry per process ([`global`]): the stages that count (admission, the store's
+//! publication, the plugin host, the API) write to it wherever they run, and a scrape encodes
+//! it. Admission counts are handed over per chunk of events, never per event, so counting
+//! stays off the hot path.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::ingest::AdmissionStats;
+use crate::row::TABLES;
+use crate::store::PublishHook;
+use crate::views::Time;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantType {
+    tenant: String,
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViewLabel {
+    view: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabel {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+    code: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latencies from 100 µs to about 6.5 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Every metric the process exports.
+pub struct Metrics {
+    registry: Registry,
+    admitted: Family<TenantType, Counter>,
+    quarantined: Family<ReasonLabel, Counter>,
+    duplicates: Counter,
+    read: Counter,
+    freshness: HistogramFamily<ViewLabel>,
+    logical_time: Gauge,
+    plugin_calls: Family<PluginLabel, Counter>,
+    plugin_failures: Family<PluginLabel, Counter>,
+    plugin_fuel: Family<PluginLabel, Counter>,
+    plugin_latency: HistogramFamily<PluginLabel>,
+    grpc_latency: HistogramFamily<MethodLabel>,
+    subscribers: Gauge,
+    subscriber_lag: Gauge,
+    subscribers_dropped: Counter,
+    /// Admission totals already handed over, by the admission that counted them.
+    synced: Mutex<BTreeMap<usize, AdmissionStats>>,
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            admitted: Family::default(),
+            quarantined: Family::default(),
+            duplicates: Counter::default(),
+            read: Counter::default(),
+            freshness: Family::new_with_constructor(latency_histogram),
+            logical_time: Gauge::default(),
+            plugin_calls: Family::default(),
+            plugin_failures: Family::default(),
+            plugin_fuel: Family::default(),
+            plugin_latency: Family::new_with_constructor(latency_histogram),
+            grpc_latency: Family::new_with_constructor(latency_histogram),
+            subscribers: Gauge::default(),
+            subscriber_lag: Gauge::default(),
+            subscribers_dropped: Counter::default(),
+            synced: Mutex::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "weir_input_lines",
+            "Input lines read by admission",
+            m.read.clone(),
+        );
+        registry.register(
+            "weir_events_admitted",
+            "Valid, new events admitted into the dataflow",
+            m.admitted.clone(),
+        );
+        registry.register(
+            "weir_events_quarantined",
+            "Inputs sent to quarantine, by reason",
+            m.quarantined.clone(),
+        );
+        registry.register(
+            "weir_events_duplicate",
+            "Events dropped as duplicates of an admitted event_id",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "weir_view_freshness_seconds",
+            "Wall-clock delay from admission to visibility in a view",
+            m.freshness.clone(),
+        );
+        registry.register(
+            "weir_logical_time",
+            "The logical time every view is published at",
+            m.logical_time.clone(),
+        );
+        registry.register(
+            "weir_plugin_calls",
+            "Plugin calls (batches)",
+            m.plugin_calls.clone(),
+        );
+        registry.register(
+            "weir_plugin_failures",
+            "Events a plugin failed on",
+            m.plugin_failures.clone(),
+        );
+        registry.register(
+            "weir_plugin_fuel",
+            "Fuel burnt by a plugin's calls",
+            m.plugin_fuel.clone(),
+        );
+        registry.register(
+            "weir_plugin_call_seconds",
+            "Wall-clock duration of one plugin call",
+            m.plugin_latency.clone(),
+        );
+        registry.register(
+            "weir_grpc_request_seconds",
+            "gRPC request handling time, by method and status code",
+            m.grpc_latency.clone(),
+        );
+        registry.register(
+            "weir_subscribers",
+            "Live view subscriptions",
+            m.subscribers.clone(),
+        );
+        registry.register(
+            "weir_subscriber_lag_publications",
+            "Publications the slowest subscriber has not yet taken",
+            m.subscriber_lag.clone(),
+        );
+        registry.register(
+            "weir_subscribers_dropped",
+            "Subscriptions dropped because they fell behind",
+            m.subscribers_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Hands over an admission's running totals; `source` tells admissions apart.
+    pub fn sync_admission(&self, source: usize, stats: &AdmissionStats) {
+        let mut synced = self.synced.lock().unwrap();
+        let last = synced.entry(source).or_default();
+        self.read.inc_by(stats.read - last.read);
+        self.duplicates.inc_by(stats.duplicates - last.duplicates);
+        for (reason, count) in &stats.quarantined {
+            let before = last.quarantined.get(reason).copied().unwrap_or(0);
+            if *count > before {
+                self.quarantined
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.clone(),
+                    })
+                    .inc_by(count - before);
+            }
+        }
+        for ((tenant, kind), count) in &stats.admitted_by {
+            let key = (tenant.clone(), *kind);
+            let before = last.admitted_by.get(&key).copied().unwrap_or(0);
+            if *count > before {
+                self.admitted
+                    .get_or_create(&TenantType {
+                        tenant: tenant.clone(),
+                        r#type: (*kind).to_owned(),
+                    })
+                    .inc_by(count - before);
+            }
+        }
+        *last = stats.clone();
+    }
+
+    /// Books one plugin call over `failed` failing events.
+    pub fn plugin_call(&self, plugin: &str, failed: u64, fuel: u64, took: Duration) {
+        let label = PluginLabel {
+            plugin: plugin.to_owned(),
+        };
+        self.plugin_calls.get_or_create(&label).inc();
+        if failed > 0 {
+            self.plugin_failures.get_or_create(&label).inc_by(failed);
+        }
+        self.plugin_fuel.get_or_create(&label).inc_by(fuel);
+        self.plugin_latency
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Books one gRPC request.
+    pub fn grpc(&self, method: &str, code: tonic::Code, took: Duration) {
+        self.grpc_latency
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A subscription was dropped for falling behind.
+    pub fn subscriber_dropped(&self) {
+        self.subscribers_dropped.inc();
+    }
+
+    /// The exposition, in the OpenMetrics text format Prometheus scrapes.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl PublishHook for Metrics {
+    fn published(&self, time: Time, waited: &[f64], subscribers: usize, lag: usize) {
+        self.logical_time.set(time as i64);
+        self.subscribers.set(subscribers as i64);
+        self.subscriber_lag.set(lag as i64);
+        if waited.is_empty() {
+            return;
+        }
+        for view in TABLES {
+            let histogram = self.freshness.get_or_create(&ViewLabel {
+                view: view.name.to_owned(),
+            });
+            for w in waited {
+                histogram.observe(*w);
+            }
+        }
+    }
+}
+
+/// Answers `GET /metrics`; everything else is 404.
+pub async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = if request.uri().path() == "/metrics" {
+        Response::builder()
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(global().encode())))
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"see /metrics\n")))
+    };
+    Ok(response.expect("a static response is well-formed"))
+}
+
+/// Serves `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, hyper::service::service_fn(handle))
+                .await;
+        });
+    }
+}
