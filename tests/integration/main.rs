@@ -6,6 +6,8 @@
 //! - `quarantine` — every quarantine reason, deduplication, and PCI masking through to every
 //!   output file and log line.
 //! - `cli` — the `weir` binary as a user runs it.
+//! - `serving` — the gRPC API over a real socket: queries against the oracle, torn-read
+//!   checks, subscriptions, plugin deploy/rollback, auth, and `weir run` with its metrics.
 
 #[path = "../oracle/lib.rs"]
 mod oracle;
@@ -15,4 +17,5 @@ mod common;
 mod exactness;
 mod plugins;
 mod quarantine;
+mod serving;
 mod swap;

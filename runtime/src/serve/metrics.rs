@@ -243,11 +243,16 @@ impl Metrics {
         self.subscribers_dropped.inc();
     }
 
-    /// The exposition, in the OpenMetrics text format Prometheus scrapes.
-    pub fn encode(&self) -> String {
+    /// The exposition in the OpenMetrics text format.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// The exposition in the Prometheus text format (0.0.4), which every scraper reads.
+    pub fn encode(&self) -> String {
+        prometheus_text(&self.encode_openmetrics())
     }
 }
 
@@ -270,15 +275,58 @@ impl PublishHook for Metrics {
     }
 }
 
-/// Answers `GET /metrics`; everything else is 404.
+/// OpenMetrics text as Prometheus text: counter families are named with their `_total`
+/// suffix, and the OpenMetrics-only lines (`# EOF`, `# UNIT`) go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Answers `GET /metrics` (OpenMetrics when the scraper asks for it, Prometheus text
+/// otherwise); everything else is 404.
 pub async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let wants_openmetrics = request
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
     let response = if request.uri().path() == "/metrics" {
-        Response::builder()
-            .header(
-                hyper::header::CONTENT_TYPE,
+        let (content_type, body) = if wants_openmetrics {
+            (
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                global().encode_openmetrics(),
             )
-            .body(Full::new(Bytes::from(global().encode())))
+        } else {
+            (
+                "text/plain; version=0.0.4; charset=utf-8",
+                global().encode(),
+            )
+        };
+        Response::builder()
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)

@@ -1,0 +1,1028 @@
+//! The `weir.v1` API over a real socket with the generated clients: list, query (exact
+//! against the oracle, consistent across views at one `as_of`), subscribe (a replica that
+//! stays exact, late-event retractions, tenant isolation, slow subscribers dropped), plugin
+//! deploy and rollback, and every authentication and authorisation refusal.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use weir::plugins::embedded;
+use weir::plugins::registry::RuleRegistry;
+use weir::row::{Cell, Row, VIEWS};
+use weir::run::{RunConfig, Runner};
+use weir::serve::api::{from_row, to_value};
+use weir::serve::proto::{self, plugins_client::PluginsClient, views_client::ViewsClient};
+use weir::serve::{AdminQueue, Caller, ServeConfig, Server, Tokens};
+use weir::store::ViewStore;
+
+use crate::common::{mangled_input, run_lines};
+use crate::oracle::{Params, compute};
+
+const ADMIN: &str = "admin-token";
+const ACME: &str = "acme-token";
+const GLOBEX: &str = "globex-token";
+
+fn tokens() -> Tokens {
+    let mut tokens = Tokens::default();
+    tokens.insert(ADMIN, Caller::Admin).unwrap();
+    tokens.insert(ACME, Caller::Tenant("acme".into())).unwrap();
+    tokens
+        .insert(GLOBEX, Caller::Tenant("globex".into()))
+        .unwrap();
+    tokens
+}
+
+fn serve(store: Arc<ViewStore>, registry: Arc<RuleRegistry>) -> (Server, AdminQueue) {
+    let config = ServeConfig {
+        grpc: "127.0.0.1:0".parse().unwrap(),
+        metrics: None,
+        tokens: tokens(),
+    };
+    Server::start(&config, store, registry).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn channel(server: &Server) -> Channel {
+    Channel::from_shared(format!("http://{}", server.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+fn query_request(view: &str, prefix: &[Cell], as_of: Option<u64>) -> proto::QueryRequest {
+    proto::QueryRequest {
+        view: view.into(),
+        key_prefix: prefix.iter().map(to_value).collect(),
+        limit: 0,
+        as_of,
+    }
+}
+
+async fn query(
+    client: &mut ViewsClient<Channel>,
+    token: &str,
+    view: &str,
+    prefix: &[Cell],
+    as_of: Option<u64>,
+) -> Result<(u64, Vec<Row>), Status> {
+    let response = client
+        .query(with_token(query_request(view, prefix, as_of), Some(token)))
+        .await?
+        .into_inner();
+    let rows = response.rows.iter().map(|r| from_row(r).unwrap()).collect();
+    Ok((response.as_of, rows))
+}
+
+fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
+    rows.sort();
+    rows
+}
+
+fn tenant_of(row: &Row) -> &str {
+    match &row[0] {
+        Cell::Str(t) => t,
+        other => panic!("tenant_id must be text, got {other:?}"),
+    }
+}
+
+/// Σ of an integer column per tenant.
+fn sum_by_tenant(rows: &[Row], column: usize) -> BTreeMap<String, i64> {
+    let mut sums = BTreeMap::new();
+    for row in rows {
+        let Cell::Int(v) = row[column] else {
+            panic!("column {column} must be an integer")
+        };
+        *sums.entry(tenant_of(row).to_owned()).or_insert(0) += v;
+    }
+    // A tenant with sessions but no orders yet sums to zero in one view and is absent in
+    // the other.
+    sums.retain(|_, v| *v != 0);
+    sums
+}
+
+/// A store with the final result of a bounded run over generated input.
+fn finished_store(lines: &[String]) -> Arc<ViewStore> {
+    run_lines(lines, &RunConfig::native()).store
+}
+
+#[test]
+fn list_views_names_every_column_with_its_type() {
+    let store = finished_store(&mangled_input(3, 2_000, 100));
+    let (server, _admin) = serve(store, Arc::default());
+    runtime().block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        let views = client
+            .list_views(with_token(proto::ListViewsRequest {}, Some(ACME)))
+            .await
+            .unwrap()
+            .into_inner()
+            .views;
+        for schema in VIEWS {
+            let info = views.iter().find(|v| v.name == schema.name).unwrap();
+            let keys: Vec<&str> = info.key_columns.iter().map(|c| c.name.as_str()).collect();
+            let want: Vec<&str> = schema.key_columns().iter().map(|c| c.name).collect();
+            assert_eq!(keys, want, "{}", schema.name);
+            assert_eq!(info.value_columns.len(), schema.value_columns().len());
+        }
+        let gmv = views.iter().find(|v| v.name == "gmv_minute").unwrap();
+        assert_eq!(gmv.key_columns[0].r#type, proto::ColumnType::String as i32);
+        assert_eq!(gmv.key_columns[2].r#type, proto::ColumnType::Int as i32);
+    });
+}
+
+#[test]
+fn queries_return_exactly_the_oracle_rows_and_tenants_only_their_own() {
+    let lines = mangled_input(5, 20_000, 400);
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let want = compute(&refs, &Params::default());
+    let store = finished_store(&lines);
+    let (server, _admin) = serve(store, Arc::default());
+    runtime().block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        for view in VIEWS {
+            let (_, all) = query(&mut client, ADMIN, view.name, &[], None)
+                .await
+                .unwrap();
+            assert_eq!(sorted(all.clone()), want.views[view.name], "{}", view.name);
+            let (_, acme) = query(&mut client, ACME, view.name, &[], None)
+                .await
+                .unwrap();
+            let want_acme: Vec<Row> = all
+                .iter()
+                .filter(|r| tenant_of(r) == "acme")
+                .cloned()
+                .collect();
+            assert_eq!(acme, want_acme, "{} for acme", view.name);
+        }
+        let (_, acme) = query(&mut client, ACME, "gmv_minute", &[], None)
+            .await
+            .unwrap();
+        assert!(!acme.is_empty(), "acme has orders in the input");
+        // A longer prefix narrows; a limit truncates and says so.
+        let prefix = [Cell::from("acme"), acme[0][1].clone()];
+        let (_, narrowed) = query(&mut client, ACME, "gmv_minute", &prefix, None)
+            .await
+            .unwrap();
+        assert!(narrowed.iter().all(|r| r[1] == acme[0][1]));
+        let limited = client
+            .query(with_token(
+                proto::QueryRequest {
+                    limit: 1,
+                    ..query_request("gmv_minute", &[], None)
+                },
+                Some(ACME),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(limited.rows.len(), 1);
+        assert_eq!(limited.truncated, acme.len() > 1);
+    });
+}
+
+#[test]
+fn as_of_out_of_range_or_no_longer_retained_get_clear_statuses() {
+    let store = Arc::new(ViewStore::new(2, 8));
+    let config = RunConfig {
+        epoch_lines: 100,
+        lockstep: true,
+        ..RunConfig::native()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    runner.feed(&mangled_input(8, 1_000, 50));
+    let (server, _admin) = serve(store.clone(), Arc::default());
+    let latest = store.as_of().unwrap();
+    runtime().block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        let ahead = query(&mut client, ADMIN, "gmv_minute", &[], Some(latest + 5))
+            .await
+            .unwrap_err();
+        assert_eq!(ahead.code(), Code::OutOfRange, "{ahead:?}");
+        assert!(ahead.message().contains("not published yet"));
+        let old = query(&mut client, ADMIN, "gmv_minute", &[], Some(0))
+            .await
+            .unwrap_err();
+        assert_eq!(old.code(), Code::FailedPrecondition, "{old:?}");
+        assert!(old.message().contains("no longer retained"));
+        let (at, _) = query(&mut client, ADMIN, "gmv_minute", &[], Some(latest - 1))
+            .await
+            .unwrap();
+        assert_eq!(at, latest - 1);
+    });
+    runner.finish();
+}
+
+/// Σ `gmv_minute.orders` = Σ `sessions.orders` per tenant (both count every order) in every
+/// pair of answers at one `as_of`, while input streams in.
+#[test]
+fn concurrent_queries_at_one_as_of_are_never_torn() {
+    let lines = mangled_input(13, 150_000, 400);
+    let store = Arc::new(ViewStore::new(1 << 20, 64));
+    let config = RunConfig {
+        workers: 2,
+        epoch_lines: 500,
+        ..RunConfig::native()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let (server, _admin) = serve(store.clone(), Arc::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(2_000) {
+                runner.feed(chunk);
+            }
+            let result = runner.finish();
+            done.store(true, Ordering::SeqCst);
+            result
+        })
+    };
+    let checks = Arc::new(AtomicU64::new(0));
+    let times = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    while store.as_of().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    runtime().block_on(async {
+        let channel = channel(&server).await;
+        let mut tasks = Vec::new();
+        for task in 0..6 {
+            let (done, checks, times) = (done.clone(), checks.clone(), times.clone());
+            let mut client = ViewsClient::new(channel.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut last = 0;
+                loop {
+                    let finished = done.load(Ordering::SeqCst);
+                    let (t, gmv) = query(&mut client, ADMIN, "gmv_minute", &[], None)
+                        .await
+                        .unwrap();
+                    assert!(t >= last, "as_of went back from {last} to {t}");
+                    last = t;
+                    // Odd tasks ask both views at t concurrently, even ones one after the other.
+                    let (sessions, again) = if task % 2 == 1 {
+                        let mut other = client.clone();
+                        let (a, b) = tokio::join!(
+                            query(&mut client, ADMIN, "sessions", &[], Some(t)),
+                            query(&mut other, ADMIN, "gmv_minute", &[], Some(t)),
+                        );
+                        (a.unwrap(), b.unwrap())
+                    } else {
+                        let a = query(&mut client, ADMIN, "sessions", &[], Some(t)).await;
+                        let b = query(&mut client, ADMIN, "gmv_minute", &[], Some(t)).await;
+                        (a.unwrap(), b.unwrap())
+                    };
+                    assert_eq!(sessions.0, t);
+                    assert_eq!(again, (t, gmv.clone()), "two answers at {t} differ");
+                    assert_eq!(
+                        sum_by_tenant(&gmv, 3),
+                        sum_by_tenant(&sessions.1, 7),
+                        "orders per tenant differ between gmv_minute and sessions at {t}"
+                    );
+                    checks.fetch_add(1, Ordering::SeqCst);
+                    times.lock().unwrap().insert(t);
+                    if finished {
+                        break;
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let result = feeder.join().unwrap();
+    let checks = checks.load(Ordering::SeqCst);
+    let distinct = times.lock().unwrap().len();
+    assert!(checks >= 30, "only {checks} checks ran");
+    assert!(
+        distinct >= 5,
+        "the checks must span the stream: {distinct} distinct times"
+    );
+    assert!(result.stats.admitted > 100_000);
+}
+
+/// A subscriber's replica (snapshot plus every update) equals the view at each progress
+/// mark; a late event that merges two sessions arrives as retractions.
+#[test]
+fn subscription_replica_stays_exact_and_sees_late_retractions() {
+    let page_view = |id: &str, time: &str| {
+        format!(
+            r#"{{"event_id":"{id}","tenant_id":"acme","type":"page_view","event_time":"2026-11-21T{time}Z","schema_version":1,"user_id":"u1","url":"/p/1"}}"#
+        )
+    };
+    let store = Arc::new(ViewStore::default());
+    let config = RunConfig {
+        epoch_lines: 1,
+        lockstep: true,
+        ..RunConfig::native()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    runner.feed(&[page_view("a", "10:00:00"), page_view("b", "10:40:00")]);
+    let (server, _admin) = serve(store.clone(), Arc::default());
+    let rt = runtime();
+    let mut stream = rt.block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        client
+            .subscribe(with_token(
+                proto::SubscribeRequest {
+                    view: "sessions".into(),
+                    key_prefix: vec![],
+                },
+                Some(ACME),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    // The late view at 10:20 bridges the 40-minute gap: two sessions become one.
+    runner.feed(&[page_view("c", "10:20:00")]);
+    let last = store.as_of().unwrap();
+    let (replica, updates) = rt.block_on(async {
+        let mut replica: BTreeMap<Row, i64> = BTreeMap::new();
+        let mut updates = Vec::new();
+        loop {
+            let message = stream.message().await.unwrap().unwrap();
+            match message.kind.unwrap() {
+                proto::subscribe_response::Kind::Snapshot(s) => {
+                    assert_eq!(s.rows.len(), 2, "two sessions before the late event");
+                    for row in &s.rows {
+                        *replica.entry(from_row(row).unwrap()).or_default() += 1;
+                    }
+                }
+                proto::subscribe_response::Kind::Changes(c) => {
+                    for u in &c.updates {
+                        let row = from_row(u.row.as_ref().unwrap()).unwrap();
+                        *replica.entry(row.clone()).or_default() += u.diff;
+                        assert!(u.time <= c.progress);
+                        updates.push((row, u.diff));
+                    }
+                    if c.progress >= last {
+                        break;
+                    }
+                }
+            }
+        }
+        replica.retain(|_, n| *n != 0);
+        (replica, updates)
+    });
+    let retracted: Vec<_> = updates.iter().filter(|(_, d)| *d < 0).collect();
+    assert_eq!(
+        retracted.len(),
+        2,
+        "both old sessions are retracted: {updates:?}"
+    );
+    let rows: Vec<Row> = replica.keys().cloned().collect();
+    assert_eq!(rows, store.read(|p| p.rows(3)));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][4], Cell::Int(3), "one session of three events");
+    drop(server);
+    runner.finish();
+}
+
+/// A tenant's subscription never carries another tenant's row: it equals the admin's
+/// subscription filtered to that tenant.
+#[test]
+fn tenant_subscriptions_never_see_other_tenants() {
+    let lines = mangled_input(21, 30_000, 300);
+    let store = Arc::new(ViewStore::default());
+    let config = RunConfig {
+        workers: 2,
+        epoch_lines: 1_000,
+        lockstep: true,
+        ..RunConfig::native()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let (server, _admin) = serve(store.clone(), Arc::default());
+    let rt = runtime();
+    let open = |token: &'static str| {
+        let server = &server;
+        rt.block_on(async move {
+            let mut client = ViewsClient::new(channel(server).await);
+            client
+                .subscribe(with_token(
+                    proto::SubscribeRequest {
+                        view: "gmv_minute".into(),
+                        key_prefix: vec![],
+                    },
+                    Some(token),
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    };
+    let mut acme = open(ACME);
+    let mut admin = open(ADMIN);
+    runner.feed(&lines);
+    let last = store.as_of().unwrap();
+    let collect = |stream: &mut tonic::Streaming<proto::SubscribeResponse>| {
+        rt.block_on(async {
+            let mut updates = Vec::new();
+            loop {
+                let message = stream.message().await.unwrap().unwrap();
+                if let Some(proto::subscribe_response::Kind::Changes(c)) = message.kind {
+                    for u in c.updates {
+                        updates.push((from_row(&u.row.unwrap()).unwrap(), u.diff, u.time));
+                    }
+                    if c.progress >= last {
+                        return updates;
+                    }
+                }
+            }
+        })
+    };
+    let acme_updates = collect(&mut acme);
+    let admin_updates = collect(&mut admin);
+    assert!(acme_updates.len() > 50, "acme sees its own changes");
+    assert!(
+        acme_updates
+            .iter()
+            .all(|(row, _, _)| tenant_of(row) == "acme")
+    );
+    assert!(
+        admin_updates
+            .iter()
+            .any(|(row, _, _)| tenant_of(row) != "acme")
+    );
+    let filtered: Vec<_> = admin_updates
+        .into_iter()
+        .filter(|(row, _, _)| tenant_of(row) == "acme")
+        .collect();
+    assert_eq!(acme_updates, filtered);
+    drop(server);
+    runner.finish();
+}
+
+/// A subscriber that stops reading is dropped with RESOURCE_EXHAUSTED; the pipeline never
+/// waits for it.
+#[test]
+fn a_slow_subscriber_is_dropped_without_stalling_the_dataflow() {
+    let lines = mangled_input(34, 40_000, 300);
+    let store = Arc::new(ViewStore::new(16, 4));
+    let config = RunConfig {
+        workers: 2,
+        epoch_lines: 200,
+        lockstep: true,
+        ..RunConfig::native()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let (server, _admin) = serve(store.clone(), Arc::default());
+    let rt = runtime();
+    let mut stream = rt.block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        client
+            .subscribe(with_token(
+                proto::SubscribeRequest {
+                    view: "sessions".into(),
+                    key_prefix: vec![],
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    // Lockstep: every logical time is published before the next is fed, so finishing
+    // proves publication never waited on the subscriber that reads nothing.
+    runner.feed(&lines);
+    let status = rt.block_on(async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without saying why"),
+                Err(status) => return status,
+            }
+        }
+    });
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("fell behind"));
+    drop(server);
+    runner.finish();
+}
+
+/// Deploy a rule version retroactively over the API while input streams, then roll it back:
+/// each time the alerts become exactly the oracle's for the version in force.
+#[test]
+fn deploy_and_rollback_over_the_api() {
+    let lines = mangled_input(41, 40_000, 800);
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let v1 = compute(&refs, &Params::default());
+    let v2 = compute(
+        &refs,
+        &Params {
+            velocity_threshold: 3,
+            velocity_switch: None,
+        },
+    );
+    assert_ne!(v1.views["fraud_alerts"], v2.views["fraud_alerts"]);
+    let store = Arc::new(ViewStore::default());
+    let config = RunConfig {
+        workers: 2,
+        epoch_lines: 1_000,
+        ..RunConfig::default()
+    };
+    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let (server, mut admin) = serve(store.clone(), runner.pipeline().rules().clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let fed = Arc::new(AtomicU64::new(u64::MAX));
+    let feeder = {
+        let (stop, fed) = (stop.clone(), fed.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(1_000) {
+                admin.drain(runner.pipeline());
+                runner.feed(chunk);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            fed.store(runner.pipeline().epoch(), Ordering::SeqCst);
+            // The source is exhausted but time goes on: later deploys take effect too.
+            while !stop.load(Ordering::SeqCst) {
+                admin.drain(runner.pipeline());
+                runner.pipeline().advance();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            runner.finish()
+        })
+    };
+    let v2_bytes = embedded::component("velocity-v2").unwrap();
+    let vectors = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/testdata/velocity-v2/vectors.jsonl"),
+    )
+    .unwrap();
+    // Waits until every line is fed and `time` is published (all lines are visible once
+    // the time before the feeder's last epoch is).
+    let wait_for = |time: u64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let fed = fed.load(Ordering::SeqCst);
+            if fed != u64::MAX && store.as_of().is_some_and(|t| t >= time.max(fed - 1)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "time {time} never published");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    runtime().block_on(async {
+        let channel = channel(&server).await;
+        let mut plugins = PluginsClient::new(channel.clone());
+        let mut views = ViewsClient::new(channel);
+        while store.as_of().is_none_or(|t| t < 5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Refused first: its vectors fail, nothing is registered.
+        let refused = plugins
+            .deploy(with_token(
+                proto::DeployRequest {
+                    name: "velocity".into(),
+                    component: v2_bytes.clone(),
+                    vectors: std::fs::read_to_string(
+                        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                            .join("../plugins/velocity/vectors.jsonl"),
+                    )
+                    .unwrap(),
+                    tenant: None,
+                    mode: proto::DeployMode::Retroactive as i32,
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains("fails its test vectors"));
+        let deployed = plugins
+            .deploy(with_token(
+                proto::DeployRequest {
+                    name: "velocity".into(),
+                    component: v2_bytes.clone(),
+                    vectors: vectors.clone(),
+                    tenant: None,
+                    mode: proto::DeployMode::Retroactive as i32,
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(deployed.effective_time >= 5);
+        assert_eq!(
+            deployed.hash,
+            weir::plugins::registry::content_hash(&v2_bytes)
+        );
+        wait_for(deployed.effective_time);
+        let (_, alerts) = query(&mut views, ADMIN, "fraud_alerts", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(sorted(alerts), v2.views["fraud_alerts"], "after the deploy");
+
+        let listed = plugins
+            .list(with_token(proto::ListPluginsRequest {}, Some(ADMIN)))
+            .await
+            .unwrap()
+            .into_inner()
+            .versions;
+        let new = listed
+            .iter()
+            .find(|v| v.version == deployed.version)
+            .unwrap();
+        assert!(new.active);
+        assert_eq!(new.deployed[0].time, deployed.effective_time);
+        let old = listed
+            .iter()
+            .find(|v| v.name == "velocity" && v.version != deployed.version)
+            .unwrap();
+        assert!(!old.active);
+
+        let rolled = plugins
+            .rollback(with_token(
+                proto::RollbackRequest {
+                    name: "velocity".into(),
+                    version: None,
+                    mode: proto::DeployMode::Retroactive as i32,
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(rolled.version, old.version);
+        assert!(rolled.effective_time > deployed.effective_time);
+        wait_for(rolled.effective_time);
+        let (_, alerts) = query(&mut views, ADMIN, "fraud_alerts", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            sorted(alerts),
+            v1.views["fraud_alerts"],
+            "after the rollback"
+        );
+    });
+    stop.store(true, Ordering::SeqCst);
+    feeder.join().unwrap();
+}
+
+#[test]
+fn every_unauthenticated_or_unauthorised_call_is_refused() {
+    let store = finished_store(&mangled_input(55, 3_000, 100));
+    let (server, _admin) = serve(store, Arc::default());
+    runtime().block_on(async {
+        let channel = channel(&server).await;
+        let mut views = ViewsClient::new(channel.clone());
+        let mut plugins = PluginsClient::new(channel);
+        let bad_headers: [Option<&str>; 3] = [None, Some("Bearer nope"), Some("Basic YWRtaW4=")];
+        for header in bad_headers {
+            let sign = |mut r: Request<()>| {
+                if let Some(h) = header {
+                    r.metadata_mut().insert("authorization", h.parse().unwrap());
+                }
+                r
+            };
+            let codes = [
+                views
+                    .list_views(sign(Request::new(())).map(|_| proto::ListViewsRequest {}))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+                views
+                    .query(sign(Request::new(())).map(|_| query_request("gmv_minute", &[], None)))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+                views
+                    .subscribe(sign(Request::new(())).map(|_| proto::SubscribeRequest {
+                        view: "gmv_minute".into(),
+                        key_prefix: vec![],
+                    }))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+                plugins
+                    .list(sign(Request::new(())).map(|_| proto::ListPluginsRequest {}))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+                plugins
+                    .deploy(sign(Request::new(())).map(|_| proto::DeployRequest::default()))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+                plugins
+                    .rollback(sign(Request::new(())).map(|_| proto::RollbackRequest::default()))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+                    .code(),
+            ];
+            assert!(
+                codes.iter().all(|c| *c == Code::Unauthenticated),
+                "{header:?}: {codes:?}"
+            );
+        }
+
+        // A tenant token may not administer plugins.
+        let denied = [
+            plugins
+                .list(with_token(proto::ListPluginsRequest {}, Some(ACME)))
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+            plugins
+                .deploy(with_token(
+                    proto::DeployRequest {
+                        name: "velocity".into(),
+                        component: embedded::component("velocity-v2").unwrap(),
+                        ..Default::default()
+                    },
+                    Some(ACME),
+                ))
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+            plugins
+                .rollback(with_token(
+                    proto::RollbackRequest {
+                        name: "velocity".into(),
+                        ..Default::default()
+                    },
+                    Some(GLOBEX),
+                ))
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+        ];
+        for status in &denied {
+            assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        }
+
+        // A tenant token cannot name another tenant, in a query or a subscription.
+        let other = [Cell::from("globex")];
+        let status = query(&mut views, ACME, "sessions", &other, None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        let status = views
+            .subscribe(with_token(
+                proto::SubscribeRequest {
+                    view: "sessions".into(),
+                    key_prefix: other.iter().map(to_value).collect(),
+                },
+                Some(ACME),
+            ))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        // Bad requests are named, not guessed at.
+        let status = query(&mut views, ACME, "gmv_hour", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        let status = query(&mut views, ADMIN, "gmv_minute", &[Cell::Int(1)], None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        // The admin may read another tenant; the tenant gets its own rows, all of them.
+        let (_, globex) = query(&mut views, ADMIN, "sessions", &other, None)
+            .await
+            .unwrap();
+        let (_, own) = query(&mut views, GLOBEX, "sessions", &[], None)
+            .await
+            .unwrap();
+        assert!(!own.is_empty());
+        assert_eq!(own, globex);
+    });
+}
+
+/// `weir run` as README starts it: the CLI client answers, reflection lists the services,
+/// health says serving, and `/metrics` is valid Prometheus text with the pipeline's metrics.
+#[test]
+fn weir_run_serves_queries_reflection_health_and_metrics() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let exe = env!("CARGO_BIN_EXE_weir");
+    let mut child = Command::new(exe)
+        .args(["run", "--grpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(["--rate", "3000", "--status-secs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut grpc, mut metrics) = (None, None);
+    while grpc.is_none() || metrics.is_none() {
+        let line = lines_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if let Some(rest) = line.strip_prefix("weir: gRPC on ") {
+            grpc = rest.split(' ').next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("weir: metrics on http://") {
+            metrics = rest.strip_suffix("/metrics").map(str::to_owned);
+        }
+    }
+    let (grpc, metrics) = (grpc.unwrap(), metrics.unwrap());
+
+    // `weir query gmv_minute` with the demo admin token prints a table with rows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let table = loop {
+        let out = Command::new(exe)
+            .args(["query", "gmv_minute", "--addr", &grpc])
+            .env("WEIR_TOKEN", "pulsecart-admin-demo")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        if text.lines().count() > 1 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no gmv rows within a minute");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        table.starts_with("tenant_id  currency  minute_start_ms  orders"),
+        "{table}"
+    );
+    let json = Command::new(exe)
+        .args([
+            "query",
+            "fraud_alerts",
+            "--json",
+            "--addr",
+            &grpc,
+            "--token",
+            "acme-demo",
+        ])
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    for line in String::from_utf8(json.stdout).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["tenant_id"], "acme", "{line}");
+    }
+    let refused = Command::new(exe)
+        .args(["query", "gmv_minute", "--addr", &grpc])
+        .env_remove("WEIR_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+
+    runtime().block_on(async {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let channel = Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("not a service list: {response:?}")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in ["weir.v1.Views", "weir.v1.Plugins", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "weir.v1.Views".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    });
+
+    let mut http = std::net::TcpStream::connect(&metrics).unwrap();
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    // Every line is a sample, a HELP or TYPE line, or blank: nothing the parser skips.
+    for line in body.lines() {
+        let parsed = prometheus_parse::LineInfo::parse(line);
+        assert!(
+            !matches!(parsed, prometheus_parse::LineInfo::Ignored),
+            "not Prometheus text: {line:?}"
+        );
+    }
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("no {name}{{{}={}}}", label.0, label.1))
+    };
+    let counter = |v: prometheus_parse::Value| match v {
+        prometheus_parse::Value::Counter(c) => c,
+        other => panic!("not a counter: {other:?}"),
+    };
+    assert!(counter(value("weir_events_admitted_total", ("tenant", "acme"))) > 0.0);
+    assert!(
+        counter(value(
+            "weir_plugin_calls_total",
+            ("plugin", "normalize-payments")
+        )) > 0.0
+    );
+    for (name, label) in [
+        ("weir_view_freshness_seconds", ("view", "gmv_minute")),
+        ("weir_plugin_call_seconds", ("plugin", "velocity")),
+        ("weir_grpc_request_seconds", ("method", "Query")),
+    ] {
+        match value(name, label) {
+            prometheus_parse::Value::Histogram(buckets) => {
+                assert!(buckets.iter().any(|b| b.count > 0.0), "{name} is empty")
+            }
+            other => panic!("{name} is not a histogram: {other:?}"),
+        }
+    }
+    let logical = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "weir_logical_time")
+        .unwrap();
+    assert!(matches!(logical.value, prometheus_parse::Value::Gauge(t) if t > 0.0));
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "weir_events_quarantined_total")
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "weir_events_duplicate_total")
+    );
+
+    // Ctrl-C drains and stops cleanly.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
