@@ -3,7 +3,8 @@
 //!
 //! It measures (a) the maximum sustained throughput over a bounded input, (b) at a fixed
 //! input rate, the delay from an event's admission to its visibility in a published view and
-//! to the visibility of the fraud alerts it raises, and (c) peak RSS; and, for context, the
+//! to the visibility of the fraud alerts it raises, and the latency of gRPC point queries
+//! served meanwhile, and (c) peak RSS; and, for context, the
 //! batched plugin call cost against the native implementation. It writes
 //! `target/bench/report.json` and `target/bench/report.md` and prints the table.
 //!
@@ -20,6 +21,7 @@ use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
 use weir::row::{FRAUD_ALERTS, view_schema};
 use weir::run::{RunConfig, Runner};
+use weir::serve::{Caller, ServeConfig, Server, Tokens};
 use weir::store::ViewStore;
 
 struct Args {
@@ -114,6 +116,7 @@ fn latency(
     BTreeMap<&'static str, f64>,
     BTreeMap<&'static str, f64>,
     u64,
+    (BTreeMap<&'static str, f64>, usize),
 ) {
     let store = Arc::new(ViewStore::default());
     let (alerts_view, _) = view_schema(FRAUD_ALERTS.name).expect("a view");
@@ -136,7 +139,21 @@ fn latency(
         epoch_lines: per_tick,
         ..RunConfig::default()
     };
-    let mut runner = Runner::start(&config, store).expect("start");
+    let mut runner = Runner::start(&config, store.clone()).expect("start");
+    let mut tokens = Tokens::default();
+    tokens.insert(BENCH_TOKEN, Caller::Admin).expect("a token");
+    let serve = ServeConfig {
+        grpc: "127.0.0.1:0".parse().expect("an address"),
+        metrics: None,
+        tokens,
+    };
+    let (server, _admin) =
+        Server::start(&serve, store, runner.pipeline().rules().clone()).expect("serve");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let queries = {
+        let (addr, stop) = (server.grpc_addr(), stop.clone());
+        std::thread::spawn(move || query_load(addr, &stop))
+    };
     let mut source = generator(2);
     // (logical time, admission instant, events) of each tick's input.
     let mut admitted: Vec<(u64, Instant, usize)> = Vec::new();
@@ -152,6 +169,9 @@ fn latency(
             std::thread::sleep(wait);
         }
     }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let queries = queries.join().expect("the query client");
+    drop(server);
     runner.finish();
     let published = published.lock().unwrap();
     // A time is visible at the first publication at or after it.
@@ -180,7 +200,84 @@ fn latency(
         }
     }
     let events = all.iter().map(|(_, n)| n).sum();
-    (percentiles(all), percentiles(alerts), events)
+    let count = queries.len();
+    let queries = percentiles(queries.into_iter().map(|ms| (ms, 1)).collect());
+    (
+        percentiles(all),
+        percentiles(alerts),
+        events,
+        (queries, count),
+    )
+}
+
+const BENCH_TOKEN: &str = "bench-admin";
+
+/// A client querying single `gmv_minute` rows by their full key over gRPC, 200 times a
+/// second, while the pipeline ingests: each call's round-trip time in milliseconds.
+fn query_load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) -> Vec<f64> {
+    use weir::serve::proto::{QueryRequest, views_client::ViewsClient};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = ViewsClient::new(channel);
+        let request = |message: QueryRequest| {
+            let mut request = tonic::Request::new(message);
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {BENCH_TOKEN}").parse().expect("ascii"),
+            );
+            request
+        };
+        let mut keys: Vec<Vec<weir::serve::proto::Value>> = Vec::new();
+        let mut times = Vec::new();
+        let mut i = 0usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            if i % 200 == 0 {
+                // The keys present now: the point queries below ask for one of them.
+                let all = QueryRequest {
+                    view: "gmv_minute".into(),
+                    key_prefix: vec![],
+                    limit: 0,
+                    as_of: None,
+                };
+                if let Ok(answer) = client.query(request(all)).await {
+                    keys = answer
+                        .into_inner()
+                        .rows
+                        .into_iter()
+                        .map(|row| row.values.into_iter().take(3).collect())
+                        .collect();
+                }
+            }
+            i += 1;
+            if keys.is_empty() {
+                continue;
+            }
+            let key = keys[i * 7919 % keys.len()].clone();
+            let point = QueryRequest {
+                view: "gmv_minute".into(),
+                key_prefix: key,
+                limit: 0,
+                as_of: None,
+            };
+            let started = Instant::now();
+            let answer = client.query(request(point)).await;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            if answer.is_ok_and(|a| a.get_ref().rows.len() == 1) {
+                times.push(ms);
+            }
+        }
+        times
+    })
 }
 
 /// Median time of applying `transform` to each of `runs` copies of `batch` (copies made
@@ -236,7 +333,7 @@ fn main() {
         "e2e: latency at {} events/s for {} s…",
         args.rate, args.seconds
     );
-    let (visible, alerts, measured) = latency(&args);
+    let (visible, alerts, measured, (queries, query_count)) = latency(&args);
     let (native_us, wasm_us) = plugin_ratio();
     let rss = peak_rss().unwrap_or(0);
     let mb_per_sec = bytes as f64 / (args.events as f64 / events_per_sec) / 1e6;
@@ -245,7 +342,8 @@ fn main() {
         "workers": args.workers,
         "throughput": { "events": args.events, "events_per_sec": events_per_sec, "mb_per_sec": mb_per_sec },
         "latency_ms": { "rate": args.rate, "seconds": args.seconds, "events": measured,
-                        "admitted_to_visible": visible, "admitted_to_alert_visible": alerts },
+                        "admitted_to_visible": visible, "admitted_to_alert_visible": alerts,
+                        "grpc_point_query": queries, "grpc_point_queries": query_count },
         "peak_rss_bytes": rss,
         "plugin_batch_1000_us": { "native": native_us, "wasm": wasm_us, "ratio": wasm_us / native_us },
     });
@@ -254,6 +352,7 @@ fn main() {
          | throughput, JSON in → all views and plugins ({} workers) | {:.0} events/s ({:.1} MB/s) | ≥ 250,000 events/s |\n\
          | admitted → visible in a view at {} events/s, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | p99 ≤ 100 ms |\n\
          | admitted → fraud alert visible, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | p99 ≤ 50 ms |\n\
+         | gRPC point query under that load, p50 / p99 / max ({} queries) | {:.2} / {:.2} / {:.2} ms | p99 ≤ 5 ms |\n\
          | plugin batch (1,000 payments), wasm vs native | {:.0} µs vs {:.0} µs ({:.1}×) | ≤ 1.5× |\n\
          | peak RSS | {:.0} MiB | bounded by retention |\n\
          | commit | {} | |\n",
@@ -267,6 +366,10 @@ fn main() {
         alerts["p50"],
         alerts["p99"],
         alerts["max"],
+        query_count,
+        queries["p50"],
+        queries["p99"],
+        queries["max"],
         wasm_us,
         native_us,
         wasm_us / native_us,
