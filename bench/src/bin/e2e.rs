@@ -110,14 +110,20 @@ fn percentiles(mut sample: Vec<(f64, u64)>) -> BTreeMap<&'static str, f64> {
 
 /// At a fixed rate: admission → publication delays, for every event and for the events of
 /// logical times whose publication changed `fraud_alerts`.
-fn latency(
-    args: &Args,
-) -> (
-    BTreeMap<&'static str, f64>,
-    BTreeMap<&'static str, f64>,
-    u64,
-    (BTreeMap<&'static str, f64>, usize),
-) {
+/// Percentiles (ms) by name.
+type Percentiles = BTreeMap<&'static str, f64>;
+
+/// What the fixed-rate phase measures.
+struct Latency {
+    visible: Percentiles,
+    alerts: Percentiles,
+    /// Events whose delays were measured.
+    events: u64,
+    queries: Percentiles,
+    query_count: usize,
+}
+
+fn latency(args: &Args) -> Latency {
     let store = Arc::new(ViewStore::default());
     let (alerts_view, _) = view_schema(FRAUD_ALERTS.name).expect("a view");
     // Publication wall times and whether fraud_alerts changed, by logical time.
@@ -200,14 +206,13 @@ fn latency(
         }
     }
     let events = all.iter().map(|(_, n)| n).sum();
-    let count = queries.len();
-    let queries = percentiles(queries.into_iter().map(|ms| (ms, 1)).collect());
-    (
-        percentiles(all),
-        percentiles(alerts),
+    Latency {
+        visible: percentiles(all),
+        alerts: percentiles(alerts),
         events,
-        (queries, count),
-    )
+        query_count: queries.len(),
+        queries: percentiles(queries.into_iter().map(|ms| (ms, 1)).collect()),
+    }
 }
 
 const BENCH_TOKEN: &str = "bench-admin";
@@ -241,7 +246,7 @@ fn query_load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) 
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             tick.tick().await;
-            if i % 200 == 0 {
+            if i.is_multiple_of(200) {
                 // The keys present now: the point queries below ask for one of them.
                 let all = QueryRequest {
                     view: "gmv_minute".into(),
@@ -333,7 +338,13 @@ fn main() {
         "e2e: latency at {} events/s for {} s…",
         args.rate, args.seconds
     );
-    let (visible, alerts, measured, (queries, query_count)) = latency(&args);
+    let Latency {
+        visible,
+        alerts,
+        events: measured,
+        queries,
+        query_count,
+    } = latency(&args);
     let (native_us, wasm_us) = plugin_ratio();
     let rss = peak_rss().unwrap_or(0);
     let mb_per_sec = bytes as f64 / (args.events as f64 / events_per_sec) / 1e6;
