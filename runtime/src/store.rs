@@ -208,31 +208,37 @@ impl ViewStore {
     }
 
     /// Makes every staged update at or before `time` visible, all views at once.
+    ///
+    /// Only worker 0 publishes, one time after another; the updates are gathered and
+    /// consolidated before the write lock is taken, so readers wait only for the apply.
     pub fn publish(&self, time: Time) {
-        let mut state = self.state.write().unwrap();
-        if state.published.as_of.is_some_and(|t| t >= time) {
+        if self.as_of().is_some_and(|t| t >= time) {
             return;
         }
         let mut updates = Vec::with_capacity(self.staged.len());
-        for (view, staged) in self.staged.iter().enumerate() {
-            let mut applied = Vec::new();
-            staged.lock().unwrap().retain(|update| {
-                if update.1 > time {
-                    return true;
-                }
-                applied.push(update.clone());
-                false
-            });
+        for staged in &self.staged {
+            let (mut applied, kept): (Vec<_>, Vec<_>) = {
+                let mut staged = staged.lock().unwrap();
+                std::mem::take(&mut *staged)
+                    .into_iter()
+                    .partition(|update| update.1 <= time)
+            };
+            if !kept.is_empty() {
+                staged.lock().unwrap().extend(kept);
+            }
             consolidate(&mut applied);
+            updates.push(applied);
+        }
+        let mut state = self.state.write().unwrap();
+        for (view, applied) in updates.iter().enumerate() {
             let view_state = &mut state.published.views[view];
-            for (row, _, diff) in &applied {
+            for (row, _, diff) in applied {
                 let count = view_state.entry(row.clone()).or_insert(0);
                 *count += diff;
                 if *count == 0 {
                     view_state.remove(row);
                 }
             }
-            updates.push(applied);
         }
         state.published.as_of = Some(time);
         let publication = Arc::new(Publication { time, updates });
