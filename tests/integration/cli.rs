@@ -204,3 +204,34 @@ fn live_run_prints_status_and_stops_cleanly_on_ctrl_c() {
         .unwrap();
     assert!(read > 3_000, "{err}");
 }
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = scratch_dir("bad-config");
+    let cases = [
+        (
+            "[serve]\ngrpc_addr = \"127.0.0.1:1\"\n",
+            "unknown field `grpc_addr`",
+        ),
+        ("[source]\nrate = 0\n", "source.rate: must be at least 1"),
+        ("[[tokens]]\ntoken = \"t\"\n", "tokens[0]: set `tenant"),
+        ("[serve]\nmetrics = \"everywhere\"\n", "serve.metrics"),
+    ];
+    for (i, (text, message)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("weir-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = weir()
+            .args(["run", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{text:?}: {stderr}");
+    }
+    // The demo config runs as shipped.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pulsecart/weir.toml");
+    assert_eq!(
+        weir::config::Config::load(&demo).unwrap(),
+        weir::config::Config::demo()
+    );
+}
