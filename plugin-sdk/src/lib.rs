@@ -119,9 +119,19 @@ pub mod transform {
     }
 
     pub use __bindings::weir::plugin::types::{
-        AddToCart, Body, Event, InventoryAdjusted, Item, OrderCancelled, OrderPlaced, PageView,
-        Payment,
+        AddToCart, Body, Event, EventType, InventoryAdjusted, Item, OrderCancelled, OrderPlaced,
+        PageView, Payment,
     };
+
+    /// Every event type: what a transform reads unless it says otherwise.
+    pub const ALL_TYPES: [EventType; 6] = [
+        EventType::PageView,
+        EventType::AddToCart,
+        EventType::OrderPlaced,
+        EventType::OrderCancelled,
+        EventType::Payment,
+        EventType::InventoryAdjusted,
+    ];
 
     /// What a transform returns for one event: the events it becomes, or why it failed.
     pub type TransformResult = Result<Vec<Event>, String>;
@@ -201,6 +211,10 @@ pub mod rule {
 /// event, `Ok` with several events splits it, `Err(message)` sends it to quarantine. Use the
 /// macro once, in a `cdylib` crate built for `wasm32-unknown-unknown`.
 ///
+/// By default the transform sees every event. Naming the types it reads,
+/// `export_transform!(f, accepts: [Payment])`, lets the host pass every other event by
+/// without a call — far cheaper, since a call copies each event into the sandbox and back.
+///
 /// ```ignore
 /// use weir_plugin_sdk::transform::*;
 ///
@@ -213,10 +227,23 @@ pub mod rule {
 #[macro_export]
 macro_rules! export_transform {
     ($f:expr $(,)?) => {
+        $crate::export_transform!(@export $f, $crate::transform::ALL_TYPES.to_vec());
+    };
+    ($f:expr, accepts: [$($ty:ident),+ $(,)?] $(,)?) => {
+        $crate::export_transform!(
+            @export $f,
+            ::std::vec![$($crate::transform::EventType::$ty),+]
+        );
+    };
+    (@export $f:expr, $accepts:expr) => {
         const _: () = {
             struct __WeirTransform;
 
             impl $crate::transform::__bindings::Guest for __WeirTransform {
+                fn accepts() -> ::std::vec::Vec<$crate::transform::EventType> {
+                    $accepts
+                }
+
                 fn transform(
                     events: ::std::vec::Vec<$crate::transform::Event>,
                 ) -> ::std::vec::Vec<$crate::transform::TransformResult> {

@@ -377,3 +377,27 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
     let dead_letters = result.store.read(|p| p.rows(dead)).len();
     assert!(dead_letters >= 50, "{dead_letters}");
 }
+
+/// A transform that declares the types it reads is never called for the others: no fuel is
+/// spent on them, and they pass unchanged.
+#[test]
+fn a_transform_is_called_only_for_the_types_it_accepts() {
+    let mut set = WasmPlugins::new(Limits::default()).unwrap();
+    set.add_embedded("normalize-payments", None).unwrap();
+    let mut admission = Admission::new(set.transforms(), Vec::new());
+    let views: Vec<String> = (0..20)
+        .map(|i| page_view("acme", &format!("v{i}"), "alice"))
+        .collect();
+    let passed = admission.admit(&views);
+    assert_eq!(passed.len(), 20);
+    assert!(
+        set.engine().fuel_by_tenant().is_empty(),
+        "page views never enter a payments-only plugin"
+    );
+    let paid = admission.admit(&[payment("globex", "p1", "bob")]);
+    let weir::event::Body::Payment(p) = &paid[0].body else {
+        panic!("a payment stays a payment")
+    };
+    assert_eq!(p.status, "captured");
+    assert!(set.engine().fuel_by_tenant()["globex"] > 0);
+}

@@ -35,4 +35,4 @@ fn normalize(mut event: Event) -> Result<Vec<Event>, String> {
     Ok(vec![event])
 }
 
-weir_plugin_sdk::export_transform!(normalize);
+weir_plugin_sdk::export_transform!(normalize, accepts: [Payment]);

@@ -35,4 +35,4 @@ fn sku_canonicalize(mut event: Event) -> Result<Vec<Event>, String> {
     Ok(vec![event])
 }
 
-weir_plugin_sdk::export_transform!(sku_canonicalize);
+weir_plugin_sdk::export_transform!(sku_canonicalize, accepts: [PageView, AddToCart, OrderPlaced, InventoryAdjusted]);

@@ -327,10 +327,24 @@ impl WasmEngine {
         };
         let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
         let pre = transform_world::TransformPre::new(pre).map_err(mismatch)?;
+        // Asked once: which types it reads is part of what was deployed, not of each call.
+        let mut store = self.store(1);
+        let types = pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_accepts(&mut store))
+            .map_err(|e| LoadError::WorldMismatch {
+                world: "transform",
+                detail: format!("accepts() failed: {e:#}"),
+            })?;
+        let mut accepts = [false; 6];
+        for ty in types {
+            accepts[type_index(ty)] = true;
+        }
         Ok(WasmTransform {
             name: name.to_owned(),
             engine: self.clone(),
             pre,
+            accepts,
         })
     }
 
@@ -430,6 +444,30 @@ pub struct WasmTransform {
     name: String,
     engine: WasmEngine,
     pre: transform_world::TransformPre<StoreState>,
+    /// By [`type_index`]: the event types it reads; the others pass it by.
+    accepts: [bool; 6],
+}
+
+fn type_index(ty: tt::EventType) -> usize {
+    match ty {
+        tt::EventType::PageView => 0,
+        tt::EventType::AddToCart => 1,
+        tt::EventType::OrderPlaced => 2,
+        tt::EventType::OrderCancelled => 3,
+        tt::EventType::Payment => 4,
+        tt::EventType::InventoryAdjusted => 5,
+    }
+}
+
+fn body_index(body: &ev::Body) -> usize {
+    match body {
+        ev::Body::PageView(_) => 0,
+        ev::Body::AddToCart(_) => 1,
+        ev::Body::OrderPlaced(_) => 2,
+        ev::Body::OrderCancelled(_) => 3,
+        ev::Body::Payment(_) => 4,
+        ev::Body::InventoryAdjusted(_) => 5,
+    }
 }
 
 impl WasmTransform {
@@ -483,12 +521,31 @@ impl Transform for WasmTransform {
         &self.name
     }
     fn apply(&mut self, events: Vec<Event>) -> Vec<Result<Vec<Event>, PluginError>> {
-        let events: Vec<tt::Event> = events.into_iter().map(to_wit).collect();
-        per_tenant(
-            &events,
+        // Events of types it does not read pass by; the rest go in, in order.
+        let mut results: Vec<Option<Result<Vec<Event>, PluginError>>> =
+            Vec::with_capacity(events.len());
+        let mut inputs = Vec::new();
+        for event in events {
+            if self.accepts[body_index(&event.body)] {
+                results.push(None);
+                inputs.push(to_wit(event));
+            } else {
+                results.push(Some(Ok(vec![event])));
+            }
+        }
+        if inputs.is_empty() {
+            return results.into_iter().flatten().collect();
+        }
+        let mut called = per_tenant(
+            &inputs,
             |e| &e.tenant_id,
             |batch| batched(batch, |b| self.call(b)),
         )
+        .into_iter();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| called.next().expect("one result per input")))
+            .collect()
     }
 }
 
