@@ -5,13 +5,15 @@
 //! in input order, and run the transform plugins. Admission is sequential, so "first in input
 //! order" is simply the first one this stage sees.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::decode::{self, Reason};
 use crate::event::Event;
 use crate::plugins::Transform;
 use crate::plugins::registry::Mode;
 use crate::views::Time;
+
+type Hasher = foldhash::fast::RandomState;
 
 /// An input that was not admitted: the (card-scrubbed) input and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +56,10 @@ impl QuarantineSink for Vec<Quarantined> {
 
 /// The admission stage.
 pub struct Admission<Q: QuarantineSink> {
-    seen: HashSet<(String, String)>,
+    /// Event ids admitted so far, per tenant: looked up by borrowed `&str` (no key is built
+    /// for a duplicate), one allocation per new id, and a hostile tenant's ids only ever
+    /// collide with its own. foldhash is seeded per process, so ids cannot be chosen to collide.
+    seen: HashMap<Box<str>, HashSet<Box<str>, Hasher>, Hasher>,
     transforms: Vec<Box<dyn Transform>>,
     stats: AdmissionStats,
     quarantine: Q,
@@ -65,7 +70,7 @@ pub struct Admission<Q: QuarantineSink> {
 impl<Q: QuarantineSink> Admission<Q> {
     pub fn new(transforms: Vec<Box<dyn Transform>>, quarantine: Q) -> Self {
         Admission {
-            seen: HashSet::new(),
+            seen: HashMap::default(),
             transforms,
             stats: AdmissionStats::default(),
             quarantine,
@@ -84,6 +89,19 @@ impl<Q: QuarantineSink> Admission<Q> {
 
     pub fn into_quarantine(self) -> Q {
         self.quarantine
+    }
+
+    /// Records `(tenant, id)`; whether it was new.
+    fn first_time(&mut self, tenant: &str, id: &str) -> bool {
+        let ids = match self.seen.get_mut(tenant) {
+            Some(ids) => ids,
+            None => self.seen.entry(tenant.into()).or_default(),
+        };
+        if ids.contains(id) {
+            return false;
+        }
+        ids.insert(id.into());
+        true
     }
 
     fn reject(&mut self, raw: &[u8], reason: Reason) {
@@ -111,8 +129,7 @@ impl<Q: QuarantineSink> Admission<Q> {
             self.stats.read += 1;
             match decode::decode(line) {
                 Ok(event) => {
-                    let key = (event.tenant_id.clone(), event.event_id.clone());
-                    if self.seen.insert(key) {
+                    if self.first_time(&event.tenant_id, &event.event_id) {
                         inputs.push(event);
                         origin.push(index);
                     } else {
