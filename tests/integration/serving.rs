@@ -248,18 +248,25 @@ fn concurrent_queries_at_one_as_of_are_never_torn() {
     let mut runner = Runner::start(&config, store.clone()).unwrap();
     let (server, _admin) = serve(store.clone(), Arc::default());
     let done = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
     let feeder = {
-        let done = done.clone();
+        let (done, checks) = (done.clone(), checks.clone());
         std::thread::spawn(move || {
-            for chunk in lines.chunks(2_000) {
+            for chunk in lines.chunks(5_000) {
                 runner.feed(chunk);
+                // However slow the machine, some checks run between chunks, so they span
+                // the stream rather than its end.
+                let target = checks.load(Ordering::SeqCst) + 2;
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while checks.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             let result = runner.finish();
             done.store(true, Ordering::SeqCst);
             result
         })
     };
-    let checks = Arc::new(AtomicU64::new(0));
     let times = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
     while store.as_of().is_none() {
         std::thread::sleep(Duration::from_millis(1));
