@@ -13,6 +13,7 @@ use weir::plugins::registry::RuleRegistry;
 use weir::row::{Cell, GMV_MINUTE, SESSIONS, view_schema};
 use weir::run::{RunConfig, run_bounded};
 use weir::serve::api::to_value;
+use weir::serve::client::bearer;
 use weir::serve::proto::{QueryRequest, views_client::ViewsClient};
 use weir::serve::{Caller, ServeConfig, Server, Tokens};
 
@@ -55,17 +56,13 @@ fn point_queries(c: &mut Criterion) {
         ViewsClient::new(channel)
     });
     let request = |view: &str, prefix: &[Cell]| {
-        let mut request = tonic::Request::new(QueryRequest {
+        let query = QueryRequest {
             view: view.into(),
             key_prefix: prefix.iter().map(to_value).collect(),
             limit: 0,
             as_of: None,
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {TOKEN}").parse().expect("ascii"),
-        );
-        request
+        };
+        bearer(query, TOKEN).expect("an ASCII token")
     };
     let mut group = c.benchmark_group("serving");
     group.bench_function("gRPC point query (gmv_minute by key)", |b| {

@@ -153,7 +153,7 @@ pub struct ViewStore {
     /// Signalled on every publication, for callers waiting on a time.
     progress: (Mutex<Option<Time>>, Condvar),
     observer: Mutex<Option<Observer>>,
-    hook: Mutex<Option<Arc<dyn PublishHook>>>,
+    hook: Mutex<Option<&'static dyn PublishHook>>,
 }
 
 impl Default for ViewStore {
@@ -189,8 +189,8 @@ impl ViewStore {
         *self.observer.lock().unwrap() = Some(Box::new(observer));
     }
 
-    /// Registers the publication hook.
-    pub fn hook(&self, hook: Arc<dyn PublishHook>) {
+    /// Registers the publication hook (the process's metrics).
+    pub fn hook(&self, hook: &'static dyn PublishHook) {
         *self.hook.lock().unwrap() = Some(hook);
     }
 
@@ -263,7 +263,7 @@ impl ViewStore {
                 waited.push(now.duration_since(at).as_secs_f64());
             }
         }
-        if let Some(hook) = self.hook.lock().unwrap().as_ref() {
+        if let Some(hook) = *self.hook.lock().unwrap() {
             hook.published(time, &waited, subscribers, lag);
         }
         let (lock, cvar) = &self.progress;

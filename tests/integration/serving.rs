@@ -61,14 +61,8 @@ async fn channel(server: &Server) -> Channel {
         .unwrap()
 }
 
-fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    weir::serve::client::bearer(message, token).unwrap()
 }
 
 fn query_request(view: &str, prefix: &[Cell], as_of: Option<u64>) -> proto::QueryRequest {
@@ -88,7 +82,7 @@ async fn query(
     as_of: Option<u64>,
 ) -> Result<(u64, Vec<Row>), Status> {
     let response = client
-        .query(with_token(query_request(view, prefix, as_of), Some(token)))
+        .query(with_token(query_request(view, prefix, as_of), token))
         .await?
         .into_inner();
     let rows = response.rows.iter().map(|r| from_row(r).unwrap()).collect();
@@ -134,7 +128,7 @@ fn list_views_names_every_column_with_its_type() {
     runtime().block_on(async {
         let mut client = ViewsClient::new(channel(&server).await);
         let views = client
-            .list_views(with_token(proto::ListViewsRequest {}, Some(ACME)))
+            .list_views(with_token(proto::ListViewsRequest {}, ACME))
             .await
             .unwrap()
             .into_inner()
@@ -192,7 +186,7 @@ fn queries_return_exactly_the_oracle_rows_and_tenants_only_their_own() {
                     limit: 1,
                     ..query_request("gmv_minute", &[], None)
                 },
-                Some(ACME),
+                ACME,
             ))
             .await
             .unwrap()
@@ -356,7 +350,7 @@ fn subscription_replica_stays_exact_and_sees_late_retractions() {
                     view: "sessions".into(),
                     key_prefix: vec![],
                 },
-                Some(ACME),
+                ACME,
             ))
             .await
             .unwrap()
@@ -432,7 +426,7 @@ fn tenant_subscriptions_never_see_other_tenants() {
                         view: "gmv_minute".into(),
                         key_prefix: vec![],
                     },
-                    Some(token),
+                    token,
                 ))
                 .await
                 .unwrap()
@@ -504,7 +498,7 @@ fn a_slow_subscriber_is_dropped_without_stalling_the_dataflow() {
                     view: "sessions".into(),
                     key_prefix: vec![],
                 },
-                Some(ADMIN),
+                ADMIN,
             ))
             .await
             .unwrap()
@@ -611,7 +605,7 @@ fn deploy_and_rollback_over_the_api() {
                     tenant: None,
                     mode: proto::DeployMode::Retroactive as i32,
                 },
-                Some(ADMIN),
+                ADMIN,
             ))
             .await
             .unwrap_err();
@@ -626,7 +620,7 @@ fn deploy_and_rollback_over_the_api() {
                     tenant: None,
                     mode: proto::DeployMode::Retroactive as i32,
                 },
-                Some(ADMIN),
+                ADMIN,
             ))
             .await
             .unwrap()
@@ -643,7 +637,7 @@ fn deploy_and_rollback_over_the_api() {
         assert_eq!(sorted(alerts), v2.views["fraud_alerts"], "after the deploy");
 
         let listed = plugins
-            .list(with_token(proto::ListPluginsRequest {}, Some(ADMIN)))
+            .list(with_token(proto::ListPluginsRequest {}, ADMIN))
             .await
             .unwrap()
             .into_inner()
@@ -667,7 +661,7 @@ fn deploy_and_rollback_over_the_api() {
                     version: None,
                     mode: proto::DeployMode::Retroactive as i32,
                 },
-                Some(ADMIN),
+                ADMIN,
             ))
             .await
             .unwrap()
@@ -754,7 +748,7 @@ fn every_unauthenticated_or_unauthorised_call_is_refused() {
         // A tenant token may not administer plugins.
         let denied = [
             plugins
-                .list(with_token(proto::ListPluginsRequest {}, Some(ACME)))
+                .list(with_token(proto::ListPluginsRequest {}, ACME))
                 .await
                 .map(|_| ())
                 .unwrap_err(),
@@ -765,7 +759,7 @@ fn every_unauthenticated_or_unauthorised_call_is_refused() {
                         component: embedded::component("velocity-v2").unwrap(),
                         ..Default::default()
                     },
-                    Some(ACME),
+                    ACME,
                 ))
                 .await
                 .map(|_| ())
@@ -776,7 +770,7 @@ fn every_unauthenticated_or_unauthorised_call_is_refused() {
                         name: "velocity".into(),
                         ..Default::default()
                     },
-                    Some(GLOBEX),
+                    GLOBEX,
                 ))
                 .await
                 .map(|_| ())
@@ -798,7 +792,7 @@ fn every_unauthenticated_or_unauthorised_call_is_refused() {
                     view: "sessions".into(),
                     key_prefix: other.iter().map(to_value).collect(),
                 },
-                Some(ACME),
+                ACME,
             ))
             .await
             .map(|_| ())

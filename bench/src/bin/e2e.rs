@@ -233,12 +233,7 @@ fn query_load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) 
             .expect("connect");
         let mut client = ViewsClient::new(channel);
         let request = |message: QueryRequest| {
-            let mut request = tonic::Request::new(message);
-            request.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {BENCH_TOKEN}").parse().expect("ascii"),
-            );
-            request
+            weir::serve::client::bearer(message, BENCH_TOKEN).expect("an ASCII token")
         };
         let mut keys: Vec<Vec<weir::serve::proto::Value>> = Vec::new();
         let mut times = Vec::new();

@@ -30,14 +30,10 @@ impl Target {
     }
 
     fn request<T>(&self, message: T) -> Result<Request<T>, String> {
-        let mut request = Request::new(message);
-        if let Some(token) = &self.token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| "the token must be printable ASCII".to_owned())?;
-            request.metadata_mut().insert("authorization", value);
+        match &self.token {
+            Some(token) => bearer(message, token),
+            None => Ok(Request::new(message)),
         }
-        Ok(request)
     }
 
     async fn channel(&self) -> Result<Channel, String> {
@@ -50,6 +46,16 @@ impl Target {
                 format!("cannot reach weir at {endpoint}: {e} (is `weir run` running? --addr sets the address)")
             })
     }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> Result<Request<T>, String> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the token must be printable ASCII".to_owned())?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -90,8 +90,7 @@ pub fn global() -> &'static Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let m = Metrics {
+        let mut m = Metrics {
             admitted: Family::default(),
             quarantined: Family::default(),
             duplicates: Counter::default(),
@@ -109,77 +108,77 @@ impl Metrics {
             synced: Mutex::default(),
             registry: Registry::default(),
         };
-        registry.register(
+        m.registry.register(
             "weir_input_lines",
             "Input lines read by admission",
             m.read.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_events_admitted",
             "Valid, new events admitted into the dataflow",
             m.admitted.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_events_quarantined",
             "Inputs sent to quarantine, by reason",
             m.quarantined.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_events_duplicate",
             "Events dropped as duplicates of an admitted event_id",
             m.duplicates.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_view_freshness_seconds",
             "Wall-clock delay from admission to visibility in a view",
             m.freshness.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_logical_time",
             "The logical time every view is published at",
             m.logical_time.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_plugin_calls",
             "Plugin calls (batches)",
             m.plugin_calls.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_plugin_failures",
             "Events a plugin failed on",
             m.plugin_failures.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_plugin_fuel",
             "Fuel burnt by a plugin's calls",
             m.plugin_fuel.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_plugin_call_seconds",
             "Wall-clock duration of one plugin call",
             m.plugin_latency.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_grpc_request_seconds",
             "gRPC request handling time, by method and status code",
             m.grpc_latency.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_subscribers",
             "Live view subscriptions",
             m.subscribers.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_subscriber_lag_publications",
             "Publications the slowest subscriber has not yet taken",
             m.subscriber_lag.clone(),
         );
-        registry.register(
+        m.registry.register(
             "weir_subscribers_dropped",
             "Subscriptions dropped because they fell behind",
             m.subscribers_dropped.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// Hands over an admission's running totals; `source` tells admissions apart.

@@ -117,7 +117,7 @@ impl Server {
             .map(|addr| bind(addr, "metrics", "--metrics"))
             .transpose()?;
         let metrics_addr = metrics.as_ref().map(|(_, addr)| *addr);
-        store.hook(Arc::new(MetricsHook));
+        store.hook(metrics::global());
         let (sender, receiver) = mpsc::unbounded_channel();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let tokens = Arc::new(config.tokens.clone());
@@ -168,14 +168,5 @@ impl Drop for Server {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
-    }
-}
-
-/// Forwards publications to the process metrics.
-struct MetricsHook;
-
-impl crate::store::PublishHook for MetricsHook {
-    fn published(&self, time: Time, waited: &[f64], subscribers: usize, lag: usize) {
-        metrics::global().published(time, waited, subscribers, lag);
     }
 }
