@@ -53,6 +53,8 @@ pub enum SourceKind {
     Generator,
     /// An NDJSON file (`path`), bounded.
     File,
+    /// Kafka topics (`url`), live and durable.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -68,8 +70,20 @@ pub struct Source {
     pub tenants: Option<u16>,
     /// File: the NDJSON input (`-` for stdin).
     pub path: Option<String>,
-    /// Where Parquet outputs go.
+    /// Where Parquet outputs go (Kafka: a directory or an `s3://bucket/prefix` URL).
     pub out: Option<PathBuf>,
+    /// Kafka: `kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]`.
+    pub url: Option<String>,
+    /// Kafka: the consumer group offsets are reported to.
+    pub group: Option<String>,
+    /// Kafka: where checkpoints go (default `out/checkpoints`).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Kafka: seconds between checkpoints.
+    pub checkpoint_secs: Option<f64>,
+    /// Kafka: seconds between view exports.
+    pub export_secs: Option<f64>,
+    /// Kafka: stop after the source has been idle this many seconds.
+    pub until_idle_secs: Option<f64>,
 }
 
 /// Which implementation runs the default plugins.
@@ -176,12 +190,32 @@ impl Config {
             SourceKind::File if s.out.is_none() => {
                 return Err("source.out: a file source needs an output directory".into());
             }
+            SourceKind::Kafka if s.url.is_none() => {
+                return Err(
+                    "source.url: a Kafka source needs url = \"kafka://HOST:PORT/TOPIC\"".into(),
+                );
+            }
+            SourceKind::Kafka if s.out.is_none() => {
+                return Err("source.out: a Kafka source needs an output directory or URL".into());
+            }
             SourceKind::Generator if s.path.is_some() => {
                 return Err(
                     "source.path: only a file source reads a path (set type = \"file\")".into(),
                 );
             }
             _ => {}
+        }
+        if let Some(url) = &s.url {
+            crate::kafka::KafkaUrl::parse(url).map_err(|e| format!("source.url: {e}"))?;
+        }
+        for (key, value) in [
+            ("source.checkpoint_secs", s.checkpoint_secs),
+            ("source.export_secs", s.export_secs),
+            ("source.until_idle_secs", s.until_idle_secs),
+        ] {
+            if value.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                return Err(format!("{key}: must be a positive number of seconds"));
+            }
         }
         for (i, plugin) in self.plugins.load.iter().enumerate() {
             if plugin.name.is_empty() {

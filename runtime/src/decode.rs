@@ -232,6 +232,8 @@ struct RawEvent<'a> {
     amount_cents: Slot<'a>,
     card_fingerprint: Slot<'a>,
     card_number: Slot<'a>,
+    card_bin: Slot<'a>,
+    card_last4: Slot<'a>,
     delta: Slot<'a>,
     reason: Slot<'a>,
     warehouse: Slot<'a>,
@@ -274,6 +276,8 @@ impl<'de> Deserialize<'de> for RawEvent<'de> {
                         "amount_cents" => &mut ev.amount_cents,
                         "card_fingerprint" => &mut ev.card_fingerprint,
                         "card_number" => &mut ev.card_number,
+                        "card_bin" => &mut ev.card_bin,
+                        "card_last4" => &mut ev.card_last4,
                         "delta" => &mut ev.delta,
                         "reason" => &mut ev.reason,
                         "warehouse" => &mut ev.warehouse,
@@ -480,7 +484,12 @@ impl RawEvent<'_> {
         let device_id = opt_string(&self.device_id, "device_id")?;
         let card_fingerprint = opt_string(&self.card_fingerprint, "card_fingerprint")?;
         let (card_bin, card_last4) = match &self.card_number {
-            Slot::Absent | Slot::Null => (None, None),
+            // Already masked: an event from the landing zone (replay) carries what decoding
+            // made of its card number, and nothing more.
+            Slot::Absent | Slot::Null => (
+                digits(&self.card_bin, "card_bin", 6)?,
+                digits(&self.card_last4, "card_last4", 4)?,
+            ),
             Slot::Str(number) => {
                 let (bin, last4) = mask_card(number).ok_or(Reason::InvalidValue("card_number"))?;
                 (Some(bin), Some(last4))
@@ -500,6 +509,16 @@ impl RawEvent<'_> {
             card_bin,
             card_last4,
         })
+    }
+}
+
+/// An optional string of exactly `len` ASCII digits.
+fn digits(slot: &Slot<'_>, name: &'static str, len: usize) -> Check<Option<String>> {
+    match opt_string(slot, name)? {
+        Some(s) if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(Reason::InvalidValue(name))
+        }
+        other => Ok(other),
     }
 }
 

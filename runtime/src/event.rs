@@ -99,6 +99,16 @@ pub struct InventoryAdjusted {
     pub warehouse: Option<String>,
 }
 
+/// The wire names of every event type.
+pub const TYPE_NAMES: [&str; 6] = [
+    "page_view",
+    "add_to_cart",
+    "order_placed",
+    "order_cancelled",
+    "payment",
+    "inventory_adjusted",
+];
+
 impl Body {
     /// The wire name of the event type.
     pub fn type_name(&self) -> &'static str {

@@ -87,6 +87,10 @@ impl<Q: QuarantineSink> Admission<Q> {
         &self.quarantine
     }
 
+    pub fn quarantine_mut(&mut self) -> &mut Q {
+        &mut self.quarantine
+    }
+
     pub fn into_quarantine(self) -> Q {
         self.quarantine
     }
@@ -104,13 +108,13 @@ impl<Q: QuarantineSink> Admission<Q> {
         true
     }
 
-    fn reject(&mut self, raw: &[u8], reason: Reason) {
+    fn reject(&mut self, raw: &[u8], reason: Reason) -> Quarantined {
         let reason = reason.to_string();
         *self.stats.quarantined.entry(reason.clone()).or_default() += 1;
-        self.quarantine.put(Quarantined {
+        Quarantined {
             raw: decode::scrub(raw),
             reason,
-        });
+        }
     }
 
     /// Admits a batch of lines, returning the events that enter the dataflow.
@@ -121,9 +125,27 @@ impl<Q: QuarantineSink> Admission<Q> {
     /// As [`Admission::admit`], for events admitted at logical time `epoch`; with retention on,
     /// each event is kept with what the transforms made of it, for retroactive swaps.
     pub fn admit_at<L: AsRef<[u8]>>(&mut self, lines: &[L], epoch: Time) -> Vec<Event> {
+        let traced = self.admit_traced(lines, epoch, false);
+        for (_, record) in traced.rejected {
+            self.quarantine.put(record);
+        }
+        traced.events
+    }
+
+    /// As [`Admission::admit_at`], also telling where each input went: the decoded,
+    /// deduplicated inputs (before any transform; `keep_inputs`) and the rejected ones, each
+    /// with the index of its line. The rejected are returned instead of reaching the sink,
+    /// so a durable source can land them with their offsets.
+    pub fn admit_traced<L: AsRef<[u8]>>(
+        &mut self,
+        lines: &[L],
+        epoch: Time,
+        keep_inputs: bool,
+    ) -> Traced {
         let mut inputs = Vec::with_capacity(lines.len());
         // The line each event came from, so a plugin failure can quarantine it whole.
         let mut origin = Vec::with_capacity(lines.len());
+        let mut rejected = Vec::new();
         for (index, line) in lines.iter().enumerate() {
             let line = line.as_ref();
             self.stats.read += 1;
@@ -136,7 +158,7 @@ impl<Q: QuarantineSink> Admission<Q> {
                         self.stats.duplicates += 1;
                     }
                 }
-                Err(reason) => self.reject(line, reason),
+                Err(reason) => rejected.push((index, self.reject(line, reason))),
             }
         }
         let first = self.retained.len();
@@ -147,9 +169,15 @@ impl<Q: QuarantineSink> Admission<Q> {
                 outputs: Vec::new(),
             }));
         }
+        let kept = if keep_inputs {
+            origin.iter().copied().zip(inputs.iter().cloned()).collect()
+        } else {
+            Vec::new()
+        };
         let (events, owners, failures) = self.chain(inputs);
         for (owner, reason) in failures {
-            self.reject(lines[origin[owner]].as_ref(), reason);
+            let index = origin[owner];
+            rejected.push((index, self.reject(lines[index].as_ref(), reason)));
         }
         if self.retain {
             for (event, owner) in events.iter().zip(&owners) {
@@ -157,7 +185,30 @@ impl<Q: QuarantineSink> Admission<Q> {
             }
         }
         self.count(&events, 1);
-        events
+        Traced {
+            events,
+            inputs: kept,
+            rejected,
+        }
+    }
+
+    /// The `(tenant_id, event_id)` pairs admission has seen, for a checkpoint.
+    pub fn seen(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.seen
+            .iter()
+            .flat_map(|(tenant, ids)| ids.iter().map(move |id| (&**tenant, &**id)))
+    }
+
+    /// Restores what a checkpoint recorded: the pairs seen and the counters.
+    pub fn restore(
+        &mut self,
+        seen: impl IntoIterator<Item = (String, String)>,
+        stats: AdmissionStats,
+    ) {
+        for (tenant, id) in seen {
+            self.first_time(&tenant, &id);
+        }
+        self.stats = stats;
     }
 
     fn count(&mut self, events: &[Event], sign: i64) {
@@ -250,7 +301,8 @@ impl<Q: QuarantineSink> Admission<Q> {
         }
         for (owner, reason) in failures {
             let raw = retained[owner].input.to_wire().to_string();
-            self.reject(raw.as_bytes(), reason);
+            let record = self.reject(raw.as_bytes(), reason);
+            self.quarantine.put(record);
         }
         let mut updates = Vec::new();
         for (kept, new) in retained.iter_mut().zip(fresh) {
@@ -266,6 +318,17 @@ impl<Q: QuarantineSink> Admission<Q> {
         self.retained = retained;
         Ok(updates)
     }
+}
+
+/// What [`Admission::admit_traced`] made of a batch of lines.
+#[derive(Debug, Default)]
+pub struct Traced {
+    /// The events that enter the dataflow.
+    pub events: Vec<Event>,
+    /// Each decoded, first-seen input as it was before the transforms, with its line index.
+    pub inputs: Vec<(usize, Event)>,
+    /// Each rejected input with its line index, in no particular order.
+    pub rejected: Vec<(usize, Quarantined)>,
 }
 
 /// An admitted event and what the transforms made of it.

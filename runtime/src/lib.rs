@@ -2,17 +2,20 @@
 //!
 //! Events flow through the crate's modules in the order of the data:
 //!
-//! 1. **source** — NDJSON from a file or stdin, or the built-in [`generator`];
+//! 1. **source** — NDJSON from a file or stdin, the built-in [`generator`], topics of
+//!    [`kafka`], or raw events landed earlier (replay);
 //! 2. **[`decode`]** — validation against the event contract, PCI masking, quarantine reasons;
 //! 3. **[`ingest`]** — deduplication and the transform [`plugins`];
 //! 4. **[`views`]** — the differential dataflow that keeps every view exact, run by
 //!    [`pipeline`] on timely workers;
 //! 5. **[`store`]** — the read side, published at one consistent logical time;
-//! 6. **[`sink`]** — Parquet files for views and quarantine;
+//! 6. **[`sink`]** and **[`landing`]** — Parquet: views and quarantine, and the landing zone
+//!    of raw events (local or S3-compatible);
 //! 7. **[`serve`]** — the `weir.v1` gRPC API (queries, subscriptions, plugin admin) and
 //!    Prometheus metrics.
 //!
-//! [`run`] wires them together. A bounded run over a few events:
+//! [`run`] wires them together; [`durable`] does so for Kafka, with the landing zone and
+//! [`checkpoint`]s that make a crash lose and double nothing. A bounded run over a few events:
 //!
 //! ```
 //! use weir::row::{GMV_MINUTE, view_schema};
@@ -30,11 +33,15 @@
 //! assert_eq!(rows[0][4], weir::row::Cell::Int(3000)); // gmv_cents, counted once
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
+pub mod durable;
 pub mod event;
 pub mod generator;
 pub mod ingest;
+pub mod kafka;
+pub mod landing;
 pub mod pipeline;
 pub mod plugins;
 pub mod row;

@@ -12,15 +12,19 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use weir::config::{Config, Implementation, SourceKind};
+use weir::durable::{DurableConfig, run_kafka};
 use weir::generator::{GenConfig, Generator};
+use weir::kafka::KafkaUrl;
+use weir::landing::{Landing, is_landed, raw_files, read_raw};
 use weir::plugins::PluginFactory;
 use weir::plugins::embedded;
 use weir::plugins::native::NativePlugins;
 use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
-use weir::run::{LiveConfig, RunConfig, run_bounded, run_live};
+use weir::run::{LiveConfig, RunConfig, Runner, read_chunk, run_live};
 use weir::serve::ServeConfig;
 use weir::serve::client;
+use weir::store::ViewStore;
 
 // The dataflow allocates and frees many small records; glibc malloc spent a third of a
 // profiled run in allocation and page faults.
@@ -178,12 +182,33 @@ struct RunArgs {
     /// flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// NDJSON input file, or `-` for stdin; makes the run bounded.
+    /// NDJSON input file (`-` for stdin), or landed raw Parquet to replay (a landing
+    /// directory or a glob); makes the run bounded.
     #[arg(long)]
     input: Option<String>,
-    /// Output directory for views/*.parquet and quarantine.parquet (required with --input).
+    /// Kafka topics to consume: kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…].
+    #[arg(long)]
+    source: Option<String>,
+    /// Output: views/*.parquet, quarantine and the raw landing zone; a directory, or for
+    /// Kafka runs also an s3://bucket/prefix URL (required with --input and --source).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Kafka runs: where checkpoints go [default: OUT/checkpoints].
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Kafka runs: seconds between checkpoints [default: 5].
+    #[arg(long)]
+    checkpoint_secs: Option<f64>,
+    /// Kafka runs: seconds between view exports to OUT/views [default: 60].
+    #[arg(long)]
+    export_secs: Option<f64>,
+    /// Kafka runs: the consumer group offsets are reported to [default: weir].
+    #[arg(long)]
+    group: Option<String>,
+    /// Kafka runs: stop after no message has come for this many seconds, writing the final
+    /// outputs.
+    #[arg(long)]
+    until_idle: Option<f64>,
     /// Dataflow worker threads [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
@@ -410,38 +435,157 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let input = args.input.clone().or_else(|| match src.kind {
         SourceKind::File => src.path.clone(),
-        SourceKind::Generator => None,
+        _ => None,
+    });
+    let kafka = args.source.clone().or_else(|| match src.kind {
+        SourceKind::Kafka => src.url.clone(),
+        _ => None,
     });
     let out = args.out.clone().or_else(|| src.out.clone());
+    let serve_config = || -> anyhow::Result<ServeConfig> {
+        let grpc = match &args.grpc {
+            Some(a) => weir::config::address("--grpc", a).map_err(anyhow::Error::msg)?,
+            None => config.grpc_addr(),
+        };
+        let metrics = match args.metrics.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(weir::config::address("--metrics", a).map_err(anyhow::Error::msg)?),
+            None => config.metrics_addr(),
+        };
+        let tokens = config.tokens().map_err(anyhow::Error::msg)?;
+        Ok(ServeConfig {
+            grpc,
+            metrics,
+            tokens,
+        })
+    };
+    let stop_on_ctrl_c = || -> anyhow::Result<Arc<AtomicBool>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+        Ok(stop)
+    };
+    let tick = Duration::from_millis(args.tick_ms.or(p.tick_ms).unwrap_or(20));
+    let status_every = Duration::from_secs(args.status_secs.or(p.status_secs).unwrap_or(5));
+    let history = config.serve.history.unwrap_or(weir::store::DEFAULT_HISTORY);
+    let subscriber_buffer = config.serve.subscriber_buffer.unwrap_or(1024);
+    if let (Some(url), Some(_)) = (&kafka, &input) {
+        bail!(
+            "--input {} and the Kafka source {url}: a run reads one source",
+            input.unwrap_or_default()
+        );
+    }
+    if let Some(url) = kafka {
+        let source = KafkaUrl::parse(&url)?;
+        let Some(out) = out else {
+            bail!(
+                "a Kafka run needs --out DIR (or an s3:// URL) for its landing zone, views and checkpoints"
+            );
+        };
+        let out = out.to_string_lossy().into_owned();
+        let checkpoint_dir = match args
+            .checkpoint_dir
+            .clone()
+            .or_else(|| src.checkpoint_dir.clone())
+        {
+            Some(dir) => dir,
+            None if out.contains("://") => {
+                bail!(
+                    "--out {out} is an object store: give --checkpoint-dir DIR, a local directory for checkpoints"
+                )
+            }
+            None => PathBuf::from(&out).join("checkpoints"),
+        };
+        let seconds = |flag: &str, value: Option<f64>, default: f64| -> anyhow::Result<Duration> {
+            let v = value.unwrap_or(default);
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{flag}: {v} is not a positive number of seconds");
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+        let durable = DurableConfig {
+            run: run_config,
+            source: source.clone(),
+            group: args
+                .group
+                .clone()
+                .or_else(|| src.group.clone())
+                .unwrap_or_else(|| "weir".into()),
+            out: out.clone(),
+            checkpoint_dir,
+            checkpoint_every: seconds(
+                "--checkpoint-secs",
+                args.checkpoint_secs.or(src.checkpoint_secs),
+                5.0,
+            )?,
+            export_every: seconds("--export-secs", args.export_secs.or(src.export_secs), 60.0)?,
+            until_idle: args
+                .until_idle
+                .or(src.until_idle_secs)
+                .map(|v| seconds("--until-idle", Some(v), 1.0))
+                .transpose()?,
+            tick,
+            status_every,
+            serve: Some(serve_config()?),
+            history,
+            subscriber_buffer,
+        };
+        let stop = stop_on_ctrl_c()?;
+        eprintln!(
+            "weir: reading {} from {} with {} workers; landing in {out}; Ctrl-C stops",
+            source.topics.join(","),
+            source.brokers,
+            durable.run.workers
+        );
+        let result = run_kafka(&durable, &stop)?;
+        eprintln!(
+            "weir: wrote {out}/views/*.parquet; raw events and quarantine in {out}/raw and {out}/quarantine"
+        );
+        eprint!("{}", result.summary());
+        return Ok(());
+    }
     let result = match &input {
         Some(input) => {
-            if out.is_none() {
+            let Some(out) = &out else {
                 bail!("a bounded run (--input) needs --out DIR for its Parquet outputs");
-            }
-            let reader: Box<dyn BufRead> = if input == "-" {
-                Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock()))
-            } else {
-                let file =
-                    File::open(input).with_context(|| format!("cannot read input file {input}"))?;
-                Box::new(BufReader::with_capacity(1 << 20, file))
             };
-            run_bounded(&run_config, reader).context("reading the input failed")?
+            let landing = Landing::open(&out.to_string_lossy())?;
+            let mut runner = Runner::start(&run_config, Arc::new(ViewStore::default()))?;
+            runner.land_into(landing)?;
+            if is_landed(input) {
+                let files = raw_files(input).map_err(anyhow::Error::msg)?;
+                eprintln!(
+                    "weir: replaying {} landed raw files from {input}",
+                    files.len()
+                );
+                for file in files {
+                    let lines = read_raw(&file).map_err(anyhow::Error::msg)?;
+                    for chunk in lines.chunks(1024) {
+                        runner.feed(chunk);
+                    }
+                }
+            } else {
+                let mut reader: Box<dyn BufRead> = if input == "-" {
+                    Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock()))
+                } else {
+                    let file = File::open(input)
+                        .with_context(|| format!("cannot read input file {input}"))?;
+                    Box::new(BufReader::with_capacity(1 << 20, file))
+                };
+                loop {
+                    let lines =
+                        read_chunk(&mut reader, 1024).context("reading the input failed")?;
+                    if lines.is_empty() {
+                        break;
+                    }
+                    runner.feed(&lines);
+                }
+            }
+            runner.finish_landed()?
         }
         None => {
-            let grpc = match &args.grpc {
-                Some(a) => weir::config::address("--grpc", a).map_err(anyhow::Error::msg)?,
-                None => config.grpc_addr(),
-            };
-            let metrics = match args.metrics.as_deref() {
-                Some("off") => None,
-                Some(a) => Some(weir::config::address("--metrics", a).map_err(anyhow::Error::msg)?),
-                None => config.metrics_addr(),
-            };
-            let tokens = config.tokens().map_err(anyhow::Error::msg)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-                .context("cannot install the Ctrl-C handler")?;
+            let stop = stop_on_ctrl_c()?;
             let rate = args.rate.or(src.rate).unwrap_or(5_000);
             eprintln!(
                 "weir: live on the built-in generator at {rate} events/s with {} workers; Ctrl-C stops",
@@ -452,15 +596,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 rate,
                 seed: args.seed.or(src.seed).unwrap_or(1),
                 tenants: usize::from(args.tenants.or(src.tenants).unwrap_or(4)),
-                tick: Duration::from_millis(args.tick_ms.or(p.tick_ms).unwrap_or(20)),
-                status_every: Duration::from_secs(args.status_secs.or(p.status_secs).unwrap_or(5)),
-                serve: Some(ServeConfig {
-                    grpc,
-                    metrics,
-                    tokens,
-                }),
-                history: config.serve.history.unwrap_or(weir::store::DEFAULT_HISTORY),
-                subscriber_buffer: config.serve.subscriber_buffer.unwrap_or(1024),
+                tick,
+                status_every,
+                serve: Some(serve_config()?),
+                history,
+                subscriber_buffer,
             };
             run_live(&live, &stop)?
         }

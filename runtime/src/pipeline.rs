@@ -197,7 +197,9 @@ impl Pipeline {
     ) -> Result<(VersionId, Time), String> {
         let (name, hash, tenant, maker) =
             crate::plugins::set::validate_rule(name, bytes, vectors, tenant)?;
-        let id = self.rules.register(&name, hash, tenant, maker);
+        let id = self
+            .rules
+            .register_uploaded(&name, hash, tenant, maker, bytes.into());
         let at = self.deploy_rule(id, mode)?;
         Ok((id, at))
     }
@@ -239,6 +241,45 @@ impl Pipeline {
             let _ = self.senders[self.next_worker].send(Message::Events(part));
             self.next_worker = (self.next_worker + 1) % workers;
         }
+    }
+
+    /// Hands over events restored from a checkpoint, each with the logical time it was first
+    /// admitted at (which is what rule deployments judge by).
+    pub fn push_restored(&mut self, events: Vec<(Time, Event)>) {
+        let workers = self.senders.len();
+        let chunk = events.len().div_ceil(workers).max(1);
+        let mut events = events.into_iter();
+        loop {
+            let part: Vec<(Time, Event)> = events.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            let _ = self.senders[self.next_worker].send(Message::Events(part));
+            self.next_worker = (self.next_worker + 1) % workers;
+        }
+    }
+
+    /// Continues a recovered run: the restored state is closed and the next events carry
+    /// logical time `epoch`, the one the checkpoint was taken at.
+    pub fn resume_at(&mut self, epoch: Time) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            for sender in &self.senders {
+                let _ = sender.send(Message::Advance(self.epoch));
+            }
+        }
+    }
+
+    /// Puts back the rule versions and deployments a checkpoint recorded (see
+    /// [`RuleRegistry::restore`]).
+    pub fn restore_rules(
+        &mut self,
+        saved: &crate::plugins::registry::SavedRules,
+    ) -> Result<(), String> {
+        let changes = self.rules.restore(saved)?;
+        self.senders[0]
+            .send(Message::Deploy(changes))
+            .map_err(|_| "the dataflow has stopped".to_owned())
     }
 
     /// Applies changes to events admitted earlier (each with its original admission time) at

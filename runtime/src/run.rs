@@ -11,14 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::event::Event;
 use crate::generator::{GenConfig, Generator};
 use crate::ingest::{Admission, AdmissionStats, QuarantineSink, Quarantined};
+use crate::landing::{Landing, LandingError};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
 use crate::row::{DEAD_LETTERS, FRAUD_ALERTS, TABLES, VIEWS, view_schema};
 use crate::sink::{self, SinkError};
 use crate::store::ViewStore;
+
+/// The source name of a bounded run's landed raw files.
+pub const BOUNDED_SOURCE: &str = "input";
 
 /// Lines admitted together before their events go to the workers.
 const CHUNK_LINES: usize = 1024;
@@ -110,7 +115,7 @@ impl RunResult {
 }
 
 /// Splits `buf` into lines without their `\n` / `\r\n`; blank lines are skipped.
-fn read_chunk(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
+pub fn read_chunk(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::with_capacity(max);
     while lines.len() < max {
         let mut line = Vec::new();
@@ -158,6 +163,32 @@ pub struct Runner {
     in_epoch: usize,
     lockstep: bool,
     started: Instant,
+    landing: Option<RawLanding>,
+    landing_error: Option<LandingError>,
+}
+
+/// Raw events of a bounded run on their way to the landing zone; the input's line numbers
+/// are its offsets.
+struct RawLanding {
+    landing: Landing,
+    lines: i64,
+    first: i64,
+    raw: Vec<(i64, Event)>,
+}
+
+impl RawLanding {
+    /// Lines per landed file.
+    const SPAN: i64 = 200_000;
+
+    fn flush(&mut self) -> Result<(), LandingError> {
+        if self.lines > self.first {
+            let span = (self.first, self.lines - 1);
+            self.landing.write_raw(BOUNDED_SOURCE, 0, span, &self.raw)?;
+        }
+        self.first = self.lines;
+        self.raw.clear();
+        Ok(())
+    }
 }
 
 impl Runner {
@@ -169,17 +200,73 @@ impl Runner {
             in_epoch: 0,
             lockstep: config.lockstep,
             started: Instant::now(),
+            landing: None,
+            landing_error: None,
         })
     }
 
+    /// Lands the raw events in `landing` too (replacing an earlier bounded run's there).
+    pub fn land_into(&mut self, landing: Landing) -> Result<(), LandingError> {
+        landing.remove_uncommitted(&[BOUNDED_SOURCE.to_owned()], &Default::default())?;
+        self.landing = Some(RawLanding {
+            landing,
+            lines: 0,
+            first: 0,
+            raw: Vec::new(),
+        });
+        Ok(())
+    }
+
     /// Admits `lines` and hands their events to the dataflow.
-    pub fn feed<L: AsRef<[u8]>>(&mut self, mut lines: &[L]) {
+    pub fn feed<L: AsRef<[u8]>>(&mut self, lines: &[L]) {
+        if self.landing.is_some() {
+            // Kept for [`Runner::finish_landed`] to report; the run goes on meanwhile.
+            if let Err(e) = self.feed_landed(lines) {
+                self.landing_error.get_or_insert(e);
+            }
+        } else {
+            self.feed_epochs(lines, None);
+        }
+    }
+
+    fn feed_landed<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Result<(), LandingError> {
+        let Some(landing) = self.landing.as_mut() else {
+            return Ok(());
+        };
+        let base = landing.lines;
+        let mut raw = Vec::new();
+        self.feed_epochs(lines, Some(&mut raw));
+        let landing = self.landing.as_mut().expect("checked above");
+        landing
+            .raw
+            .extend(raw.into_iter().map(|(line, e)| (base + line as i64, e)));
+        landing.lines += lines.len() as i64;
+        if landing.lines - landing.first >= RawLanding::SPAN {
+            landing.flush()?;
+        }
+        Ok(())
+    }
+
+    fn feed_epochs<L: AsRef<[u8]>>(
+        &mut self,
+        mut lines: &[L],
+        mut raw: Option<&mut Vec<(usize, Event)>>,
+    ) {
+        let mut done = 0;
         while !lines.is_empty() {
             let take = lines.len().min(self.epoch_lines - self.in_epoch);
             let (now, rest) = lines.split_at(take);
             lines = rest;
             let epoch = self.pipeline.epoch();
-            self.pipeline.push(self.admission.admit_at(now, epoch));
+            let traced = self.admission.admit_traced(now, epoch, raw.is_some());
+            for (_, record) in traced.rejected {
+                self.admission.quarantine_mut().push(record);
+            }
+            if let Some(raw) = raw.as_mut() {
+                raw.extend(traced.inputs.into_iter().map(|(i, e)| (done + i, e)));
+            }
+            done += take;
+            self.pipeline.push(traced.events);
             self.in_epoch += take;
             if self.in_epoch == self.epoch_lines {
                 self.in_epoch = 0;
@@ -212,6 +299,18 @@ impl Runner {
         Ok(self.pipeline.epoch())
     }
 
+    /// As [`Runner::finish`], landing the last raw events first; fails if any landing
+    /// write did.
+    pub fn finish_landed(mut self) -> Result<RunResult, LandingError> {
+        if let Some(error) = self.landing_error.take() {
+            return Err(error);
+        }
+        if let Some(landing) = self.landing.as_mut() {
+            landing.flush()?;
+        }
+        Ok(self.finish())
+    }
+
     /// Closes the input, drains the dataflow and returns the final state.
     pub fn finish(self) -> RunResult {
         let stats = self.admission.stats().clone();
@@ -225,7 +324,7 @@ impl Runner {
     }
 }
 
-fn start(config: &RunConfig, store: Arc<ViewStore>) -> io::Result<Pipeline> {
+pub(crate) fn start(config: &RunConfig, store: Arc<ViewStore>) -> io::Result<Pipeline> {
     Pipeline::start(
         PipelineConfig {
             workers: config.workers,
@@ -257,9 +356,18 @@ pub struct LiveConfig {
 }
 
 /// Keeps the most recent quarantined inputs of a run that never ends.
-struct RecentQuarantine {
-    records: VecDeque<Quarantined>,
+pub(crate) struct RecentQuarantine {
+    pub(crate) records: VecDeque<Quarantined>,
     capacity: usize,
+}
+
+impl RecentQuarantine {
+    pub(crate) fn new() -> Self {
+        RecentQuarantine {
+            records: VecDeque::new(),
+            capacity: 100_000,
+        }
+    }
 }
 
 impl QuarantineSink for RecentQuarantine {
@@ -276,29 +384,10 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
     let started = Instant::now();
     let store = Arc::new(ViewStore::new(config.history, config.subscriber_buffer));
     let mut pipeline = start(&config.run, store.clone())?;
-    let mut served = match &config.serve {
-        Some(serve) => {
-            let (server, admin) =
-                crate::serve::Server::start(serve, store.clone(), pipeline.rules().clone())
-                    .map_err(io::Error::other)?;
-            eprintln!(
-                "weir: gRPC on {} (weir.v1, health, reflection)",
-                server.grpc_addr()
-            );
-            if let Some(addr) = server.metrics_addr() {
-                eprintln!("weir: metrics on http://{addr}/metrics");
-            }
-            Some((server, admin))
-        }
-        None => None,
-    };
+    let mut served = serve(config.serve.as_ref(), &store, &pipeline)?;
     let metrics = crate::serve::metrics::global();
     let source_id = Arc::as_ptr(&store) as usize;
-    let quarantine = RecentQuarantine {
-        records: VecDeque::new(),
-        capacity: 100_000,
-    };
-    let mut admission = Admission::new(config.run.plugins.transforms(), quarantine);
+    let mut admission = Admission::new(config.run.plugins.transforms(), RecentQuarantine::new());
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -308,8 +397,7 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
         start_ms: now_ms,
     });
     let mut generated: u64 = 0;
-    let mut last_status = Instant::now();
-    let mut status_read = 0;
+    let mut status = Status::new(config.status_every);
     while !stop.load(Ordering::SeqCst) {
         let due = (started.elapsed().as_secs_f64() * config.rate as f64) as u64;
         while generated < due {
@@ -324,22 +412,7 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
         }
         metrics.sync_admission(source_id, admission.stats());
         pipeline.advance();
-        if last_status.elapsed() >= config.status_every {
-            let stats = admission.stats();
-            let rate = (stats.read - status_read) as f64 / last_status.elapsed().as_secs_f64();
-            status_read = stats.read;
-            last_status = Instant::now();
-            let (as_of, alerts) = store.read(|p| (p.as_of, p.views[5].len()));
-            eprintln!(
-                "weir: {rate:.0} events/s | read {} admitted {} duplicates {} quarantined {} | {} {alerts} | logical time {}",
-                stats.read,
-                stats.admitted,
-                stats.duplicates,
-                stats.quarantined_total(),
-                FRAUD_ALERTS.name,
-                as_of.map_or_else(|| "-".to_owned(), |t| t.to_string()),
-            );
-        }
+        status.tick(admission.stats(), &store);
         std::thread::sleep(config.tick);
     }
     let stats = admission.stats().clone();
@@ -351,4 +424,62 @@ pub fn run_live(config: &LiveConfig, stop: &AtomicBool) -> io::Result<RunResult>
         quarantine: admission.into_quarantine().records.into(),
         elapsed: started.elapsed(),
     })
+}
+
+/// Starts the API for a live run, if it is served; says where on stderr.
+pub(crate) fn serve(
+    config: Option<&crate::serve::ServeConfig>,
+    store: &Arc<ViewStore>,
+    pipeline: &Pipeline,
+) -> io::Result<Option<(crate::serve::Server, crate::serve::AdminQueue)>> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let (server, admin) =
+        crate::serve::Server::start(config, store.clone(), pipeline.rules().clone())
+            .map_err(io::Error::other)?;
+    eprintln!(
+        "weir: gRPC on {} (weir.v1, health, reflection)",
+        server.grpc_addr()
+    );
+    if let Some(addr) = server.metrics_addr() {
+        eprintln!("weir: metrics on http://{addr}/metrics");
+    }
+    Ok(Some((server, admin)))
+}
+
+/// The status line of a live run, every so often.
+pub(crate) struct Status {
+    every: Duration,
+    last: Instant,
+    read: u64,
+}
+
+impl Status {
+    pub(crate) fn new(every: Duration) -> Self {
+        Status {
+            every,
+            last: Instant::now(),
+            read: 0,
+        }
+    }
+
+    pub(crate) fn tick(&mut self, stats: &AdmissionStats, store: &ViewStore) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        let rate = (stats.read - self.read) as f64 / self.last.elapsed().as_secs_f64();
+        self.read = stats.read;
+        self.last = Instant::now();
+        let (as_of, alerts) = store.read(|p| (p.as_of, p.views[5].len()));
+        eprintln!(
+            "weir: {rate:.0} events/s | read {} admitted {} duplicates {} quarantined {} | {} {alerts} | logical time {}",
+            stats.read,
+            stats.admitted,
+            stats.duplicates,
+            stats.quarantined_total(),
+            FRAUD_ALERTS.name,
+            as_of.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        );
+    }
 }

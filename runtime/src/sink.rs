@@ -4,7 +4,6 @@
 //! integers and epoch-millisecond times as int64, flags as boolean. Each file records the
 //! logical time it reflects in its key-value metadata (`weir.as_of`).
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -80,36 +79,54 @@ fn column(ty: ColumnType, rows: &[Row], index: usize) -> ArrayRef {
     }
 }
 
-fn write_batch(path: &Path, batch: RecordBatch, as_of: Option<Time>) -> Result<(), SinkError> {
-    let name = path.display().to_string();
+/// Encodes `batch` as a Parquet file (Snappy), recording `as_of` as `weir.as_of`.
+pub fn encode(
+    batch: &RecordBatch,
+    as_of: Option<Time>,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let metadata = as_of.map(|t| vec![KeyValue::new("weir.as_of".into(), t.to_string())]);
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(metadata)
         .build();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
-            path: name.clone(),
-            source,
-        })?;
-    }
-    // Write beside the target and rename, so a reader never sees a half-written file.
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|source| SinkError::Io {
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+fn write_batch(path: &Path, batch: RecordBatch, as_of: Option<Time>) -> Result<(), SinkError> {
+    let name = path.display().to_string();
+    let bytes = encode(&batch, as_of).map_err(|source| SinkError::Parquet {
         path: name.clone(),
         source,
     })?;
-    let parquet = |source| SinkError::Parquet {
+    let io = |source| SinkError::Io {
         path: name.clone(),
         source,
     };
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
-    writer.write(&batch).map_err(parquet)?;
-    writer.close().map_err(parquet)?;
-    std::fs::rename(&tmp, path).map_err(|source| SinkError::Io {
-        path: name.clone(),
-        source,
-    })
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    // Write beside the target and rename, so a reader never sees a half-written file.
+    let tmp = path.with_extension("parquet.tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// One view's rows as columns.
+pub fn view_batch(
+    view: &ViewSchema,
+    rows: &[Row],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let columns = view
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| column(c.ty, rows, i))
+        .collect();
+    RecordBatch::try_new(Arc::new(arrow_schema(view)), columns)
 }
 
 /// Writes one view's rows to `path`.
@@ -119,17 +136,9 @@ pub fn write_view(
     rows: &[Row],
     as_of: Option<Time>,
 ) -> Result<(), SinkError> {
-    let columns = view
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| column(c.ty, rows, i))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(arrow_schema(view)), columns).map_err(|source| {
-        SinkError::Arrow {
-            path: path.display().to_string(),
-            source,
-        }
+    let batch = view_batch(view, rows).map_err(|source| SinkError::Arrow {
+        path: path.display().to_string(),
+        source,
     })?;
     write_batch(path, batch, as_of)
 }

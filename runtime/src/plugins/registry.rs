@@ -46,6 +46,9 @@ pub struct RuleVersion {
     pub deployed: Vec<(Time, Mode)>,
     /// When it was retired for failing (it judges nothing admitted from then on).
     pub disabled_at: Option<Time>,
+    /// The component, for a version uploaded while running (a checkpoint keeps it, since the
+    /// configuration cannot bring it back).
+    pub component: Option<Arc<[u8]>>,
     maker: RuleMaker,
 }
 
@@ -114,9 +117,72 @@ impl RuleRegistry {
             tenant,
             deployed: Vec::new(),
             disabled_at: None,
+            component: None,
             maker,
         });
         id
+    }
+
+    /// As [`RuleRegistry::register`], for a component uploaded while running.
+    pub fn register_uploaded(
+        &self,
+        name: &str,
+        hash: String,
+        tenant: Option<String>,
+        maker: RuleMaker,
+        component: Arc<[u8]>,
+    ) -> VersionId {
+        let id = self.register(name, hash, tenant, maker);
+        self.versions.write().unwrap()[id as usize].component = Some(component);
+        id
+    }
+
+    /// What a checkpoint records of the rules: every version and the deployments in force.
+    pub fn save(&self) -> SavedRules {
+        let versions = self.versions.read().unwrap();
+        SavedRules {
+            versions: versions
+                .iter()
+                .map(|v| SavedVersion {
+                    name: v.name.clone(),
+                    hash: v.hash.clone(),
+                    tenant: v.tenant.clone(),
+                    deployed: v.deployed.clone(),
+                    disabled_at: v.disabled_at,
+                    uploaded: v.component.is_some(),
+                })
+                .collect(),
+            active: self.active.read().unwrap().clone(),
+        }
+    }
+
+    /// Makes the deployments what `saved` recorded; returns the changes to the deployments
+    /// collection. The versions must already be registered in the same order (the configured
+    /// ones at start, then the uploaded ones put back from the checkpoint).
+    pub fn restore(&self, saved: &SavedRules) -> Result<Vec<(Deployment, isize)>, String> {
+        let mut versions = self.versions.write().unwrap();
+        for (id, s) in saved.versions.iter().enumerate() {
+            let Some(v) = versions.get_mut(id) else {
+                return Err(format!(
+                    "rule version {id} ({} {}) of the checkpoint is not registered",
+                    s.name, s.hash
+                ));
+            };
+            if v.name != s.name || v.hash != s.hash {
+                return Err(format!(
+                    "the checkpoint was taken with rule {} {} as version {id}, this run has {} {}: \
+                     start with the plugins the checkpoint was taken with, or with a fresh --out",
+                    s.name, s.hash, v.name, v.hash
+                ));
+            }
+            v.deployed = s.deployed.clone();
+            v.disabled_at = s.disabled_at;
+        }
+        let mut active = self.active.write().unwrap();
+        let mut changes: Vec<(Deployment, isize)> = active.drain(..).map(|d| (d, -1)).collect();
+        changes.extend(saved.active.iter().cloned().map(|d| (d, 1)));
+        *active = saved.active.clone();
+        Ok(changes)
     }
 
     pub fn version(&self, id: VersionId) -> Option<RuleVersion> {
@@ -204,6 +270,25 @@ impl RuleRegistry {
         active.retain(|d| d.from < d.until);
         changes
     }
+}
+
+/// A rule version as a checkpoint records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedVersion {
+    pub name: String,
+    pub hash: String,
+    pub tenant: Option<String>,
+    pub deployed: Vec<(Time, Mode)>,
+    pub disabled_at: Option<Time>,
+    /// Uploaded while running: the checkpoint holds its component, named by `hash`.
+    pub uploaded: bool,
+}
+
+/// The rules as a checkpoint records them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedRules {
+    pub versions: Vec<SavedVersion>,
+    pub active: Vec<Deployment>,
 }
 
 /// A worker's cache of rule instances by version.

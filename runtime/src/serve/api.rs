@@ -309,13 +309,17 @@ impl Api {
             ));
         }
         let (name, vectors, tenant) = (d.name.clone(), d.vectors, d.tenant.clone());
+        let component: Arc<[u8]> = d.component.into();
+        let bytes = component.clone();
         let validated = tokio::task::spawn_blocking(move || {
-            crate::plugins::set::validate_rule(&name, &d.component, &vectors, tenant.as_deref())
+            crate::plugins::set::validate_rule(&name, &bytes, &vectors, tenant.as_deref())
         })
         .await
         .map_err(|e| Status::internal(format!("validation stopped: {e}")))?;
         let (name, hash, tenant, maker) = validated.map_err(Status::invalid_argument)?;
-        let version = self.registry.register(&name, hash.clone(), tenant, maker);
+        let version =
+            self.registry
+                .register_uploaded(&name, hash.clone(), tenant, maker, component);
         let at = self.apply(version, mode).await?;
         Ok(proto::DeployResponse {
             version,

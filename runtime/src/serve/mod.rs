@@ -58,8 +58,10 @@ pub struct AdminQueue {
 }
 
 impl AdminQueue {
-    /// Applies every waiting deploy at the pipeline's current logical time.
-    pub fn drain(&mut self, pipeline: &mut Pipeline) {
+    /// Applies every waiting deploy at the pipeline's current logical time; returns how many
+    /// took effect.
+    pub fn drain(&mut self, pipeline: &mut Pipeline) -> usize {
+        let mut applied = 0;
         while let Ok(request) = self.receiver.try_recv() {
             let result = pipeline.deploy_rule(request.version, request.mode);
             if let Ok(at) = &result
@@ -70,8 +72,10 @@ impl AdminQueue {
                     v.name, v.id, v.hash, request.mode
                 );
             }
+            applied += usize::from(result.is_ok());
             let _ = request.reply.send(result);
         }
+        applied
     }
 }
 

@@ -1,0 +1,478 @@
+//! Checkpoints: what a restart needs to continue exactly where a durable run left off.
+//!
+//! A checkpoint records the source offsets, the logical time, the rule versions and
+//! deployments in force (uploaded components are kept beside it), the admission counters, and
+//! the dataflow's input: every admitted event with the time it was admitted at, and the
+//! `(tenant_id, event_id)` pairs deduplication has seen. The input is kept incrementally: each
+//! checkpoint adds one segment file of what came since the previous one, and every 64 segments
+//! they are merged into one.
+//!
+//! Every file is written with the same commit protocol: write a temporary file, fsync it,
+//! rename it into place, fsync the directory. A manifest (`checkpoint-<id>.json`) ends with a
+//! hash of its own text and names its segments with their lengths and hashes, so a torn or
+//! partial checkpoint — a crash mid-write, a truncated file — fails its checks and is never
+//! loaded: the newest one that passes is, with a warning about each one skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, TYPE_NAMES};
+use crate::ingest::AdmissionStats;
+use crate::plugins::registry::{SavedRules, fnv1a};
+use crate::views::Time;
+
+/// Segments merged into one once a checkpoint would name more than this many.
+const MERGE_AT: usize = 64;
+/// Complete checkpoints kept; older ones and the segments only they name are removed.
+const KEEP: usize = 3;
+
+/// A failure to write or read checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint directory {dir}: {source}")]
+    Io {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode checkpoint {id}: {source}")]
+    Encode {
+        id: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("checkpoint {dir}: no component {hash} for uploaded rule {name}")]
+    MissingComponent {
+        dir: String,
+        name: String,
+        hash: String,
+    },
+}
+
+/// A segment file as its manifest names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    pub file: String,
+    pub bytes: u64,
+    pub hash: String,
+}
+
+/// Part of the dataflow's input: admitted events with their admission time, and the
+/// deduplication pairs first seen in the same stretch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub events: Vec<(Time, Event)>,
+    pub seen: Vec<(String, String)>,
+}
+
+/// The admission counters, as a checkpoint records them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedStats {
+    pub read: u64,
+    pub admitted: u64,
+    pub duplicates: u64,
+    pub quarantined: BTreeMap<String, u64>,
+    pub admitted_by: Vec<(String, String, u64)>,
+}
+
+impl From<&AdmissionStats> for SavedStats {
+    fn from(s: &AdmissionStats) -> Self {
+        SavedStats {
+            read: s.read,
+            admitted: s.admitted,
+            duplicates: s.duplicates,
+            quarantined: s.quarantined.clone(),
+            admitted_by: s
+                .admitted_by
+                .iter()
+                .map(|((tenant, kind), n)| (tenant.clone(), (*kind).to_owned(), *n))
+                .collect(),
+        }
+    }
+}
+
+impl SavedStats {
+    pub fn to_stats(&self) -> AdmissionStats {
+        AdmissionStats {
+            read: self.read,
+            admitted: self.admitted,
+            duplicates: self.duplicates,
+            quarantined: self.quarantined.clone(),
+            admitted_by: self
+                .admitted_by
+                .iter()
+                .filter_map(|(tenant, kind, n)| {
+                    let kind = TYPE_NAMES.iter().find(|k| **k == kind.as_str())?;
+                    Some(((tenant.clone(), *kind), *n))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One checkpoint's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub id: u64,
+    /// The logical time events admitted after the checkpoint carry; everything it holds was
+    /// admitted before it.
+    pub epoch: Time,
+    /// The next offset to read, per source and partition.
+    pub offsets: Vec<(String, i32, i64)>,
+    pub segments: Vec<SegmentRef>,
+    pub rules: SavedRules,
+    /// The transforms in force, by name.
+    pub transforms: Vec<String>,
+    pub stats: SavedStats,
+    /// When it was written, epoch milliseconds.
+    pub written_ms: i64,
+}
+
+/// A checkpoint and the segments it names, read back and checked.
+pub struct Loaded {
+    pub checkpoint: Checkpoint,
+    pub segments: Vec<Segment>,
+}
+
+/// The checkpoints of one durable run.
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+fn manifest_name(id: u64) -> String {
+    format!("checkpoint-{id:010}.json")
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}
+
+impl Checkpoints {
+    pub fn open(dir: &Path) -> Result<Checkpoints, CheckpointError> {
+        let checkpoints = Checkpoints {
+            dir: dir.to_owned(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| checkpoints.io(e))?;
+        Ok(checkpoints)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io(&self, source: std::io::Error) -> CheckpointError {
+        CheckpointError::Io {
+            dir: self.dir.display().to_string(),
+            source,
+        }
+    }
+
+    /// Write, fsync, rename, fsync the directory: the file is either wholly there or absent.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let mut file = File::create(&tmp).map_err(|e| self.io(e))?;
+        file.write_all(bytes).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        drop(file);
+        std::fs::rename(&tmp, self.dir.join(name)).map_err(|e| self.io(e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(e))
+    }
+
+    /// The manifests present, newest first.
+    fn manifests(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| self.io(e))? {
+            let entry = entry.map_err(|e| self.io(e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_prefix("checkpoint-")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                found.push((id, entry.path()));
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(found)
+    }
+
+    /// The highest checkpoint id on disk, complete or not (a new one must not reuse it).
+    pub fn highest_id(&self) -> Result<u64, CheckpointError> {
+        Ok(self.manifests()?.first().map_or(0, |m| m.0))
+    }
+
+    /// The newest checkpoint that reads back whole, with its segments; each one skipped on
+    /// the way is reported on stderr.
+    pub fn latest(&self) -> Result<Option<Loaded>, CheckpointError> {
+        for (_, path) in self.manifests()? {
+            match self.load(&path) {
+                Ok(loaded) => return Ok(Some(loaded)),
+                Err(why) => eprintln!(
+                    "weir: warning: checkpoint {} is unreadable ({why}); trying an earlier one",
+                    path.display()
+                ),
+            }
+        }
+        Ok(None)
+    }
+
+    fn load(&self, path: &Path) -> Result<Loaded, String> {
+        let text = std::fs::read(path).map_err(|e| e.to_string())?;
+        let checkpoint = Self::check_manifest(&text)?;
+        let mut segments = Vec::with_capacity(checkpoint.segments.len());
+        for r in &checkpoint.segments {
+            let bytes = std::fs::read(self.dir.join(&r.file))
+                .map_err(|e| format!("segment {}: {e}", r.file))?;
+            if bytes.len() as u64 != r.bytes || hash_hex(&bytes) != r.hash {
+                return Err(format!(
+                    "segment {} has {} bytes and hash {}, the manifest says {} and {}",
+                    r.file,
+                    bytes.len(),
+                    hash_hex(&bytes),
+                    r.bytes,
+                    r.hash
+                ));
+            }
+            let segment: Segment =
+                serde_json::from_slice(&bytes).map_err(|e| format!("segment {}: {e}", r.file))?;
+            segments.push(segment);
+        }
+        Ok(Loaded {
+            checkpoint,
+            segments,
+        })
+    }
+
+    /// A manifest is its JSON, a newline, and `fnv1a:<hash of the JSON>`.
+    fn check_manifest(text: &[u8]) -> Result<Checkpoint, String> {
+        let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
+        let (body, trailer) = text
+            .trim_end()
+            .rsplit_once('\n')
+            .ok_or_else(|| "no hash line: the file is cut short".to_owned())?;
+        let hash = trailer
+            .strip_prefix("fnv1a:")
+            .ok_or_else(|| "no hash line: the file is cut short".to_owned())?;
+        if hash != hash_hex(body.as_bytes()) {
+            return Err("its hash does not match its text".into());
+        }
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    }
+
+    /// Writes a segment for checkpoint `id`.
+    pub fn write_segment(&self, id: u64, segment: &Segment) -> Result<SegmentRef, CheckpointError> {
+        let bytes =
+            serde_json::to_vec(segment).map_err(|source| CheckpointError::Encode { id, source })?;
+        let file = format!("segment-{id:010}.json");
+        self.write_atomic(&file, &bytes)?;
+        Ok(SegmentRef {
+            file,
+            bytes: bytes.len() as u64,
+            hash: hash_hex(&bytes),
+        })
+    }
+
+    /// Merges `segments` into one (as checkpoint `id`'s) when there are too many; returns the
+    /// list the next manifest names.
+    pub fn maybe_merge(
+        &self,
+        id: u64,
+        segments: Vec<SegmentRef>,
+    ) -> Result<Vec<SegmentRef>, CheckpointError> {
+        if segments.len() < MERGE_AT {
+            return Ok(segments);
+        }
+        let mut merged = Segment::default();
+        for r in &segments {
+            let bytes = std::fs::read(self.dir.join(&r.file)).map_err(|e| self.io(e))?;
+            let part: Segment = serde_json::from_slice(&bytes)
+                .map_err(|source| CheckpointError::Encode { id, source })?;
+            merged.events.extend(part.events);
+            merged.seen.extend(part.seen);
+        }
+        let file = format!("segment-{id:010}-merged.json");
+        let bytes =
+            serde_json::to_vec(&merged).map_err(|source| CheckpointError::Encode { id, source })?;
+        self.write_atomic(&file, &bytes)?;
+        Ok(vec![SegmentRef {
+            file,
+            bytes: bytes.len() as u64,
+            hash: hash_hex(&bytes),
+        }])
+    }
+
+    /// Commits `checkpoint` (its segments must be written), then removes what no kept
+    /// checkpoint needs.
+    pub fn commit(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let body = serde_json::to_string(checkpoint).map_err(|source| CheckpointError::Encode {
+            id: checkpoint.id,
+            source,
+        })?;
+        let text = format!("{body}\nfnv1a:{}\n", hash_hex(body.as_bytes()));
+        self.write_atomic(&manifest_name(checkpoint.id), text.as_bytes())?;
+        self.prune();
+        Ok(())
+    }
+
+    /// Best effort: a file left behind costs disk, never correctness.
+    fn prune(&self) {
+        let Ok(manifests) = self.manifests() else {
+            return;
+        };
+        let mut needed = BTreeSet::new();
+        for (_, path) in manifests.iter().take(KEEP) {
+            if let Ok(text) = std::fs::read(path)
+                && let Ok(c) = Self::check_manifest(&text)
+            {
+                needed.extend(c.segments.into_iter().map(|s| s.file));
+            }
+        }
+        for (_, path) in manifests.iter().skip(KEEP) {
+            let _ = std::fs::remove_file(path);
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale_segment = name.starts_with("segment-") && !needed.contains(&name);
+            if stale_segment || name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn component_name(hash: &str) -> String {
+        format!("component-{hash}.wasm")
+    }
+
+    /// Keeps an uploaded rule component (once per content hash).
+    pub fn save_component(&self, hash: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let name = Self::component_name(hash);
+        if self.dir.join(&name).exists() {
+            return Ok(());
+        }
+        self.write_atomic(&name, bytes)
+    }
+
+    /// An uploaded rule component kept earlier.
+    pub fn component(&self, name: &str, hash: &str) -> Result<Vec<u8>, CheckpointError> {
+        std::fs::read(self.dir.join(Self::component_name(hash))).map_err(|_| {
+            CheckpointError::MissingComponent {
+                dir: self.dir.display().to_string(),
+                name: name.to_owned(),
+                hash: hash.to_owned(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn event(id: &str) -> Event {
+        crate::decode::decode(
+            format!(
+                r#"{{"event_id":"{id}","tenant_id":"acme","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","url":"/"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn commit(c: &Checkpoints, id: u64, previous: &[SegmentRef]) -> Checkpoint {
+        let segment = Segment {
+            events: vec![(id, event(&format!("e{id}")))],
+            seen: vec![("acme".into(), format!("e{id}"))],
+        };
+        let mut segments = previous.to_vec();
+        segments.push(c.write_segment(id, &segment).unwrap());
+        let checkpoint = Checkpoint {
+            id,
+            epoch: id * 10,
+            offsets: vec![("t".into(), 0, id as i64 * 100)],
+            segments,
+            rules: SavedRules::default(),
+            transforms: vec!["normalize-payments".into()],
+            stats: SavedStats::default(),
+            written_ms: 0,
+        };
+        c.commit(&checkpoint).unwrap();
+        checkpoint
+    }
+
+    #[test]
+    fn the_newest_whole_checkpoint_is_loaded_with_all_its_segments() {
+        let dir = scratch("whole");
+        let c = Checkpoints::open(&dir).unwrap();
+        assert!(c.latest().unwrap().is_none());
+        let first = commit(&c, 1, &[]);
+        let second = commit(&c, 2, &first.segments);
+        let loaded = c.latest().unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, second);
+        let ids: Vec<_> = loaded
+            .segments
+            .iter()
+            .flat_map(|s| s.events.iter().map(|e| e.1.event_id.clone()))
+            .collect();
+        assert_eq!(ids, ["e1", "e2"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_manifest_or_segment_falls_back_to_the_previous_checkpoint() {
+        let dir = scratch("torn");
+        let c = Checkpoints::open(&dir).unwrap();
+        let first = commit(&c, 1, &[]);
+        let second = commit(&c, 2, &first.segments);
+        // A manifest cut short.
+        let newest = dir.join(manifest_name(2));
+        let text = std::fs::read(&newest).unwrap();
+        std::fs::write(&newest, &text[..text.len() / 2]).unwrap();
+        assert_eq!(c.latest().unwrap().unwrap().checkpoint, first);
+        // A whole manifest whose newest segment is damaged.
+        std::fs::write(&newest, &text).unwrap();
+        assert_eq!(c.latest().unwrap().unwrap().checkpoint, second);
+        let segment = dir.join(&second.segments[1].file);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&segment, &bytes).unwrap();
+        assert_eq!(c.latest().unwrap().unwrap().checkpoint, first);
+        // Nothing whole at all.
+        std::fs::write(dir.join(manifest_name(1)), b"{").unwrap();
+        assert!(c.latest().unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn many_segments_merge_into_one_and_old_files_go() {
+        let dir = scratch("merge");
+        let c = Checkpoints::open(&dir).unwrap();
+        let mut last = commit(&c, 1, &[]);
+        for id in 2..=(MERGE_AT as u64 + 5) {
+            let segments = c.maybe_merge(id, last.segments.clone()).unwrap();
+            last = commit(&c, id, &segments);
+        }
+        assert!(last.segments.len() < MERGE_AT);
+        let loaded = c.latest().unwrap().unwrap();
+        let events: usize = loaded.segments.iter().map(|s| s.events.len()).sum();
+        assert_eq!(events, MERGE_AT + 5);
+        let manifests = c.manifests().unwrap().len();
+        assert_eq!(manifests, KEEP);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

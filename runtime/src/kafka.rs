@@ -1,0 +1,350 @@
+//! The Kafka source: messages of one or more topics, with their partitions and offsets.
+//!
+//! weir reads every partition of its topics itself (it assigns them, it does not join a
+//! rebalancing group), starting each at the offset its newest checkpoint recorded. Offsets are
+//! never auto-committed: the checkpoint is where they live, so a restart resumes exactly where
+//! the state it restores ends. They are also committed to the consumer group after each
+//! checkpoint, for lag monitoring only.
+//!
+//! Backpressure comes for free: librdkafka fetches ahead only up to
+//! `queued.max.messages.kbytes` per partition, and the caller polls only when the dataflow
+//! keeps up. A broker that is down or goes away is retried by librdkafka; what it reports is
+//! logged as `weir: kafka: …` lines, at most one every few seconds per kind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// The next offset to read, per `(topic, partition)`.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// A failure of the Kafka source.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("{0:?} is not a Kafka source: write kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]")]
+    BadUrl(String),
+    #[error("cannot create the Kafka consumer: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot assign the partitions of {topics}: {source}")]
+    Assign {
+        topics: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("stopped before the broker answered")]
+    Stopped,
+}
+
+/// Where to read: `kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaUrl {
+    pub brokers: String,
+    pub topics: Vec<String>,
+}
+
+impl KafkaUrl {
+    pub fn parse(url: &str) -> Result<KafkaUrl, KafkaSourceError> {
+        let bad = || KafkaSourceError::BadUrl(url.to_owned());
+        let rest = url.strip_prefix("kafka://").ok_or_else(bad)?;
+        let (brokers, topics) = rest.split_once('/').ok_or_else(bad)?;
+        let topics: Vec<String> = topics
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let valid_topic = |t: &String| {
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if brokers.is_empty() || topics.is_empty() || !topics.iter().all(valid_topic) {
+            return Err(bad());
+        }
+        Ok(KafkaUrl {
+            brokers: brokers.to_owned(),
+            topics,
+        })
+    }
+}
+
+/// One consumed message.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Turns librdkafka's reports into log lines, one per kind every few seconds: a broker that
+/// is down is reported again and again while librdkafka retries it.
+struct Context {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Context {
+    const QUIET: Duration = Duration::from_secs(5);
+
+    fn report(&self, kind: &str, line: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last
+            .get(kind)
+            .is_some_and(|at| now.duration_since(*at) < Self::QUIET)
+        {
+            return;
+        }
+        last.insert(kind.to_owned(), now);
+        eprintln!("weir: kafka: {line}");
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        if matches!(level, Emerg | Alert | Critical | Error | Warning) {
+            self.report(fac, message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = match &error {
+            KafkaError::Global(code) => format!("{code:?}"),
+            other => format!("{other:?}"),
+        };
+        self.report(&kind, &format!("{reason} ({error}); retrying"));
+    }
+}
+
+impl ConsumerContext for Context {}
+
+/// A consumer reading every partition of its topics.
+pub struct KafkaSource {
+    consumer: BaseConsumer<Context>,
+    url: KafkaUrl,
+}
+
+impl KafkaSource {
+    /// Connects and assigns every partition of `url`'s topics, each from its offset in `from`
+    /// (the earliest for a partition not there). Waits for the broker, logging why, until it
+    /// answers or `stop` is set.
+    pub fn connect(
+        url: &KafkaUrl,
+        group: &str,
+        from: &Offsets,
+        stop: &AtomicBool,
+    ) -> Result<KafkaSource, KafkaSourceError> {
+        let consumer: BaseConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &url.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // What librdkafka fetches ahead per partition: the bound of backpressure.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.wait.max.ms", "50")
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "2000")
+            .create_with_context(Context {
+                last: Mutex::new(HashMap::new()),
+            })
+            .map_err(KafkaSourceError::Client)?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in &url.topics {
+            let partitions = Self::partitions(&consumer, url, topic, stop)?;
+            for p in partitions {
+                let offset = match from.get(&(topic.clone(), p)) {
+                    Some(&next) => Offset::Offset(next),
+                    None => Offset::Beginning,
+                };
+                assignment
+                    .add_partition_offset(topic, p, offset)
+                    .map_err(|source| KafkaSourceError::Assign {
+                        topics: url.topics.join(","),
+                        source,
+                    })?;
+            }
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|source| KafkaSourceError::Assign {
+                topics: url.topics.join(","),
+                source,
+            })?;
+        Ok(KafkaSource {
+            consumer,
+            url: url.clone(),
+        })
+    }
+
+    /// The partitions of `topic`, asking the broker until it answers with at least one.
+    fn partitions(
+        consumer: &BaseConsumer<Context>,
+        url: &KafkaUrl,
+        topic: &str,
+        stop: &AtomicBool,
+    ) -> Result<Vec<i32>, KafkaSourceError> {
+        let mut said = false;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Err(KafkaSourceError::Stopped);
+            }
+            let why = match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+                Ok(metadata) => match metadata.topics().iter().find(|t| t.name() == topic) {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                        if said {
+                            eprintln!("weir: kafka: {} answered for topic {topic}", url.brokers);
+                        }
+                        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                        ids.sort_unstable();
+                        return Ok(ids);
+                    }
+                    Some(t) => match t.error() {
+                        Some(e) => format!(
+                            "topic {topic}: {:?}",
+                            rdkafka::types::RDKafkaRespErr::from(e)
+                        ),
+                        None => format!("topic {topic} has no partitions yet"),
+                    },
+                    None => format!("topic {topic} does not exist yet"),
+                },
+                Err(e) => format!("cannot reach {}: {e}", url.brokers),
+            };
+            eprintln!("weir: kafka: {why}; retrying in 1 s");
+            said = true;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Appends up to `max` messages to `out`, waiting at most `wait` for the first; returns
+    /// how many came. A consumer error is logged and skipped: librdkafka retries by itself.
+    pub fn poll(&mut self, max: usize, wait: Duration, out: &mut Vec<Record>) -> usize {
+        let mut got = 0;
+        let mut timeout = wait;
+        while got < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => {
+                    out.push(Record {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                    });
+                    got += 1;
+                }
+                Some(Err(e)) => eprintln!("weir: kafka: while consuming: {e}"),
+            }
+            timeout = Duration::ZERO;
+        }
+        got
+    }
+
+    /// Tells the consumer group how far the checkpoint got (for lag monitoring; the
+    /// checkpoint, not the group, is what a restart reads).
+    pub fn commit(&self, offsets: &Offsets) {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in offsets {
+            if self.url.topics.contains(topic) {
+                let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*next));
+            }
+        }
+        if list.count() > 0
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            eprintln!("weir: kafka: cannot commit offsets to the group: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    #[test]
+    fn urls_name_brokers_and_topics() {
+        let url = KafkaUrl::parse("kafka://a:9092,b:9092/orders,clicks").unwrap();
+        assert_eq!(url.brokers, "a:9092,b:9092");
+        assert_eq!(url.topics, ["orders", "clicks"]);
+        for bad in [
+            "kafka://a:9092",
+            "kafka://a:9092/",
+            "http://a/t",
+            "kafka:///t",
+            "kafka://a/t t",
+        ] {
+            let err = KafkaUrl::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("kafka://HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    /// Against librdkafka's mock cluster: every message once, per-partition order kept, and a
+    /// restart from recorded offsets reads only what came after them.
+    #[test]
+    fn reads_every_partition_from_the_recorded_offsets() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("events", 3, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        let send = |range: std::ops::Range<usize>| {
+            for i in range {
+                let payload = format!("m{i}");
+                let key = format!("k{}", i % 7);
+                producer
+                    .send(BaseRecord::to("events").key(&key).payload(&payload))
+                    .unwrap();
+            }
+            producer.flush(Duration::from_secs(10)).unwrap();
+        };
+        send(0..300);
+        let url =
+            KafkaUrl::parse(&format!("kafka://{}/events", cluster.bootstrap_servers())).unwrap();
+        let stop = AtomicBool::new(false);
+        let read_all = |from: &Offsets, want: usize| {
+            let mut source = KafkaSource::connect(&url, "weir-test", from, &stop).unwrap();
+            let mut records = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while records.len() < want && Instant::now() < deadline {
+                source.poll(1000, Duration::from_millis(100), &mut records);
+            }
+            // Nothing more than asked for arrives.
+            source.poll(1000, Duration::from_millis(300), &mut records);
+            records
+        };
+        let first = read_all(&Offsets::new(), 300);
+        assert_eq!(first.len(), 300);
+        let mut offsets = Offsets::new();
+        let mut per_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for r in &first {
+            let i: usize = String::from_utf8_lossy(&r.payload[1..]).parse().unwrap();
+            per_key.entry(format!("k{}", i % 7)).or_default().push(i);
+            offsets.insert((r.topic.clone(), r.partition), r.offset + 1);
+        }
+        for (key, seq) in &per_key {
+            assert!(
+                seq.windows(2).all(|w| w[0] < w[1]),
+                "{key} out of order: {seq:?}"
+            );
+        }
+        send(300..400);
+        let second = read_all(&offsets, 100);
+        let mut got: Vec<usize> = second
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.payload[1..]).parse().unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (300..400).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,441 @@
+//! The landing zone: raw events, quarantine and view exports as Parquet, in a local
+//! directory or an S3-compatible object store.
+//!
+//! ```text
+//! raw/tenant_id=<T>/date=<YYYY-MM-DD>/<source>-<partition>-<first>-<last>.parquet
+//! quarantine/<source>-<partition>-<first>-<last>.parquet
+//! views/<view>.parquet
+//! ```
+//!
+//! Raw files hold every decoded, deduplicated event (card data already masked) before any
+//! plugin ran — what a replay reprocesses. A file's name is the source partition and the
+//! offset range it covers, so the same range written again replaces the file instead of adding
+//! a second copy; and a range past the newest checkpoint (written before a crash, never
+//! committed) is found by its name and removed on recovery, before it is consumed again.
+//! View exports carry the logical time they reflect in their metadata (`weir.as_of`).
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use futures_util::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::event::Event;
+use crate::ingest::Quarantined;
+use crate::kafka::Offsets;
+use crate::row::{Row, ViewSchema};
+use crate::sink;
+use crate::views::Time;
+
+/// A failure of the landing zone.
+#[derive(Debug, thiserror::Error)]
+pub enum LandingError {
+    #[error("landing zone {target}: {source}")]
+    Store {
+        target: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("landing zone {target}: {message}")]
+    Open { target: String, message: String },
+    #[error("cannot encode {path} as Parquet: {source}")]
+    Encode {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("cannot build the columns of {path}: {source}")]
+    Arrow {
+        path: String,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+}
+
+/// A landing zone.
+pub struct Landing {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    target: String,
+    local: Option<PathBuf>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// The columns of a raw file.
+pub fn raw_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("event_time_ms", DataType::Int64, false),
+        Field::new("partition", DataType::Int64, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("event", DataType::Utf8, false),
+    ])
+}
+
+fn quarantine_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("partition", DataType::Int64, false),
+        Field::new("offset", DataType::Int64, false),
+    ])
+}
+
+/// The `(source, partition, first offset)` a landed file's name says it covers.
+fn range_of(name: &str) -> Option<(&str, i32, i64)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let mut parts = stem.rsplitn(4, '-');
+    let _last: i64 = parts.next()?.parse().ok()?;
+    let first: i64 = parts.next()?.parse().ok()?;
+    let partition: i32 = parts.next()?.parse().ok()?;
+    Some((parts.next()?, partition, first))
+}
+
+impl Landing {
+    /// Opens a local directory, or an object store by URL (`s3://bucket/prefix`, credentials
+    /// and endpoint from the usual `AWS_*` variables, e.g. `AWS_ENDPOINT` for MinIO).
+    pub fn open(target: &str) -> Result<Landing, LandingError> {
+        let open_error = |message: String| LandingError::Open {
+            target: target.to_owned(),
+            message,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| open_error(format!("cannot start its I/O runtime: {e}")))?;
+        let (store, root, local): (Arc<dyn ObjectStore>, Path, Option<PathBuf>) = if target
+            .contains("://")
+        {
+            let url = url::Url::parse(target).map_err(|e| open_error(e.to_string()))?;
+            let options = std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v));
+            let (store, root) = object_store::parse_url_opts(&url, options)
+                .map_err(|e| open_error(format!("not a usable store URL: {e}")))?;
+            (Arc::from(store), root, None)
+        } else {
+            let dir = PathBuf::from(target);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
+            let store =
+                LocalFileSystem::new_with_prefix(&dir).map_err(|source| LandingError::Store {
+                    target: target.to_owned(),
+                    source,
+                })?;
+            (Arc::new(store), Path::default(), Some(dir))
+        };
+        Ok(Landing {
+            store,
+            root,
+            target: target.to_owned(),
+            local,
+            runtime,
+        })
+    }
+
+    /// The directory, when the landing zone is local.
+    pub fn local_dir(&self) -> Option<&FsPath> {
+        self.local.as_deref()
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+
+    fn store_error(&self, source: object_store::Error) -> LandingError {
+        LandingError::Store {
+            target: self.target.clone(),
+            source,
+        }
+    }
+
+    fn put(
+        &self,
+        relative: &str,
+        batch: RecordBatch,
+        as_of: Option<Time>,
+    ) -> Result<(), LandingError> {
+        let bytes = sink::encode(&batch, as_of).map_err(|source| LandingError::Encode {
+            path: relative.to_owned(),
+            source,
+        })?;
+        let path = self.path(relative);
+        // Local puts write a temporary file and rename it; S3 puts are atomic per object.
+        self.runtime
+            .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map_err(|e| self.store_error(e))?;
+        Ok(())
+    }
+
+    fn batch(
+        path: &str,
+        schema: Schema,
+        columns: Vec<ArrayRef>,
+    ) -> Result<RecordBatch, LandingError> {
+        RecordBatch::try_new(Arc::new(schema), columns).map_err(|source| LandingError::Arrow {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Lands the raw events of one source partition's offset range `[first, last]`, one
+    /// file per tenant and event date. Returns the files written.
+    pub fn write_raw(
+        &self,
+        source: &str,
+        partition: i32,
+        (first, last): (i64, i64),
+        events: &[(i64, Event)],
+    ) -> Result<usize, LandingError> {
+        let mut groups: BTreeMap<(&str, String), Vec<&(i64, Event)>> = BTreeMap::new();
+        for entry in events {
+            let date = chrono::DateTime::from_timestamp_millis(entry.1.event_time_ms).map_or_else(
+                || "unknown".to_owned(),
+                |t| t.format("%Y-%m-%d").to_string(),
+            );
+            groups
+                .entry((entry.1.tenant_id.as_str(), date))
+                .or_default()
+                .push(entry);
+        }
+        for ((tenant, date), rows) in &groups {
+            let name = format!(
+                "raw/tenant_id={tenant}/date={date}/{source}-{partition}-{first}-{last}.parquet"
+            );
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.tenant_id.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.event_id.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.body.type_name()),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| r.1.event_time_ms),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|_| i64::from(partition)),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.to_wire().to_string()),
+                )),
+            ];
+            self.put(&name, Self::batch(&name, raw_schema(), columns)?, None)?;
+        }
+        Ok(groups.len())
+    }
+
+    /// Lands the rejected inputs of one source partition's offset range.
+    pub fn write_quarantine(
+        &self,
+        source: &str,
+        partition: i32,
+        (first, last): (i64, i64),
+        records: &[(i64, Quarantined)],
+    ) -> Result<(), LandingError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let name = format!("quarantine/{source}-{partition}-{first}-{last}.parquet");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                records.iter().map(|r| r.1.raw.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                records.iter().map(|r| r.1.reason.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|_| i64::from(partition)),
+            )),
+            Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.0))),
+        ];
+        self.put(
+            &name,
+            Self::batch(&name, quarantine_schema(), columns)?,
+            None,
+        )
+    }
+
+    /// Exports a view as `views/<view>.parquet`, replacing the previous export.
+    pub fn write_view(
+        &self,
+        view: &ViewSchema,
+        rows: &[Row],
+        as_of: Option<Time>,
+    ) -> Result<(), LandingError> {
+        let name = format!("views/{}.parquet", view.name);
+        let batch = sink::view_batch(view, rows).map_err(|source| LandingError::Arrow {
+            path: name.clone(),
+            source,
+        })?;
+        self.put(&name, batch, as_of)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Path>, LandingError> {
+        let prefix = self.path(prefix);
+        let listed: Vec<_> = self
+            .runtime
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| self.store_error(e))?;
+        Ok(listed.into_iter().map(|meta| meta.location).collect())
+    }
+
+    /// Removes the raw and quarantine files of ranges the checkpoint `committed` does not
+    /// cover: written before a crash, they will be consumed and written again. `sources`
+    /// names the sources this run reads (files of other sources are left alone). Returns how
+    /// many were removed.
+    pub fn remove_uncommitted(
+        &self,
+        sources: &[String],
+        committed: &Offsets,
+    ) -> Result<usize, LandingError> {
+        let mut removed = 0;
+        for prefix in ["raw", "quarantine"] {
+            for path in self.list(prefix)? {
+                let Some(name) = path.filename() else {
+                    continue;
+                };
+                let Some((source, partition, first)) = range_of(name) else {
+                    continue;
+                };
+                if !sources.iter().any(|s| s == source) {
+                    continue;
+                }
+                let next = committed
+                    .get(&(source.to_owned(), partition))
+                    .copied()
+                    .unwrap_or(i64::MIN);
+                if first >= next {
+                    self.runtime
+                        .block_on(self.store.delete(&path))
+                        .map_err(|e| self.store_error(e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The raw Parquet files named by `input`: a landing directory (its `raw/` files), one file,
+/// or a glob such as `out/raw/tenant_id=acme/**/*.parquet`; sorted by path.
+pub fn raw_files(input: &str) -> Result<Vec<PathBuf>, String> {
+    let path = FsPath::new(input);
+    let pattern = if path.is_dir() {
+        let raw = path.join("raw");
+        let base = if raw.is_dir() { raw } else { path.to_owned() };
+        format!("{}/**/*.parquet", base.display())
+    } else {
+        input.to_owned()
+    };
+    let mut files: Vec<PathBuf> = glob::glob(&pattern)
+        .map_err(|e| format!("{input}: not a usable glob: {e}"))?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{input}: no raw Parquet files there"));
+    }
+    Ok(files)
+}
+
+/// Whether `input` names landed Parquet rather than NDJSON.
+pub fn is_landed(input: &str) -> bool {
+    input != "-"
+        && (FsPath::new(input).is_dir() || input.ends_with(".parquet") || input.contains('*'))
+}
+
+/// The events of one raw file, each as its JSON line.
+pub fn read_raw(path: &FsPath) -> Result<Vec<String>, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("{name} is not Parquet: {e}"))?;
+    let mut lines = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("cannot read {name}: {e}"))?;
+        let column = batch
+            .column_by_name("event")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| format!("{name} has no `event` text column: not a raw landing file"))?;
+        lines.extend(column.iter().flatten().map(str::to_owned));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_give_their_range_back() {
+        assert_eq!(
+            range_of("orders-v2-3-100-199.parquet"),
+            Some(("orders-v2", 3, 100))
+        );
+        assert_eq!(range_of("input-0-0-9.parquet"), Some(("input", 0, 0)));
+        assert_eq!(range_of("notes.parquet"), None);
+        assert_eq!(range_of("a-1-2-3.txt"), None);
+    }
+
+    #[test]
+    fn uncommitted_ranges_are_removed_and_committed_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("weir-landing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let landing = Landing::open(dir.to_str().unwrap()).unwrap();
+        let event = crate::decode::decode(
+            br#"{"event_id":"e1","tenant_id":"acme","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","url":"/"}"#,
+        )
+        .unwrap();
+        let bad = Quarantined {
+            raw: "{".into(),
+            reason: "invalid_json".into(),
+        };
+        landing
+            .write_raw("t", 0, (0, 9), &[(3, event.clone())])
+            .unwrap();
+        landing
+            .write_raw("t", 0, (10, 19), &[(12, event.clone())])
+            .unwrap();
+        landing
+            .write_raw("other", 0, (10, 19), &[(12, event)])
+            .unwrap();
+        landing
+            .write_quarantine("t", 1, (5, 6), &[(5, bad)])
+            .unwrap();
+        let committed: Offsets = [(("t".to_owned(), 0), 10)].into();
+        let removed = landing
+            .remove_uncommitted(&["t".to_owned()], &committed)
+            .unwrap();
+        // (t, 0, 10..19) is past the checkpoint; (t, 1) has no committed offset at all.
+        assert_eq!(removed, 2);
+        let files = raw_files(dir.to_str().unwrap()).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["other-0-10-19.parquet", "t-0-0-9.parquet"]);
+        let lines = read_raw(&files[1]).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            crate::decode::decode(lines[0].as_bytes()).unwrap().event_id,
+            "e1"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
