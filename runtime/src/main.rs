@@ -253,6 +253,10 @@ struct GenArgs {
     seed: u64,
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     tenants: u16,
+    /// Produce to Kafka (kafka://HOST:PORT/TOPIC) instead of printing, keyed by order_id or
+    /// user_id so each order's and user's events stay in order within a partition.
+    #[arg(long)]
+    to: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -624,6 +628,15 @@ fn generate(args: GenArgs) -> anyhow::Result<()> {
         tenants: usize::from(args.tenants),
         start_ms: GenConfig::DEFAULT_START_MS,
     });
+    if let Some(to) = &args.to {
+        let url = KafkaUrl::parse(to)?;
+        let [topic] = url.topics.as_slice() else {
+            bail!("--to {to}: name one topic to produce to");
+        };
+        let sent = weir::kafka::produce(&url.brokers, topic, generator.take(args.events as usize))?;
+        eprintln!("weir: produced {sent} events to {topic} at {}", url.brokers);
+        return Ok(());
+    }
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     for line in generator.take(args.events as usize) {
         if let Err(e) = writeln!(out, "{line}") {
