@@ -153,8 +153,9 @@ pub fn run_kafka(config: &DurableConfig, stop: &AtomicBool) -> Result<RunResult,
             }
         } else {
             // Backpressure: the dataflow is behind; librdkafka stops fetching once its
-            // per-partition queue is full.
+            // per-partition queue is full. Waiting here is not the source being idle.
             std::thread::sleep(Duration::from_millis(1));
+            last_message = Instant::now();
         }
         let mut deployed = false;
         if last_tick.elapsed() >= config.tick {

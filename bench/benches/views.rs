@@ -1,0 +1,113 @@
+//! Each view's incremental update cost per event.
+//!
+//! A one-worker dataflow holds only one view and the operators it needs
+//! ([`weir::views::build_selected`]) over a base of 50,000 admitted generated events; each
+//! iteration then applies a batch of 1,000 further events and waits until the view has
+//! absorbed it. Batches are inserted and later retracted in turn, so the state stays between
+//! 50,000 and 70,000 events. Throughput lines give events/s of updates for that view alone.
+//!
+//! Run with `cargo bench -p weir-bench --bench views`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use differential_dataflow::input::Input;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::probe::Probe;
+use weir::event::Event;
+use weir::generator::{GenConfig, Generator};
+use weir::ingest::Admission;
+use weir::plugins::PluginFactory;
+use weir::plugins::native::NativePlugins;
+use weir::plugins::registry::{Mode, RuleRegistry};
+use weir::row::VIEWS;
+use weir::views::{self, Diff, Time};
+
+const BASE: usize = 50_000;
+const BATCH: usize = 1_000;
+const BATCHES: usize = 20;
+
+fn admitted(lines: usize) -> Vec<Event> {
+    let input: Vec<String> = Generator::new(GenConfig {
+        seed: 11,
+        tenants: 4,
+        start_ms: GenConfig::DEFAULT_START_MS,
+    })
+    .take(lines)
+    .collect();
+    Admission::new(NativePlugins.transforms(), Vec::new()).admit(&input)
+}
+
+/// Time for `iters` batches through a dataflow of view `index` alone, base loaded untimed.
+fn measure(index: usize, base: &[Event], batches: &[Vec<Event>], iters: u64) -> Duration {
+    let (base, batches) = (base.to_vec(), batches.to_vec());
+    timely::execute_directly(move |worker| {
+        let registry = Arc::new(RuleRegistry::default());
+        let rules = registry.clone();
+        let probe = ProbeHandle::new();
+        let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
+            let (input, events) = scope.new_collection::<(Time, Event), Diff>();
+            let (deploy, deployments) = scope.new_collection();
+            let mut streams = views::build_selected(events, deployments, rules, |i| i == index);
+            streams.views.swap_remove(index).inner.probe_with(&probe);
+            (input, deploy)
+        });
+        for (name, hash, tenant, maker) in NativePlugins.rule_makers() {
+            let id = registry.register(&name, hash, tenant, maker);
+            for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0).unwrap() {
+                deploy.update(deployment, diff);
+            }
+        }
+        for event in base {
+            input.insert((0, event));
+        }
+        let mut time: Time = 0;
+        // Closes the next logical time and runs the worker until the view has absorbed it.
+        macro_rules! settle {
+            () => {
+                time += 1;
+                input.advance_to(time);
+                input.flush();
+                deploy.advance_to(time);
+                deploy.flush();
+                while probe.less_than(input.time()) {
+                    worker.step();
+                }
+            };
+        }
+        settle!();
+        let started = Instant::now();
+        for i in 0..iters as usize {
+            let round = i / batches.len();
+            let diff = if round % 2 == 0 { 1 } else { -1 };
+            for event in &batches[i % batches.len()] {
+                input.update((0, event.clone()), diff);
+            }
+            settle!();
+        }
+        started.elapsed()
+    })
+}
+
+fn view_updates(c: &mut Criterion) {
+    let events = admitted(BASE + BATCH * BATCHES + 2_000);
+    let (base, rest) = events.split_at(BASE);
+    let batches: Vec<Vec<Event>> = rest
+        .chunks_exact(BATCH)
+        .take(BATCHES)
+        .map(<[Event]>::to_vec)
+        .collect();
+    let mut group = c.benchmark_group("view_update");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (index, view) in VIEWS.iter().enumerate() {
+        group.bench_function(format!("{} (batch of 1,000 on 50k)", view.name), |b| {
+            b.iter_custom(|iters| measure(index, base, &batches, iters))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, view_updates);
+criterion_main!(benches);
