@@ -199,7 +199,7 @@ impl Checkpoints {
                 found.push((id, entry.path()));
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|m| std::cmp::Reverse(m.0));
         Ok(found)
     }
 

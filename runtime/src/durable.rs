@@ -308,7 +308,22 @@ impl Durable<'_> {
                 .or_default()
                 .push(r);
         }
-        for ((topic, partition), records) in partitions {
+        for ((topic, partition), mut records) in partitions {
+            // An offset already read (a broker or client delivering it again) is not admitted
+            // twice: it would land twice.
+            let mut next = self
+                .offsets
+                .get(&(topic.to_owned(), partition))
+                .copied()
+                .unwrap_or(i64::MIN);
+            records.retain(|r| {
+                let fresh = r.offset >= next;
+                next = next.max(r.offset + 1);
+                fresh
+            });
+            if records.is_empty() {
+                continue;
+            }
             let lines: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
             let epoch = self.pipeline.epoch();
             let traced = self.admission.admit_traced(&lines, epoch, true);

@@ -208,10 +208,7 @@ impl KafkaSource {
                         return Ok(ids);
                     }
                     Some(t) => match t.error() {
-                        Some(e) => format!(
-                            "topic {topic}: {:?}",
-                            rdkafka::types::RDKafkaRespErr::from(e)
-                        ),
+                        Some(e) => format!("topic {topic}: {e:?}"),
                         None => format!("topic {topic} has no partitions yet"),
                     },
                     None => format!("topic {topic} does not exist yet"),
@@ -241,7 +238,10 @@ impl KafkaSource {
                     });
                     got += 1;
                 }
-                Some(Err(e)) => eprintln!("weir: kafka: while consuming: {e}"),
+                Some(Err(e)) => self
+                    .consumer
+                    .context()
+                    .report(&format!("consume {e:?}"), &format!("while consuming: {e}")),
             }
             timeout = Duration::ZERO;
         }
@@ -297,7 +297,11 @@ pub fn produce(
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
+        .set("linger.ms", "5")
+        // One message per record batch: tansu 0.6 answers a fetch that starts inside a batch
+        // with only the batches after it, so a consumer resuming mid-batch (as weir does
+        // after a checkpoint) would miss the rest of that batch.
+        .set("batch.num.messages", "1")
         .set("enable.idempotence", "false")
         .create()
         .map_err(KafkaSourceError::Client)?;

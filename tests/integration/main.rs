@@ -8,6 +8,9 @@
 //! - `cli` — the `weir` binary as a user runs it.
 //! - `serving` — the gRPC API over a real socket: queries against the oracle, torn-read
 //!   checks, subscriptions, plugin deploy/rollback, auth, and `weir run` with its metrics.
+//! - `kafka` — `weir run --source kafka://…` against a real broker (tansu): exactly-once views,
+//!   raw landing and quarantine across repeated SIGKILLs, a torn checkpoint, broker outages,
+//!   and replay of the landing zone.
 
 #[path = "../oracle/lib.rs"]
 mod oracle;
@@ -15,6 +18,7 @@ mod oracle;
 mod cli;
 mod common;
 mod exactness;
+mod kafka;
 mod plugins;
 mod quarantine;
 mod serving;
