@@ -225,28 +225,22 @@ impl Pipeline {
         }
         let epoch = self.epoch;
         self.store.admitted(epoch, std::time::Instant::now());
-        let events: Vec<(Time, Event)> = events.into_iter().map(|e| (epoch, e)).collect();
-        let workers = self.senders.len();
-        if workers == 1 {
-            let _ = self.senders[0].send(Message::Events(events));
-            return;
-        }
-        let chunk = events.len().div_ceil(workers);
-        let mut events = events.into_iter();
-        loop {
-            let part: Vec<(Time, Event)> = events.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            let _ = self.senders[self.next_worker].send(Message::Events(part));
-            self.next_worker = (self.next_worker + 1) % workers;
-        }
+        self.spread(events.into_iter().map(|e| (epoch, e)).collect());
     }
 
     /// Hands over events restored from a checkpoint, each with the logical time it was first
     /// admitted at (which is what rule deployments judge by).
     pub fn push_restored(&mut self, events: Vec<(Time, Event)>) {
+        self.spread(events);
+    }
+
+    /// Splits `events` into one part per worker, handed out round-robin.
+    fn spread(&mut self, events: Vec<(Time, Event)>) {
         let workers = self.senders.len();
+        if workers == 1 {
+            let _ = self.senders[0].send(Message::Events(events));
+            return;
+        }
         let chunk = events.len().div_ceil(workers).max(1);
         let mut events = events.into_iter();
         loop {
