@@ -26,7 +26,7 @@ use crate::kafka::{KafkaSource, KafkaSourceError, KafkaUrl, Offsets, Record};
 use crate::landing::{Landing, LandingError};
 use crate::pipeline::Pipeline;
 use crate::row::VIEWS;
-use crate::run::{RecentQuarantine, RunConfig, RunResult, Status};
+use crate::run::{RunConfig, RunResult, Status};
 use crate::serve::ServeConfig;
 use crate::store::ViewStore;
 
@@ -90,7 +90,9 @@ struct Pending {
 struct Durable<'a> {
     config: &'a DurableConfig,
     pipeline: Pipeline,
-    admission: Admission<RecentQuarantine>,
+    /// Rejected inputs come back from `admit_traced` and are landed with their offsets, so
+    /// the sink itself stays empty.
+    admission: Admission<Vec<Quarantined>>,
     landing: Landing,
     checkpoints: Checkpoints,
     transforms: Vec<String>,
@@ -117,7 +119,7 @@ pub fn run_kafka(config: &DurableConfig, stop: &AtomicBool) -> Result<RunResult,
     let mut run = Durable {
         config,
         pipeline,
-        admission: Admission::new(config.run.plugins.transforms(), RecentQuarantine::new()),
+        admission: Admission::new(config.run.plugins.transforms(), Vec::new()),
         landing: Landing::open(&config.out)?,
         next_id: checkpoints.highest_id()? + 1,
         checkpoints,

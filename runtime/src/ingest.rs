@@ -87,10 +87,6 @@ impl<Q: QuarantineSink> Admission<Q> {
         &self.quarantine
     }
 
-    pub fn quarantine_mut(&mut self) -> &mut Q {
-        &mut self.quarantine
-    }
-
     pub fn into_quarantine(self) -> Q {
         self.quarantine
     }
@@ -125,11 +121,22 @@ impl<Q: QuarantineSink> Admission<Q> {
     /// As [`Admission::admit`], for events admitted at logical time `epoch`; with retention on,
     /// each event is kept with what the transforms made of it, for retroactive swaps.
     pub fn admit_at<L: AsRef<[u8]>>(&mut self, lines: &[L], epoch: Time) -> Vec<Event> {
-        let traced = self.admit_traced(lines, epoch, false);
+        self.admit_keeping(lines, epoch, false).0
+    }
+
+    /// As [`Admission::admit_at`], also returning the decoded, first-seen inputs before any
+    /// transform, each with its line index (when `keep_inputs`), for the landing zone.
+    pub fn admit_keeping<L: AsRef<[u8]>>(
+        &mut self,
+        lines: &[L],
+        epoch: Time,
+        keep_inputs: bool,
+    ) -> (Vec<Event>, Vec<(usize, Event)>) {
+        let traced = self.admit_traced(lines, epoch, keep_inputs);
         for (_, record) in traced.rejected {
             self.quarantine.put(record);
         }
-        traced.events
+        (traced.events, traced.inputs)
     }
 
     /// As [`Admission::admit_at`], also telling where each input went: the decoded,
@@ -190,13 +197,6 @@ impl<Q: QuarantineSink> Admission<Q> {
             inputs: kept,
             rejected,
         }
-    }
-
-    /// The `(tenant_id, event_id)` pairs admission has seen, for a checkpoint.
-    pub fn seen(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.seen
-            .iter()
-            .flat_map(|(tenant, ids)| ids.iter().map(move |id| (&**tenant, &**id)))
     }
 
     /// Restores what a checkpoint recorded: the pairs seen and the counters.

@@ -21,7 +21,7 @@ use weir::plugins::embedded;
 use weir::plugins::native::NativePlugins;
 use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
-use weir::run::{LiveConfig, RunConfig, Runner, read_chunk, run_live};
+use weir::run::{LiveConfig, RunConfig, Runner, run_live};
 use weir::serve::ServeConfig;
 use weir::serve::client;
 use weir::store::ViewStore;
@@ -577,14 +577,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot read input file {input}"))?;
                     Box::new(BufReader::with_capacity(1 << 20, file))
                 };
-                loop {
-                    let lines =
-                        read_chunk(&mut reader, 1024).context("reading the input failed")?;
-                    if lines.is_empty() {
-                        break;
-                    }
-                    runner.feed(&lines);
-                }
+                runner
+                    .feed_all(&mut reader)
+                    .context("reading the input failed")?;
             }
             runner.finish_landed()?
         }

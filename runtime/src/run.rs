@@ -115,7 +115,7 @@ impl RunResult {
 }
 
 /// Splits `buf` into lines without their `\n` / `\r\n`; blank lines are skipped.
-pub fn read_chunk(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
+fn read_chunk(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::with_capacity(max);
     while lines.len() < max {
         let mut line = Vec::new();
@@ -144,13 +144,7 @@ pub fn run_bounded_into(
     mut input: impl BufRead,
 ) -> io::Result<RunResult> {
     let mut runner = Runner::start(config, store)?;
-    loop {
-        let lines = read_chunk(&mut input, CHUNK_LINES)?;
-        if lines.is_empty() {
-            break;
-        }
-        runner.feed(&lines);
-    }
+    runner.feed_all(&mut input)?;
     Ok(runner.finish())
 }
 
@@ -217,56 +211,54 @@ impl Runner {
         Ok(())
     }
 
-    /// Admits `lines` and hands their events to the dataflow.
-    pub fn feed<L: AsRef<[u8]>>(&mut self, lines: &[L]) {
-        if self.landing.is_some() {
-            // Kept for [`Runner::finish_landed`] to report; the run goes on meanwhile.
-            if let Err(e) = self.feed_landed(lines) {
-                self.landing_error.get_or_insert(e);
+    /// Feeds all of `input` (NDJSON), a chunk of lines at a time.
+    pub fn feed_all(&mut self, input: &mut impl BufRead) -> io::Result<()> {
+        loop {
+            let lines = read_chunk(input, CHUNK_LINES)?;
+            if lines.is_empty() {
+                return Ok(());
             }
-        } else {
-            self.feed_epochs(lines, None);
+            self.feed(&lines);
         }
     }
 
-    fn feed_landed<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Result<(), LandingError> {
+    /// Admits `lines` and hands their events to the dataflow.
+    pub fn feed<L: AsRef<[u8]>>(&mut self, lines: &[L]) {
+        let raw = self.feed_epochs(lines, self.landing.is_some());
         let Some(landing) = self.landing.as_mut() else {
-            return Ok(());
+            return;
         };
         let base = landing.lines;
-        let mut raw = Vec::new();
-        self.feed_epochs(lines, Some(&mut raw));
-        let landing = self.landing.as_mut().expect("checked above");
         landing
             .raw
             .extend(raw.into_iter().map(|(line, e)| (base + line as i64, e)));
         landing.lines += lines.len() as i64;
-        if landing.lines - landing.first >= RawLanding::SPAN {
-            landing.flush()?;
+        if landing.lines - landing.first >= RawLanding::SPAN
+            && let Err(e) = landing.flush()
+        {
+            // Kept for [`Runner::finish_landed`] to report; the run goes on meanwhile.
+            self.landing_error.get_or_insert(e);
         }
-        Ok(())
     }
 
+    /// Admits `lines` in logical times of `epoch_lines`; returns the raw inputs with their
+    /// line index when `keep_inputs`.
     fn feed_epochs<L: AsRef<[u8]>>(
         &mut self,
         mut lines: &[L],
-        mut raw: Option<&mut Vec<(usize, Event)>>,
-    ) {
+        keep_inputs: bool,
+    ) -> Vec<(usize, Event)> {
+        let mut raw = Vec::new();
         let mut done = 0;
         while !lines.is_empty() {
             let take = lines.len().min(self.epoch_lines - self.in_epoch);
             let (now, rest) = lines.split_at(take);
             lines = rest;
             let epoch = self.pipeline.epoch();
-            let traced = self.admission.admit_traced(now, epoch, raw.is_some());
-            for (_, record) in traced.rejected {
-                self.admission.quarantine_mut().push(record);
-            }
-            if let Some(raw) = raw.as_mut() {
-                raw.extend(traced.inputs.into_iter().map(|(i, e)| (done + i, e)));
-            }
+            let (events, inputs) = self.admission.admit_keeping(now, epoch, keep_inputs);
+            raw.extend(inputs.into_iter().map(|(i, e)| (done + i, e)));
             done += take;
-            self.pipeline.push(traced.events);
+            self.pipeline.push(events);
             self.in_epoch += take;
             if self.in_epoch == self.epoch_lines {
                 self.in_epoch = 0;
@@ -276,6 +268,7 @@ impl Runner {
                 }
             }
         }
+        raw
     }
 
     pub fn pipeline(&mut self) -> &mut Pipeline {
@@ -356,13 +349,13 @@ pub struct LiveConfig {
 }
 
 /// Keeps the most recent quarantined inputs of a run that never ends.
-pub(crate) struct RecentQuarantine {
-    pub(crate) records: VecDeque<Quarantined>,
+struct RecentQuarantine {
+    records: VecDeque<Quarantined>,
     capacity: usize,
 }
 
 impl RecentQuarantine {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         RecentQuarantine {
             records: VecDeque::new(),
             capacity: 100_000,
