@@ -6,6 +6,7 @@
 //! Run with `cargo bench -p weir-bench --bench serving`.
 
 use std::sync::Arc;
+use weir_bench as _; // the shipped allocator
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use weir::generator::{GenConfig, Generator};

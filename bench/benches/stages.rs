@@ -5,6 +5,7 @@
 //! (elements) or MB/s (bytes) for the stage alone.
 
 use std::sync::Arc;
+use weir_bench as _; // the shipped allocator
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use weir::decode::decode;

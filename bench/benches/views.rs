@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir_bench as _; // the shipped allocator
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use differential_dataflow::input::Input;

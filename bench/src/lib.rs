@@ -1,4 +1,9 @@
-//! Inputs shared by weir's benchmarks: realistic batches built from the built-in generator.
+//! Inputs shared by weir's benchmarks: realistic batches built from the built-in generator,
+//! and the allocator the `weir` binary ships with, so that every bench linking this crate
+//! measures allocation as it happens in production.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use weir::decode::decode;
 use weir::event::{Body, Event};
