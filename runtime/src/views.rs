@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use differential_dataflow::AsCollection;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Partition;
 
 use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionId};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
@@ -117,7 +118,6 @@ pub fn build_selected<'s>(
     rules: Arc<RuleRegistry>,
     want: impl Fn(usize) -> bool,
 ) -> ViewStreams<'s> {
-    let empty = || admitted.clone().flat_map(|_| None::<Row>);
     let (w_gmv, w_payments, w_inventory, w_sessions, w_conversion, w_alerts) = (
         want(0),
         want(1),
@@ -126,52 +126,40 @@ pub fn build_selected<'s>(
         want(4),
         want(5) || want(6),
     );
-    let events: Coll<'s, Event> = admitted.clone().map(|(_, e)| e);
-    let orders: Coll<'s, (Key, Order)> = admitted.clone().flat_map(|(at, e)| match e.body {
-        Body::OrderPlaced(o) => Some((
-            (e.tenant_id, o.order_id),
-            Order {
-                time: e.event_time_ms,
-                admitted: at,
-                event_id: e.event_id,
-                user_id: o.user_id,
-                total_cents: o.total_cents,
-                currency: o.currency,
-                device_id: o.device_id,
-                items: o.items.into_iter().map(|i| (i.sku, i.quantity)).collect(),
-            },
-        )),
+    let [orders, payments, cancels, adjustments, activity] = route(admitted);
+    // The tables not wanted stay empty; they hang off the rarest events.
+    let nothing = cancels.clone();
+    let empty = || nothing.clone().flat_map(|_| None::<Row>);
+    let orders: Coll<'s, (Key, Order)> = orders.flat_map(|r| match r {
+        Routed::Order(key, order) => Some((key, order)),
         _ => None,
     });
-    let payments: Coll<'s, (String, PaymentRec)> =
-        admitted.clone().flat_map(|(at, e)| match e.body {
-            Body::Payment(p) => Some((
-                e.tenant_id,
-                PaymentRec {
-                    time: e.event_time_ms,
-                    event_id: e.event_id,
-                    admitted: at,
-                    payment_id: p.payment_id,
-                    order_id: p.order_id,
-                    user_id: p.user_id,
-                    provider: p.provider,
-                    status: p.status,
-                    amount_cents: p.amount_cents,
-                    device_id: p.device_id,
-                    card_fingerprint: p.card_fingerprint,
-                },
-            )),
+    let payments: Coll<'s, (String, PaymentRec)> = payments.flat_map(|r| match r {
+        Routed::Payment(tenant, payment) => Some((tenant, payment)),
+        _ => None,
+    });
+    let cancels: Coll<'s, Key> = cancels.flat_map(|r| match r {
+        Routed::Cancel(key) => Some(key),
+        _ => None,
+    });
+    let adjustments: Coll<'s, (Key, i64)> = adjustments.flat_map(|r| match r {
+        Routed::Adjustment(key, delta) => Some((key, delta)),
+        _ => None,
+    });
+    // An order is session activity of its user too.
+    let activity: Coll<'s, (Key, (Millis, u8))> = activity
+        .flat_map(|r| match r {
+            Routed::Activity(key, what) => Some((key, what)),
             _ => None,
-        });
+        })
+        .concat(
+            orders
+                .clone()
+                .map(|((tenant, _), o)| ((tenant, o.user_id), (o.time, ORDER))),
+        );
 
     let (cancelled_orders, live_orders) = if w_gmv || w_inventory {
-        let cancels: Coll<'s, Key> = events
-            .clone()
-            .flat_map(|e| match e.body {
-                Body::OrderCancelled(c) => Some((e.tenant_id, c.order_id)),
-                _ => None,
-            })
-            .distinct();
+        let cancels = cancels.distinct();
         (
             orders.clone().semijoin(cancels.clone()),
             orders.clone().antijoin(cancels),
@@ -192,11 +180,11 @@ pub fn build_selected<'s>(
         empty()
     };
     let inventory = if w_inventory {
-        inventory(&events, orders.clone(), live_orders, payments.clone())
+        inventory(adjustments, orders.clone(), live_orders, payments.clone())
     } else {
         empty()
     };
-    let sessions = (w_sessions || w_conversion).then(|| sessions(&events));
+    let sessions = (w_sessions || w_conversion).then(|| sessions(activity));
     let conversion = match &sessions {
         Some(sessions) if w_conversion => conversion_hour(sessions.clone()),
         _ => empty(),
@@ -234,6 +222,77 @@ pub fn build_selected<'s>(
             dead_letters,
         ],
     }
+}
+
+/// What one admitted event contributes to the views, narrowed to the fields they read.
+#[derive(Clone)]
+enum Routed {
+    Order(Key, Order),
+    Payment(String, PaymentRec),
+    Cancel(Key),
+    /// `(tenant, sku)` and the change on hand.
+    Adjustment(Key, i64),
+    /// `(tenant, user)` and `(time, kind)` of a page view or an add to cart.
+    Activity(Key, (Millis, u8)),
+}
+
+/// Splits the admitted events by what reads them, each moved once into its narrow record:
+/// one output per [`Routed`] variant, in declaration order. Handing the whole events to each
+/// reader instead cost a clone of every event per extra reader, most of them page views that
+/// only sessions read.
+fn route<'s>(admitted: Coll<'s, (Time, Event)>) -> [Coll<'s, Routed>; 5] {
+    let parts = admitted.inner.partition(5, |((at, e), t, r)| {
+        let (part, routed) = match e.body {
+            Body::OrderPlaced(o) => (
+                0,
+                Routed::Order(
+                    (e.tenant_id, o.order_id),
+                    Order {
+                        time: e.event_time_ms,
+                        admitted: at,
+                        event_id: e.event_id,
+                        user_id: o.user_id,
+                        total_cents: o.total_cents,
+                        currency: o.currency,
+                        device_id: o.device_id,
+                        items: o.items.into_iter().map(|i| (i.sku, i.quantity)).collect(),
+                    },
+                ),
+            ),
+            Body::Payment(p) => (
+                1,
+                Routed::Payment(
+                    e.tenant_id,
+                    PaymentRec {
+                        time: e.event_time_ms,
+                        event_id: e.event_id,
+                        admitted: at,
+                        payment_id: p.payment_id,
+                        order_id: p.order_id,
+                        user_id: p.user_id,
+                        provider: p.provider,
+                        status: p.status,
+                        amount_cents: p.amount_cents,
+                        device_id: p.device_id,
+                        card_fingerprint: p.card_fingerprint,
+                    },
+                ),
+            ),
+            Body::OrderCancelled(c) => (2, Routed::Cancel((e.tenant_id, c.order_id))),
+            Body::InventoryAdjusted(a) => (3, Routed::Adjustment((e.tenant_id, a.sku), a.delta)),
+            Body::PageView(p) => (
+                4,
+                Routed::Activity((e.tenant_id, p.user_id), (e.event_time_ms, PAGE_VIEW)),
+            ),
+            Body::AddToCart(a) => (
+                4,
+                Routed::Activity((e.tenant_id, a.user_id), (e.event_time_ms, ADD_TO_CART)),
+            ),
+        };
+        (part, (routed, t, r))
+    });
+    let mut parts = parts.into_iter().map(|p| p.as_collection());
+    std::array::from_fn(|_| parts.next().expect("one stream per part"))
 }
 
 /// Σ over a group's values with their multiplicities.
@@ -308,7 +367,7 @@ fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row>
 }
 
 fn inventory<'s>(
-    events: &Coll<'s, Event>,
+    adjustments: Coll<'s, (Key, i64)>,
     orders: Coll<'s, (Key, Order)>,
     live_orders: Coll<'s, (Key, Order)>,
     payments: Coll<'s, (String, PaymentRec)>,
@@ -326,10 +385,7 @@ fn inventory<'s>(
         .concat(live_items.antijoin(order_status.map(|(key, _)| key)));
 
     // Values are (Δ on hand, reserved); every sku an order names gets a row even at (0, 0).
-    let adjustments = events.clone().flat_map(|e| match e.body {
-        Body::InventoryAdjusted(a) => Some(((e.tenant_id, a.sku), (a.delta, 0i64))),
-        _ => None,
-    });
+    let adjustments = adjustments.map(|(key, delta)| (key, (delta, 0i64)));
     let seen = orders.flat_map(|((tenant, _), o)| {
         o.items
             .into_iter()
@@ -357,49 +413,39 @@ fn inventory<'s>(
         })
 }
 
-fn sessions<'s>(events: &Coll<'s, Event>) -> Coll<'s, (Key, Session)> {
-    events
-        .clone()
-        .flat_map(|e| {
-            let (user, kind) = match e.body {
-                Body::PageView(p) => (p.user_id, PAGE_VIEW),
-                Body::AddToCart(a) => (a.user_id, ADD_TO_CART),
-                Body::OrderPlaced(o) => (o.user_id, ORDER),
-                _ => return None,
-            };
-            Some(((e.tenant_id, user), (e.event_time_ms, kind)))
-        })
-        .reduce(|_key, input, output| {
-            // Values arrive sorted by time: one scan splits them at gaps over 30 minutes.
-            let mut current: Option<Session> = None;
-            for &(&(time, kind), count) in input {
-                let count = count as i64;
-                let session = match current.as_mut() {
-                    Some(s) if time - s.end <= SESSION_GAP_MS => s,
-                    _ => {
-                        if let Some(done) = current.take() {
-                            output.push((done, 1));
-                        }
-                        current.insert(Session {
-                            start: time,
-                            end: time,
-                            events: 0,
-                            page_views: 0,
-                            add_to_carts: 0,
-                            orders: 0,
-                        })
+/// Sessions from each user's activity: `(time, kind)` of page views, adds to cart and orders.
+fn sessions<'s>(activity: Coll<'s, (Key, (Millis, u8))>) -> Coll<'s, (Key, Session)> {
+    activity.reduce(|_key, input, output| {
+        // Values arrive sorted by time: one scan splits them at gaps over 30 minutes.
+        let mut current: Option<Session> = None;
+        for &(&(time, kind), count) in input {
+            let count = count as i64;
+            let session = match current.as_mut() {
+                Some(s) if time - s.end <= SESSION_GAP_MS => s,
+                _ => {
+                    if let Some(done) = current.take() {
+                        output.push((done, 1));
                     }
-                };
-                session.end = time;
-                session.events += count;
-                match kind {
-                    PAGE_VIEW => session.page_views += count,
-                    ADD_TO_CART => session.add_to_carts += count,
-                    _ => session.orders += count,
+                    current.insert(Session {
+                        start: time,
+                        end: time,
+                        events: 0,
+                        page_views: 0,
+                        add_to_carts: 0,
+                        orders: 0,
+                    })
                 }
+            };
+            session.end = time;
+            session.events += count;
+            match kind {
+                PAGE_VIEW => session.page_views += count,
+                ADD_TO_CART => session.add_to_carts += count,
+                _ => session.orders += count,
             }
-            output.extend(current.map(|s| (s, 1)));
-        })
+        }
+        output.extend(current.map(|s| (s, 1)));
+    })
 }
 
 fn conversion_hour<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, Row> {
