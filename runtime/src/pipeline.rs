@@ -225,24 +225,20 @@ impl Pipeline {
         }
         let epoch = self.epoch;
         self.store.admitted(epoch, std::time::Instant::now());
-        self.spread(events.into_iter().map(|e| (epoch, e)).collect());
+        self.spread(events.len(), events.into_iter().map(|e| (epoch, e)));
     }
 
     /// Hands over events restored from a checkpoint, each with the logical time it was first
     /// admitted at (which is what rule deployments judge by).
     pub fn push_restored(&mut self, events: Vec<(Time, Event)>) {
-        self.spread(events);
+        self.spread(events.len(), events.into_iter());
     }
 
-    /// Splits `events` into one part per worker, handed out round-robin.
-    fn spread(&mut self, events: Vec<(Time, Event)>) {
+    /// Splits `len` events into one part per worker, handed out round-robin. Each event is
+    /// moved once, straight into its part.
+    fn spread(&mut self, len: usize, mut events: impl Iterator<Item = (Time, Event)>) {
         let workers = self.senders.len();
-        if workers == 1 {
-            let _ = self.senders[0].send(Message::Events(events));
-            return;
-        }
-        let chunk = events.len().div_ceil(workers).max(1);
-        let mut events = events.into_iter();
+        let chunk = len.div_ceil(workers).max(1);
         loop {
             let part: Vec<(Time, Event)> = events.by_ref().take(chunk).collect();
             if part.is_empty() {
