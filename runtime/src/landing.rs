@@ -229,7 +229,7 @@ impl Landing {
                 )),
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
                 Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r.1.to_wire().to_string()),
+                    rows.iter().map(|r| r.1.to_wire_json()),
                 )),
             ];
             self.put(&name, Self::batch(&name, raw_schema(), columns)?, None)?;
