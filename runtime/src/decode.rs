@@ -530,16 +530,16 @@ fn digits(slot: &Slot<'_>, name: &'static str, len: usize) -> Check<Option<Strin
 /// digits of a value following a `cvv` key are starred.
 pub fn scrub(raw: &[u8]) -> String {
     // Only a member named `card_number` or `cvv` is masked in JSON. A line without those bytes
-    // and without escapes (which could spell them) has nothing to mask once it is known to be
-    // JSON, and checking that builds nothing: oversize inputs are ~100 KB each.
+    // and without escapes (which could spell them) has nothing to mask if it is JSON, and
+    // checking that builds nothing: oversize inputs are ~100 KB each.
     let may_name_card = raw.contains(&b'\\')
         || raw.windows(3).any(|w| w == b"cvv")
         || raw.windows(11).any(|w| w == b"card_number");
-    if !may_name_card
-        && let Ok(text) = std::str::from_utf8(raw)
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-    {
-        return text.to_owned();
+    if !may_name_card {
+        return match std::str::from_utf8(raw) {
+            Ok(text) if serde_json::from_str::<Json>(text).is_ok() => text.to_owned(),
+            _ => scrub_text(&String::from_utf8_lossy(raw)),
+        };
     }
     if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(raw) {
         if mask_value(&mut value) {
@@ -548,6 +548,50 @@ pub fn scrub(raw: &[u8]) -> String {
         return String::from_utf8_lossy(raw).into_owned();
     }
     scrub_text(&String::from_utf8_lossy(raw))
+}
+
+/// Accepts exactly the documents `serde_json::Value` accepts (both read through
+/// `deserialize_any`, so numbers out of range fail alike) and keeps nothing of them.
+/// `IgnoredAny` would not do: it skips numbers unchecked.
+struct Json;
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct JsonVisitor;
+        impl<'de> Visitor<'de> for JsonVisitor {
+            type Value = Json;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+                Ok(Json)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                while seq.next_element::<Json>()?.is_some() {}
+                Ok(Json)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                while map.next_entry::<Json, Json>()?.is_some() {}
+                Ok(Json)
+            }
+        }
+        d.deserialize_any(JsonVisitor)
+    }
 }
 
 /// Masks card fields in place; returns whether anything changed.
