@@ -138,81 +138,13 @@ impl Event {
     /// `card_last4`) and normalisation adds (`provider_status`) when set. Used where an event
     /// must be shown or stored whole: plugin test vectors and quarantined plugin failures.
     pub fn to_wire(&self) -> serde_json::Value {
-        use serde_json::{Map, Value, json};
-        let mut m = Map::new();
-        m.insert("event_id".into(), json!(self.event_id));
-        m.insert("tenant_id".into(), json!(self.tenant_id));
-        m.insert("type".into(), json!(self.body.type_name()));
-        let time = chrono::DateTime::from_timestamp_millis(self.event_time_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        m.insert("event_time".into(), json!(time));
-        m.insert("schema_version".into(), json!(self.schema_version));
-        let mut put = |k: &str, v: Value| {
-            if !v.is_null() {
-                m.insert(k.into(), v);
-            }
-        };
-        match &self.body {
-            Body::PageView(p) => {
-                put("user_id", json!(p.user_id));
-                put("url", json!(p.url));
-                put("sku", json!(p.sku));
-                put("device_id", json!(p.device_id));
-            }
-            Body::AddToCart(a) => {
-                put("user_id", json!(a.user_id));
-                put("sku", json!(a.sku));
-                put("quantity", json!(a.quantity));
-                put("price_cents", json!(a.price_cents));
-            }
-            Body::OrderPlaced(o) => {
-                put("user_id", json!(o.user_id));
-                put("order_id", json!(o.order_id));
-                let items: Vec<Value> = o
-                    .items
-                    .iter()
-                    .map(|i| json!({"sku": i.sku, "quantity": i.quantity, "price_cents": i.price_cents}))
-                    .collect();
-                put("items", Value::Array(items));
-                put("total_cents", json!(o.total_cents));
-                if self.schema_version >= 2 {
-                    put("currency", json!(o.currency));
-                    if o.discount_cents != 0 {
-                        put("discount_cents", json!(o.discount_cents));
-                    }
-                }
-                put("device_id", json!(o.device_id));
-            }
-            Body::OrderCancelled(c) => {
-                put("user_id", json!(c.user_id));
-                put("order_id", json!(c.order_id));
-            }
-            Body::Payment(p) => {
-                put("user_id", json!(p.user_id));
-                put("order_id", json!(p.order_id));
-                put("payment_id", json!(p.payment_id));
-                put("provider", json!(p.provider));
-                put("status", json!(p.status));
-                put("provider_status", json!(p.provider_status));
-                put("amount_cents", json!(p.amount_cents));
-                put("device_id", json!(p.device_id));
-                put("card_fingerprint", json!(p.card_fingerprint));
-                put("card_bin", json!(p.card_bin));
-                put("card_last4", json!(p.card_last4));
-            }
-            Body::InventoryAdjusted(a) => {
-                put("sku", json!(a.sku));
-                put("delta", json!(a.delta));
-                put("reason", json!(a.reason));
-                put("warehouse", json!(a.warehouse));
-            }
-        }
-        Value::Object(m)
+        serde_json::from_str(&self.to_wire_json()).expect("to_wire_json writes JSON")
     }
 
-    /// `self.to_wire().to_string()`, byte for byte, written straight from the fields: the
-    /// landing zone writes one per admitted event, and building a JSON tree (a map entry and
-    /// a copied string per field) cost more than encoding the Parquet file.
+    /// [`Event::to_wire`] as text, members sorted by name as `serde_json` prints a map,
+    /// written straight from the fields: the landing zone writes one per admitted event, and
+    /// building a JSON tree (a map entry and a copied string per field) cost more than
+    /// encoding the Parquet file.
     pub fn to_wire_json(&self) -> String {
         let mut fields: Vec<(&'static str, Wire<'_>)> = Vec::with_capacity(16);
         let time = chrono::DateTime::from_timestamp_millis(self.event_time_ms)
@@ -288,7 +220,6 @@ impl Event {
                 ]);
             }
         }
-        // `serde_json::Map` is ordered by key, so `to_wire` prints its members sorted.
         fields.sort_unstable_by_key(|(name, _)| *name);
         let mut out = Vec::with_capacity(512);
         out.push(b'{');
