@@ -9,7 +9,6 @@ use std::sync::Arc;
 use weir_bench as _; // the shipped allocator
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weir::generator::{GenConfig, Generator};
 use weir::plugins::registry::RuleRegistry;
 use weir::row::{Cell, GMV_MINUTE, SESSIONS, view_schema};
 use weir::run::{RunConfig, run_bounded};
@@ -17,6 +16,7 @@ use weir::serve::api::to_value;
 use weir::serve::client::bearer;
 use weir::serve::proto::{QueryRequest, views_client::ViewsClient};
 use weir::serve::{Caller, ServeConfig, Server, Tokens};
+use weir::source::generator::{GenConfig, Generator};
 
 const TOKEN: &str = "bench-admin";
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use weir_bench as _; // the shipped allocator
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use weir::decode::decode;
-use weir::generator::{GenConfig, Generator};
-use weir::ingest::Admission;
-use weir::row::{SESSIONS, VIEWS};
-use weir::run::{RunConfig, Runner};
-use weir::sink::write_view;
-use weir::store::ViewStore;
+use weir::admit::Admission;
+use weir::admit::decode::decode;
+use weir::dataflow::store::ViewStore;
+use weir::output::encode::write_view;
+use weir::row::{SESSIONS, ViewId};
+use weir::run::{Driver, RunConfig};
+use weir::source::generator::{GenConfig, Generator};
 
 fn lines(n: usize) -> Vec<String> {
     Generator::new(GenConfig {
@@ -61,8 +61,8 @@ fn admission(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || Admission::new(config.plugins.transforms(), Vec::new()),
-                |mut admission| admission.admit(&input).len(),
+                || Admission::new(config.plugins.transforms()),
+                |mut admission| admission.admit(&input, 0, false).events.len(),
                 BatchSize::LargeInput,
             )
         });
@@ -85,9 +85,9 @@ fn views(c: &mut Criterion) {
                         ..RunConfig::native()
                     };
                     let mut runner =
-                        Runner::start(&config, Arc::new(ViewStore::default())).unwrap();
+                        Driver::start(&config, Arc::new(ViewStore::default())).unwrap();
                     runner.feed(&input);
-                    runner.finish().stats.admitted
+                    runner.finish().unwrap().stats.admitted
                 })
             },
         );
@@ -97,15 +97,10 @@ fn views(c: &mut Criterion) {
 
 fn parquet(c: &mut Criterion) {
     let input = lines(50_000);
-    let mut runner = Runner::start(&RunConfig::native(), Arc::new(ViewStore::default())).unwrap();
+    let mut runner = Driver::start(&RunConfig::native(), Arc::new(ViewStore::default())).unwrap();
     runner.feed(&input);
-    let result = runner.finish();
-    let (index, _) = VIEWS
-        .iter()
-        .enumerate()
-        .find(|(_, v)| v.name == SESSIONS.name)
-        .unwrap();
-    let rows = result.store.read(|p| p.rows(index));
+    let result = runner.finish().unwrap();
+    let rows = result.store.read(|p| p.rows(ViewId::Sessions));
     let dir = std::env::temp_dir().join("weir-bench-parquet");
     let path = dir.join("sessions.parquet");
     write_view(&path, &SESSIONS, &rows, None).unwrap();

@@ -5,10 +5,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use weir::decode::decode;
+use weir::admit::decode::decode;
 use weir::event::{Body, Event};
-use weir::generator::{GenConfig, Generator};
 use weir::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
+use weir::source::generator::{GenConfig, Generator};
 
 /// The first `n` valid events of type `kind` the generator makes for `seed`.
 pub fn events_of(kind: &str, n: usize, seed: u64) -> Vec<Event> {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::serve::{Caller, Tokens};
+use crate::serve::{Caller, TokenError, Tokens};
+use crate::settings::{DEFAULT_GRPC, DEFAULT_METRICS};
 
 /// The demo configuration `weir run` starts with when given no `--config`.
 pub const DEMO: &str = include_str!("../../examples/pulsecart/weir.toml");
@@ -137,13 +138,93 @@ pub struct Token {
     pub admin: bool,
 }
 
+/// Why a configuration file (or a flag it could have set) is refused. Each message names the
+/// key; a cause is part of the message rather than a separate source, so the chain `weir`
+/// prints does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read config {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("config {path}: {error}")]
+    InFile {
+        path: PathBuf,
+        error: Box<ConfigFileError>,
+    },
+    #[error("{0}")]
+    Toml(toml::de::Error),
+    #[error("{key}: must be at least 1")]
+    NotPositive { key: &'static str },
+    #[error("{key}: at most {max}")]
+    TooLarge { key: &'static str, max: u64 },
+    #[error("{key}: must be a positive number of seconds")]
+    NotSeconds { key: &'static str },
+    #[error("source.path: a file source needs the path of its NDJSON input")]
+    FileNeedsPath,
+    #[error("source.out: a file source needs an output directory")]
+    FileNeedsOut,
+    #[error("source.url: a Kafka source needs url = \"kafka://HOST:PORT/TOPIC\"")]
+    KafkaNeedsUrl,
+    #[error("source.out: a Kafka source needs an output directory or URL")]
+    KafkaNeedsOut,
+    #[error("source.path: only a file source reads a path (set type = \"file\")")]
+    PathWithoutFile,
+    #[error("source.url: {0}")]
+    KafkaUrl(crate::source::kafka::KafkaSourceError),
+    #[error("plugins.load[{index}].name: must not be empty")]
+    EmptyPluginName { index: usize },
+    #[error("{key}: {value:?} is not a tenant id ([A-Za-z0-9_-], 1 to 64 characters)")]
+    TenantId { key: String, value: String },
+    #[error("{key}: {value:?} is not an address like 127.0.0.1:50051")]
+    Address { key: String, value: String },
+    #[error("tokens[{index}]: a token is either for one tenant or admin, not both")]
+    TenantAndAdmin { index: usize },
+    #[error("tokens[{index}]: set `tenant = \"…\"` or `admin = true`")]
+    NoCaller { index: usize },
+    #[error("tokens[{index}].token: {error}")]
+    Token { index: usize, error: TokenError },
+}
+
+impl ConfigFileError {
+    /// The stable, machine-readable code of the variant; an error located in a file, or a
+    /// token refused, keeps the code of what is wrong.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigFileError::Read { .. } => "config_unreadable",
+            ConfigFileError::InFile { error, .. } => error.code(),
+            ConfigFileError::Toml(_) => "config_toml",
+            ConfigFileError::NotPositive { .. } => "config_not_positive",
+            ConfigFileError::TooLarge { .. } => "config_too_large",
+            ConfigFileError::NotSeconds { .. } => "config_not_seconds",
+            ConfigFileError::FileNeedsPath => "config_file_needs_path",
+            ConfigFileError::FileNeedsOut => "config_file_needs_out",
+            ConfigFileError::KafkaNeedsUrl => "config_kafka_needs_url",
+            ConfigFileError::KafkaNeedsOut => "config_kafka_needs_out",
+            ConfigFileError::PathWithoutFile => "config_path_without_file",
+            ConfigFileError::KafkaUrl(_) => "config_kafka_url",
+            ConfigFileError::EmptyPluginName { .. } => "config_empty_plugin_name",
+            ConfigFileError::TenantId { .. } => "config_tenant_id",
+            ConfigFileError::Address { .. } => "config_address",
+            ConfigFileError::TenantAndAdmin { .. } => "config_tenant_and_admin",
+            ConfigFileError::NoCaller { .. } => "config_token_for_nobody",
+            ConfigFileError::Token { error, .. } => error.code(),
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks `path`; relative plugin paths become relative to its directory.
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut config =
-            Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Config, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigFileError::Read {
+            path: path.to_owned(),
+            cause,
+        })?;
+        let mut config = Config::parse(&text).map_err(|error| ConfigFileError::InFile {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for plugin in &mut config.plugins.load {
             if plugin.file.is_relative() {
@@ -162,51 +243,35 @@ impl Config {
     }
 
     /// Parses and checks a configuration text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigFileError> {
+        let config: Config = toml::from_str(text).map_err(ConfigFileError::Toml)?;
         config.check()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigFileError> {
         let p = &self.pipeline;
         positive("pipeline.workers", p.workers.map(u64::from))?;
-        if p.workers.is_some_and(|w| w > 256) {
-            return Err("pipeline.workers: at most 256".into());
-        }
+        at_most("pipeline.workers", p.workers.map(u64::from), 256)?;
         positive("pipeline.tick_ms", p.tick_ms)?;
         positive("pipeline.epoch_lines", p.epoch_lines)?;
         positive("pipeline.status_secs", p.status_secs)?;
         let s = &self.source;
         positive("source.rate", s.rate)?;
         positive("source.tenants", s.tenants.map(u64::from))?;
-        if s.tenants.is_some_and(|t| t > 1000) {
-            return Err("source.tenants: at most 1000".into());
-        }
+        at_most("source.tenants", s.tenants.map(u64::from), 1000)?;
         match s.kind {
-            SourceKind::File if s.path.is_none() => {
-                return Err("source.path: a file source needs the path of its NDJSON input".into());
-            }
-            SourceKind::File if s.out.is_none() => {
-                return Err("source.out: a file source needs an output directory".into());
-            }
-            SourceKind::Kafka if s.url.is_none() => {
-                return Err(
-                    "source.url: a Kafka source needs url = \"kafka://HOST:PORT/TOPIC\"".into(),
-                );
-            }
-            SourceKind::Kafka if s.out.is_none() => {
-                return Err("source.out: a Kafka source needs an output directory or URL".into());
-            }
+            SourceKind::File if s.path.is_none() => return Err(ConfigFileError::FileNeedsPath),
+            SourceKind::File if s.out.is_none() => return Err(ConfigFileError::FileNeedsOut),
+            SourceKind::Kafka if s.url.is_none() => return Err(ConfigFileError::KafkaNeedsUrl),
+            SourceKind::Kafka if s.out.is_none() => return Err(ConfigFileError::KafkaNeedsOut),
             SourceKind::Generator if s.path.is_some() => {
-                return Err(
-                    "source.path: only a file source reads a path (set type = \"file\")".into(),
-                );
+                return Err(ConfigFileError::PathWithoutFile);
             }
             _ => {}
         }
         if let Some(url) = &s.url {
-            crate::kafka::KafkaUrl::parse(url).map_err(|e| format!("source.url: {e}"))?;
+            crate::source::kafka::KafkaUrl::parse(url).map_err(ConfigFileError::KafkaUrl)?;
         }
         for (key, value) in [
             ("source.checkpoint_secs", s.checkpoint_secs),
@@ -214,12 +279,12 @@ impl Config {
             ("source.until_idle_secs", s.until_idle_secs),
         ] {
             if value.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
-                return Err(format!("{key}: must be a positive number of seconds"));
+                return Err(ConfigFileError::NotSeconds { key });
             }
         }
         for (i, plugin) in self.plugins.load.iter().enumerate() {
             if plugin.name.is_empty() {
-                return Err(format!("plugins.load[{i}].name: must not be empty"));
+                return Err(ConfigFileError::EmptyPluginName { index: i });
             }
             if let Some(t) = &plugin.tenant {
                 tenant_id(&format!("plugins.load[{i}].tenant"), t)?;
@@ -244,66 +309,67 @@ impl Config {
     }
 
     /// The tokens, checked: each is for exactly one tenant or admin, and none repeats.
-    pub fn tokens(&self) -> Result<Tokens, String> {
+    pub fn tokens(&self) -> Result<Tokens, ConfigFileError> {
         let mut tokens = Tokens::default();
-        for (i, t) in self.tokens.iter().enumerate() {
-            let key = format!("tokens[{i}]");
+        for (index, t) in self.tokens.iter().enumerate() {
             let caller = match (&t.tenant, t.admin) {
                 (Some(tenant), false) => {
-                    tenant_id(&format!("{key}.tenant"), tenant)?;
+                    tenant_id(&format!("tokens[{index}].tenant"), tenant)?;
                     Caller::Tenant(tenant.clone())
                 }
                 (None, true) => Caller::Admin,
-                (Some(_), true) => {
-                    return Err(format!(
-                        "{key}: a token is either for one tenant or admin, not both"
-                    ));
-                }
-                (None, false) => {
-                    return Err(format!("{key}: set `tenant = \"…\"` or `admin = true`"));
-                }
+                (Some(_), true) => return Err(ConfigFileError::TenantAndAdmin { index }),
+                (None, false) => return Err(ConfigFileError::NoCaller { index }),
             };
             tokens
                 .insert(&t.token, caller)
-                .map_err(|e| format!("{key}.token: {e}"))?;
+                .map_err(|error| ConfigFileError::Token { index, error })?;
         }
         Ok(tokens)
     }
 
-    /// The gRPC address (default `127.0.0.1:50051`).
+    /// The gRPC address (default [`DEFAULT_GRPC`]).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.serve
             .grpc
             .as_deref()
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)))
+            .unwrap_or(DEFAULT_GRPC)
     }
 
-    /// The metrics address (default `127.0.0.1:9464`), `None` when turned off.
+    /// The metrics address (default [`DEFAULT_METRICS`]), `None` when turned off.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         match self.serve.metrics.as_deref() {
             Some("off") => None,
             Some(a) => a.parse().ok(),
-            None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            None => Some(DEFAULT_METRICS),
         }
     }
 }
 
-fn positive(key: &str, value: Option<u64>) -> Result<(), String> {
+fn positive(key: &'static str, value: Option<u64>) -> Result<(), ConfigFileError> {
     if value == Some(0) {
-        return Err(format!("{key}: must be at least 1"));
+        return Err(ConfigFileError::NotPositive { key });
+    }
+    Ok(())
+}
+
+fn at_most(key: &'static str, value: Option<u64>, max: u64) -> Result<(), ConfigFileError> {
+    if value.is_some_and(|v| v > max) {
+        return Err(ConfigFileError::TooLarge { key, max });
     }
     Ok(())
 }
 
 /// Parses an address flag or config value, naming `key` when it is not one.
-pub fn address(key: &str, value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{key}: {value:?} is not an address like 127.0.0.1:50051"))
+pub fn address(key: &str, value: &str) -> Result<SocketAddr, ConfigFileError> {
+    value.parse().map_err(|_| ConfigFileError::Address {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
 }
 
-fn tenant_id(key: &str, value: &str) -> Result<(), String> {
+fn tenant_id(key: &str, value: &str) -> Result<(), ConfigFileError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -312,9 +378,10 @@ fn tenant_id(key: &str, value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{key}: {value:?} is not a tenant id ([A-Za-z0-9_-], 1 to 64 characters)"
-        ))
+        Err(ConfigFileError::TenantId {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -352,7 +419,7 @@ mod tests {
             ("colour = \"blue\"\n", "colour"),
         ];
         for (text, named) in cases {
-            let err = Config::parse(text).expect_err(text);
+            let err = Config::parse(text).expect_err(text).to_string();
             assert!(err.contains(named), "{text:?} gave {err:?}");
         }
     }

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Epoch milliseconds, UTC.
-pub type Millis = i64;
+pub use crate::time::Millis;
 
 /// One valid event.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -272,7 +271,7 @@ fn json_into(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::{GenConfig, Generator};
+    use crate::source::generator::{GenConfig, Generator};
 
     #[test]
     fn wire_json_is_to_wire_byte_for_byte() {
@@ -282,7 +281,7 @@ mod tests {
             start_ms: GenConfig::DEFAULT_START_MS,
         })
         .take(20_000)
-        .filter_map(|line| crate::decode::decode(line.as_bytes()).ok())
+        .filter_map(|line| crate::admit::decode::decode(line.as_bytes()).ok())
         .collect();
         let mut kinds = std::collections::BTreeSet::new();
         for e in &events {

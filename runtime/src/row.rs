@@ -179,13 +179,9 @@ pub const FRAUD_ALERTS: ViewSchema = ViewSchema {
 /// its index in [`TABLES`], which lists the views first).
 pub const VIEWS: &[ViewSchema] = TABLES.split_at(6).0;
 
-/// Looks a view or table up by name; the index is its position in [`TABLES`].
-pub fn view_schema(name: &str) -> Option<(usize, ViewSchema)> {
-    TABLES
-        .iter()
-        .copied()
-        .enumerate()
-        .find(|(_, v)| v.name == name)
+/// Looks a view or table up by name.
+pub fn view_schema(name: &str) -> Option<(ViewId, ViewSchema)> {
+    ViewId::from_name(name).map(|id| (id, *id.schema()))
 }
 
 /// Rule evaluations that failed: kept, with the error, until a fixed rule is deployed.
@@ -210,3 +206,75 @@ pub const TABLES: [ViewSchema; 7] = [
     FRAUD_ALERTS,
     DEAD_LETTERS,
 ];
+
+/// A published table by name rather than by position: the six views of SPEC §2, then the
+/// internal tables. `ViewId as usize` is its index in [`TABLES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ViewId {
+    GmvMinute = 0,
+    PaymentStatus = 1,
+    Inventory = 2,
+    Sessions = 3,
+    ConversionHour = 4,
+    FraudAlerts = 5,
+    DeadLetters = 6,
+}
+
+impl ViewId {
+    /// Every table, in [`TABLES`] order.
+    pub const ALL: [ViewId; 7] = [
+        ViewId::GmvMinute,
+        ViewId::PaymentStatus,
+        ViewId::Inventory,
+        ViewId::Sessions,
+        ViewId::ConversionHour,
+        ViewId::FraudAlerts,
+        ViewId::DeadLetters,
+    ];
+
+    /// The six views of SPEC §2 (what is exported and listed by the API).
+    pub const VIEWS: [ViewId; 6] = [
+        ViewId::GmvMinute,
+        ViewId::PaymentStatus,
+        ViewId::Inventory,
+        ViewId::Sessions,
+        ViewId::ConversionHour,
+        ViewId::FraudAlerts,
+    ];
+
+    pub fn schema(self) -> &'static ViewSchema {
+        &TABLES[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.schema().name
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The table of this index in [`TABLES`].
+    pub fn from_index(index: usize) -> Option<ViewId> {
+        ViewId::ALL.get(index).copied()
+    }
+
+    /// Looks a view or table up by name.
+    pub fn from_name(name: &str) -> Option<ViewId> {
+        ViewId::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod view_id_tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_tables() {
+        for (i, id) in ViewId::ALL.into_iter().enumerate() {
+            assert_eq!(id.index(), i);
+            assert_eq!(ViewId::from_name(TABLES[i].name), Some(id));
+        }
+        assert_eq!(ViewId::VIEWS.len(), VIEWS.len());
+    }
+}

@@ -4,10 +4,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use weir::row::VIEWS;
 
-use crate::common::{read_parquet, scratch_dir};
+use crate::common::{WeirProcess, read_parquet, scratch_dir};
 
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -170,8 +171,9 @@ fn bad_input_and_flags_fail_with_a_clear_message() {
 
 #[test]
 fn live_run_prints_status_and_stops_cleanly_on_ctrl_c() {
-    let child = weir()
-        .args([
+    let dir = scratch_dir("cli-live");
+    let weir = WeirProcess::start(
+        &[
             "run",
             "--rate",
             "3000",
@@ -179,20 +181,19 @@ fn live_run_prints_status_and_stops_cleanly_on_ctrl_c() {
             "1",
             "--workers",
             "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(3_500));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+            // Free ports, not the defaults: nothing else may be using those.
+            "--grpc",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        &dir,
+        "weir",
+    );
+    std::thread::sleep(Duration::from_millis(3_500));
+    weir.interrupt();
+    let (status, err) = weir.wait(Duration::from_secs(120));
+    assert!(status.success(), "exit {status:?}: {err}");
     let status_lines = err.lines().filter(|l| l.contains("events/s |")).count();
     assert!(status_lines >= 2, "{err}");
     assert!(err.contains("logical time"), "{err}");

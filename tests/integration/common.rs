@@ -1,14 +1,21 @@
-//! Helpers shared by the test modules: seeded inputs, runs, Parquet read-back.
+//! Helpers shared by the test modules: seeded inputs, runs, the oracle, Parquet read-back,
+//! and [`WeirProcess`], the `weir` binary started as a child process.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use arrow_array::{Array, BooleanArray, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use weir::generator::{GenConfig, Generator};
-use weir::row::{Cell, Row, VIEWS};
+use weir::row::{Cell, Row, VIEWS, ViewId};
 use weir::run::{RunConfig, RunResult, run_bounded};
+use weir::source::generator::{GenConfig, Generator};
+
+use crate::oracle::{OracleViews, Params, compute};
 
 /// A small deterministic PRNG for test input mangling (SplitMix64).
 pub struct Rng(u64);
@@ -72,13 +79,18 @@ pub fn run_lines(lines: &[String], config: &RunConfig) -> RunResult {
     run_bounded(config, text.as_bytes()).expect("bounded run")
 }
 
+/// The independent batch oracle's views over `lines`.
+pub fn oracle(lines: &[String], params: &Params) -> OracleViews {
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    compute(&refs, params)
+}
+
 /// The published rows of every view, by name.
 pub fn views_of(result: &RunResult) -> BTreeMap<&'static str, Vec<Row>> {
     result.store.read(|p| {
-        VIEWS
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.name, p.rows(i)))
+        ViewId::VIEWS
+            .into_iter()
+            .map(|v| (v.name(), p.rows(v)))
             .collect()
     })
 }
@@ -146,9 +158,224 @@ pub fn read_parquet(path: &Path) -> (Vec<String>, Vec<Row>) {
 }
 
 /// A fresh, empty scratch directory under the target directory.
-pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// At most the last 4,000 bytes of `text` (of a log, for a failure message).
+pub fn tail(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(4_000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// How long [`WeirProcess::start`] waits for the ready file.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a `weir run` serves, as its `--ready-file` says.
+#[derive(Clone, Copy, Debug)]
+pub struct Ready {
+    pub grpc: SocketAddr,
+    /// `None` when metrics are off.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A `weir run` child process. Its stderr goes to `DIR/NAME.stderr` (readable while it runs
+/// and after a SIGKILL) and it is told to write its addresses to `DIR/NAME.ready.json`, in a
+/// directory the test owns. A live run writes that file once its API serves (after any
+/// checkpoint is recovered, before the source is read); a bounded run never does.
+/// Dropping it kills the process, so a failing test leaves nothing running.
+pub struct WeirProcess {
+    child: Child,
+    log: PathBuf,
+    ready_file: PathBuf,
+    ready: Option<Ready>,
+    started: Instant,
+}
+
+impl WeirProcess {
+    /// Spawns `weir ARGS --ready-file DIR/NAME.ready.json` and returns at once; `ARGS` is a
+    /// `weir run` command line (starting with `run`).
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S], dir: &Path, name: &str) -> WeirProcess {
+        assert!(
+            args.first().is_some_and(|a| a.as_ref() == "run"),
+            "WeirProcess runs `weir run ...`"
+        );
+        let log = dir.join(format!("{name}.stderr"));
+        let ready_file = dir.join(format!("{name}.ready.json"));
+        let _ = std::fs::remove_file(&ready_file);
+        let stderr = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn weir");
+        WeirProcess {
+            child,
+            log,
+            ready_file,
+            ready: None,
+            started,
+        }
+    }
+
+    /// Spawns as [`WeirProcess::spawn`] and waits (up to [`READY_TIMEOUT`]) until it serves.
+    pub fn start<S: AsRef<OsStr>>(args: &[S], dir: &Path, name: &str) -> WeirProcess {
+        let mut process = WeirProcess::spawn(args, dir, name);
+        process.wait_ready(READY_TIMEOUT);
+        process
+    }
+
+    /// Waits for the ready file and parses it; fails, with the log, if the process exits
+    /// first or `timeout` passes.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Ready {
+        if let Some(ready) = self.ready {
+            return ready;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Written to a temporary file and renamed: once it exists, it is whole.
+            if let Ok(text) = std::fs::read_to_string(&self.ready_file) {
+                let ready = parse_ready(&text).unwrap_or_else(|why| {
+                    panic!(
+                        "{}: {why}: {text}\n{}",
+                        self.ready_file.display(),
+                        tail(&self.log())
+                    )
+                });
+                self.ready = Some(ready);
+                return ready;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "weir exited with {status} before it was ready: {}",
+                    tail(&self.log())
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weir wrote no {} within {timeout:?}: {}",
+                self.ready_file.display(),
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ready(&self) -> Ready {
+        self.ready
+            .expect("weir is not known to serve yet: WeirProcess::start or wait_ready first")
+    }
+
+    /// The gRPC address it serves on.
+    pub fn grpc(&self) -> SocketAddr {
+        self.ready().grpc
+    }
+
+    /// The metrics address it serves on, if metrics are on.
+    pub fn metrics(&self) -> Option<SocketAddr> {
+        self.ready().metrics
+    }
+
+    /// When it was spawned.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The child process itself, for a test that signals or waits on it in its own way
+    /// ([`WeirProcess::kill`] and [`WeirProcess::interrupt`] cover SIGKILL and SIGINT).
+    #[allow(dead_code)]
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix); returns its stderr.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log()
+    }
+
+    /// SIGINT, as Ctrl-C sends it.
+    pub fn interrupt(&self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -INT {}: {sent}", self.child.id());
+    }
+
+    /// Waits for the process to exit; returns how, and its stderr.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weir still running after {timeout:?}: {}",
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit 0 and returns its stderr.
+    pub fn wait_success(self, timeout: Duration) -> String {
+        let (status, stderr) = self.wait(timeout);
+        assert!(
+            status.success(),
+            "weir exited with {status}: {}",
+            tail(&stderr)
+        );
+        stderr
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `{"grpc": "HOST:PORT", "metrics": "HOST:PORT" | null}`
+fn parse_ready(text: &str) -> Result<Ready, String> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let addr = |key: &str| -> Result<Option<SocketAddr>, String> {
+        match &json[key] {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("{key}: {s:?} is not an address: {e}")),
+            other => Err(format!("{key}: {other} is not an address")),
+        }
+    };
+    Ok(Ready {
+        grpc: addr("grpc")?.ok_or("no grpc address")?,
+        metrics: addr("metrics")?,
+    })
 }

@@ -2,17 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use weir::row::VIEWS;
+use weir::dataflow::store::ViewStore;
+use weir::row::ViewId;
 use weir::run::{RunConfig, run_bounded_into};
-use weir::store::ViewStore;
 
-use crate::common::{assert_views_eq, mangled_input, run_lines, views_of};
-use crate::oracle::{Params, compute};
-
-fn oracle_views(lines: &[String]) -> crate::oracle::OracleViews {
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    compute(&refs, &Params::default())
-}
+use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
+use crate::oracle::Params;
 
 #[test]
 fn views_equal_the_oracle_on_twenty_seeds() {
@@ -31,7 +26,7 @@ fn views_equal_the_oracle_on_twenty_seeds() {
             ..RunConfig::default()
         };
         let result = run_lines(&lines, &config);
-        let oracle = oracle_views(&lines);
+        let oracle = oracle(&lines, &Params::default());
         assert_views_eq(&views_of(&result), &oracle.views, &format!("seed {seed}"));
         assert_eq!(result.stats.admitted as usize, oracle.valid, "seed {seed}");
         assert_eq!(
@@ -87,11 +82,10 @@ fn every_published_time_equals_the_oracle_over_its_prefix() {
         assert!(previous < Some(as_of), "as_of must move forward");
         previous = Some(as_of);
         let upto = ((as_of as usize + 1) * epoch_lines).min(lines.len());
-        let want = oracle_views(&lines[..upto]);
-        let got = VIEWS
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.name, snapshot.rows(i)))
+        let want = oracle(&lines[..upto], &Params::default());
+        let got = ViewId::VIEWS
+            .into_iter()
+            .map(|v| (v.name(), snapshot.rows(v)))
             .collect();
         assert_views_eq(&got, &want.views, &format!("as_of {as_of}"));
         // Every row of a consistent view has multiplicity one.

@@ -39,11 +39,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
-use weir::decode::{decode, scrub};
+use weir::admit::decode::decode;
+use weir::admit::scrub::scrub;
 use weir::row::{Cell, Row, VIEWS};
 
-use crate::common::{Rng, assert_views_eq, mangled_input, read_parquet, scratch_dir};
-use crate::oracle::{OracleViews, Params, compute};
+use crate::common::{
+    Rng, WeirProcess, assert_views_eq, mangled_input, oracle, read_parquet, scratch_dir, tail,
+};
+use crate::oracle::{OracleViews, Params};
 
 // ------------------------------------------------------------------------------------------
 // The tests
@@ -62,7 +65,7 @@ fn crash_recovery_is_exactly_once() {
     let broker = Broker::start(&root);
     let topic = broker.topic("crash", 4);
     let lines = mangled_input(41, 300_000, 2_000);
-    let oracle = oracle_of(&lines);
+    let oracle = oracle(&lines, &Params::default());
     let producing = Producing::start(&broker.addr, &topic, lines.clone(), 15_000);
 
     // Kill at a random point 1–4 s after each start, at least ten times and until every line
@@ -70,19 +73,23 @@ fn crash_recovery_is_exactly_once() {
     let mut rng = Rng::new(0xC0FFEE);
     let mut starts: Vec<Start> = Vec::new();
     while starts.len() < 10 || !producing.finished() {
-        let log = logs.join(format!("start-{:02}.stderr", starts.len()));
-        let mut weir = Weir::spawn(&live_args(&broker.url(&topic), &out, "0.5", None), &log);
-        let kill_at = weir.started + Duration::from_millis(1_000 + rng.below(3_001) as u64);
+        // Not waiting for the ready file: a kill may land before the run serves.
+        let mut weir = WeirProcess::spawn(
+            &live_args(&broker.url(&topic), &out, "0.5", None),
+            &logs,
+            &format!("start-{:02}", starts.len()),
+        );
+        let kill_at = weir.started() + Duration::from_millis(1_000 + rng.below(3_001) as u64);
         let mut seen_after = None;
         while Instant::now() < kill_at {
-            if seen_after.is_none() && weir.stderr().contains(RECOVERED) {
-                seen_after = Some(weir.started.elapsed());
+            if seen_after.is_none() && weir.log().contains(RECOVERED) {
+                seen_after = Some(weir.started().elapsed());
             }
             assert!(
                 weir.running(),
                 "weir exited by itself before kill {}: {}",
                 starts.len(),
-                tail(&weir.stderr())
+                tail(&weir.log())
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -115,12 +122,12 @@ fn crash_recovery_is_exactly_once() {
     assert_same_lines(&in_topic, &lines, "the topic");
 
     // The last run drains the topic and stops once it has been idle for three seconds.
-    let log = logs.join("final.stderr");
-    let weir = Weir::spawn(
+    let weir = start_live(
         &live_args(&broker.url(&topic), &out, "0.5", Some("3")),
-        &log,
+        &logs,
+        "final",
     );
-    let started = weir.started;
+    let started = weir.started();
     let final_stderr = weir.wait_success(Duration::from_secs(600));
     let final_recovery = parse_recovered(&final_stderr)
         .unwrap_or_else(|| panic!("the final run recovered no checkpoint: {final_stderr}"));
@@ -166,7 +173,7 @@ fn crash_recovery_is_exactly_once() {
 
     // Acceptance 3: the landing zone alone reproduces the live run's views.
     let replay = root.join("replay");
-    weir_bounded(&out, &replay, &logs.join("replay.stderr"));
+    weir_bounded(&out, &replay, &logs, "replay");
     assert_views_eq(&read_views(&replay), &read_views(&out), "replay vs live");
 }
 
@@ -187,7 +194,7 @@ fn a_torn_newest_checkpoint_falls_back() {
     // Checkpoints every 0.3 s while 40,000 lines arrive at ~8K/s: several manifests.
     let producing = Producing::start(&broker.addr, &topic, first.to_vec(), 8_000);
     let args = live_args(&broker.url(&topic), &out, "0.3", Some("2"));
-    let run = Weir::spawn(&args, &logs.join("first.stderr"));
+    let run = start_live(&args, &logs, "first");
     let mut produced = producing.join();
     assert_eq!(produced.lines, first.len());
     let stderr = run.wait_success(Duration::from_secs(300));
@@ -209,8 +216,7 @@ fn a_torn_newest_checkpoint_falls_back() {
     produced.ends.extend(more.ends);
     let in_topic = topic_contents(&broker.addr, &topic, &produced.ends);
     assert_same_lines(&in_topic, &lines, "the topic");
-    let stderr =
-        Weir::spawn(&args, &logs.join("second.stderr")).wait_success(Duration::from_secs(300));
+    let stderr = start_live(&args, &logs, "second").wait_success(Duration::from_secs(300));
     let name = newest.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         stderr
@@ -233,7 +239,7 @@ fn a_torn_newest_checkpoint_falls_back() {
         "the newest complete checkpoint is the one before the torn one"
     );
 
-    let oracle = oracle_of(&lines);
+    let oracle = oracle(&lines, &Params::default());
     assert_views_eq(
         &read_views(&out),
         &oracle.views,
@@ -262,21 +268,19 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
     lines.truncate(20_000);
     let url = format!("kafka://{}/{topic}", proxy.addr);
 
-    let mut weir = Weir::spawn(
-        &live_args(&url, &out, "0.5", Some("6")),
-        &logs.join("weir.stderr"),
-    );
-    let deadline = weir.started + Duration::from_secs(8);
+    // It serves before it reaches for the broker, so it is ready while the broker is down.
+    let mut weir = start_live(&live_args(&url, &out, "0.5", Some("6")), &logs, "weir");
+    let deadline = weir.started() + Duration::from_secs(8);
     while Instant::now() < deadline
-        && (weir.started.elapsed() < Duration::from_secs(3) || !has_kafka_line(&weir.stderr()))
+        && (weir.started().elapsed() < Duration::from_secs(3) || !has_kafka_line(&weir.log()))
     {
-        assert!(weir.running(), "weir exited: {}", tail(&weir.stderr()));
+        assert!(weir.running(), "weir exited: {}", tail(&weir.log()));
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        has_kafka_line(&weir.stderr()),
+        has_kafka_line(&weir.log()),
         "no `weir: kafka:` line while the broker is unreachable: {}",
-        weir.stderr()
+        weir.log()
     );
 
     proxy.up();
@@ -294,7 +298,7 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
     assert!(
         weir.running(),
         "weir stopped before the last line was in the topic: {}",
-        tail(&weir.stderr())
+        tail(&weir.log())
     );
     let stderr = weir.wait_success(Duration::from_secs(300));
     // A produce request cut by the outage may have been stored before it was retried, so a
@@ -309,7 +313,7 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
         lines.len()
     );
 
-    let oracle = oracle_of(&lines);
+    let oracle = oracle(&lines, &Params::default());
     assert_views_eq(&read_views(&out), &oracle.views, "after outages");
     assert_raw_exactly_once(&out, Some(&topic), &lines, &oracle, "outages");
 }
@@ -320,30 +324,25 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
 fn replay_of_a_file_run_landing_matches() {
     let root = scratch_dir("kafka-replay-file");
     let lines = mangled_input(7, 30_000, 1_000);
-    let oracle = oracle_of(&lines);
+    let oracle = oracle(&lines, &Params::default());
     let input = root.join("events.ndjson");
     std::fs::write(&input, lines.join("\n")).unwrap();
 
     let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
-    weir_bounded(&input, &a, &root.join("a.stderr"));
+    weir_bounded(&input, &a, &root, "a");
     assert_views_eq(&read_views(&a), &oracle.views, "file run");
     assert_raw_exactly_once(&a, None, &lines, &oracle, "file run");
 
-    weir_bounded(&a, &b, &root.join("b.stderr"));
+    weir_bounded(&a, &b, &root, "b");
     assert_views_eq(&read_views(&b), &read_views(&a), "replay of the directory");
     let glob = a.join("raw/**/*.parquet");
-    weir_bounded(&glob, &c, &root.join("c.stderr"));
+    weir_bounded(&glob, &c, &root, "c");
     assert_views_eq(&read_views(&c), &read_views(&a), "replay of the raw glob");
 }
 
 // ------------------------------------------------------------------------------------------
 // Checks on what a run wrote
 // ------------------------------------------------------------------------------------------
-
-fn oracle_of(lines: &[String]) -> OracleViews {
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    compute(&refs, &Params::default())
-}
 
 /// Every view file under `dir/views`, checked against its schema, rows sorted like the
 /// oracle's.
@@ -680,8 +679,19 @@ fn live_args(
     args
 }
 
-/// `weir run --input INPUT --out OUT` (a file, a landing directory or a glob) to success.
-fn weir_bounded(input: &Path, out: &Path, log: &Path) {
+/// A live run (see [`live_args`]) started with its stderr in `DIR/NAME.stderr`, once it
+/// serves: it writes its ready file after recovering a checkpoint, before it reaches for the
+/// broker.
+fn start_live(args: &[String], dir: &Path, name: &str) -> WeirProcess {
+    let mut weir = WeirProcess::spawn(args, dir, name);
+    weir.wait_ready(Duration::from_secs(120));
+    weir
+}
+
+/// `weir run --input INPUT --out OUT` (a file, a landing directory or a glob) to success,
+/// its stderr in `DIR/NAME.stderr`. A bounded run serves nothing, so there is no ready file
+/// to wait for.
+fn weir_bounded(input: &Path, out: &Path, dir: &Path, name: &str) {
     let args = [
         "run",
         "--input",
@@ -692,15 +702,7 @@ fn weir_bounded(input: &Path, out: &Path, log: &Path) {
         "2",
     ]
     .map(String::from);
-    Weir::spawn(&args, log).wait_success(Duration::from_secs(300));
-}
-
-fn tail(text: &str) -> &str {
-    let mut start = text.len().saturating_sub(4_000);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+    WeirProcess::spawn(&args, dir, name).wait_success(Duration::from_secs(300));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -711,79 +713,6 @@ fn tail(text: &str) -> &str {
 fn broker_tests_one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A `weir` process whose stderr goes to a file, so it can be read while it runs and after a
-/// SIGKILL. Dropping it kills the process, so a failing test leaves nothing running.
-struct Weir {
-    child: Child,
-    log: PathBuf,
-    started: Instant,
-}
-
-impl Weir {
-    fn spawn(args: &[String], log: &Path) -> Weir {
-        let stderr = File::create(log).unwrap();
-        let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn weir");
-        Weir {
-            child,
-            log: log.to_path_buf(),
-            started,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix); returns its stderr.
-    fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.stderr()
-    }
-
-    /// Waits for the process to exit 0 and returns its stderr.
-    fn wait_success(mut self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let stderr = self.stderr();
-                assert!(
-                    status.success(),
-                    "weir exited with {status}: {}",
-                    tail(&stderr)
-                );
-                return stderr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weir still running after {timeout:?}: {}",
-                tail(&self.stderr())
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// A Kafka-compatible broker: the one `WEIR_KAFKA` names, or a tansu this fixture starts on a

@@ -1,15 +1,15 @@
 //! WebAssembly plugins: hostile components cost only their own events, bad components are
 //! refused with a reason, rule failures are dead-lettered, vectors pass.
 
-use weir::ingest::Admission;
+use weir::admit::Admission;
 use weir::plugins::set::{ConfigError, WasmPlugins, World};
 use weir::plugins::wasm::{Limits, LoadError};
 use weir::plugins::{PluginError, PluginFactory};
 use weir::row::{DEAD_LETTERS, view_schema};
 use weir::run::RunConfig;
 
-use crate::common::{assert_views_eq, mangled_input, run_lines, views_of};
-use crate::oracle::{Params, compute};
+use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
+use crate::oracle::Params;
 
 fn payment(tenant: &str, id: &str, user: &str) -> String {
     format!(
@@ -52,12 +52,13 @@ fn admit_with(
     let mut set = WasmPlugins::new(Limits::default()).unwrap();
     set.add_embedded("normalize-payments", None).unwrap();
     assert_eq!(set.add_embedded(hostile, tenant).unwrap(), World::Transform);
-    let mut admission = Admission::new(set.transforms(), Vec::new());
-    let events = admission.admit(&mixed_lines());
-    let quarantined = admission
-        .into_quarantine()
+    let mut admission = Admission::new(set.transforms());
+    let admitted = admission.admit(&mixed_lines(), 0, false);
+    let events = admitted.events;
+    let quarantined = admitted
+        .rejected
         .into_iter()
-        .map(|q| {
+        .map(|(_, q)| {
             let v: serde_json::Value = serde_json::from_str(&q.raw).unwrap();
             (v["event_id"].as_str().unwrap().to_owned(), q.reason)
         })
@@ -183,7 +184,7 @@ fn the_error_variants_are_typed() {
     ] {
         set.add_embedded(name, None).unwrap();
     }
-    let evil = weir::decode::decode(payment("mallory", "x", "evil").as_bytes()).unwrap();
+    let evil = weir::admit::decode::decode(payment("mallory", "x", "evil").as_bytes()).unwrap();
     let mut transforms = set.transforms();
     let variants: Vec<PluginError> = transforms
         .iter_mut()
@@ -248,8 +249,7 @@ fn a_failing_rule_dead_letters_and_the_views_still_count_every_event() {
             ..RunConfig::default()
         },
     );
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    let oracle = compute(&refs, &Params::default());
+    let oracle = oracle(&lines, &Params::default());
     assert_views_eq(&views_of(&result), &oracle.views, "with a failing rule");
     let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
     let dead_letters = result.store.read(|p| p.rows(dead));
@@ -302,13 +302,14 @@ fn a_transform_that_keeps_failing_is_disabled() {
     };
     let mut set = WasmPlugins::new(limits).unwrap();
     set.add_embedded("hostile-trap", Some("mallory")).unwrap();
-    let mut admission = Admission::new(set.transforms(), Vec::new());
-    let events = admission.admit(&mixed_lines());
+    let mut admission = Admission::new(set.transforms());
+    let admitted = admission.admit(&mixed_lines(), 0, false);
+    let events = admitted.events;
     assert_eq!(events.len(), 80, "acme's events all pass");
-    let reasons: Vec<String> = admission
-        .into_quarantine()
+    let reasons: Vec<String> = admitted
+        .rejected
         .into_iter()
-        .map(|q| q.reason)
+        .map(|(_, q)| q.reason)
         .collect();
     assert_eq!(reasons.len(), 80);
     assert!(
@@ -354,9 +355,9 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
         plugins: std::sync::Arc::new(set),
         ..RunConfig::default()
     };
-    let mut runner = weir::run::Runner::start(
+    let mut runner = weir::run::Driver::start(
         &config,
-        std::sync::Arc::new(weir::store::ViewStore::default()),
+        std::sync::Arc::new(weir::dataflow::store::ViewStore::default()),
     )
     .unwrap();
     runner.feed(&lines);
@@ -367,11 +368,10 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
         .into_iter()
         .find(|v| v.name == "failing_rule")
         .unwrap();
-    let result = runner.finish();
+    let result = runner.finish().unwrap();
     let retired = failing.disabled_at.expect("the failing rule was retired");
     assert!(retired > 0 && retired < 30, "retired at {retired}");
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    let oracle = compute(&refs, &Params::default());
+    let oracle = oracle(&lines, &Params::default());
     assert_views_eq(&views_of(&result), &oracle.views, "with a retired rule");
     let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
     let dead_letters = result.store.read(|p| p.rows(dead)).len();
@@ -384,17 +384,19 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
 fn a_transform_is_called_only_for_the_types_it_accepts() {
     let mut set = WasmPlugins::new(Limits::default()).unwrap();
     set.add_embedded("normalize-payments", None).unwrap();
-    let mut admission = Admission::new(set.transforms(), Vec::new());
+    let mut admission = Admission::new(set.transforms());
     let views: Vec<String> = (0..20)
         .map(|i| page_view("acme", &format!("v{i}"), "alice"))
         .collect();
-    let passed = admission.admit(&views);
+    let passed = admission.admit(&views, 0, false).events;
     assert_eq!(passed.len(), 20);
     assert!(
         set.engine().fuel_by_tenant().is_empty(),
         "page views never enter a payments-only plugin"
     );
-    let paid = admission.admit(&[payment("globex", "p1", "bob")]);
+    let paid = admission
+        .admit(&[payment("globex", "p1", "bob")], 0, false)
+        .events;
     let weir::event::Body::Payment(p) = &paid[0].body else {
         panic!("a payment stays a payment")
     };

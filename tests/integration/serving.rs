@@ -4,23 +4,24 @@
 //! deploy and rollback, and every authentication and authorisation refusal.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use weir::dataflow::store::ViewStore;
 use weir::plugins::embedded;
 use weir::plugins::registry::RuleRegistry;
-use weir::row::{Cell, Row, VIEWS};
-use weir::run::{RunConfig, Runner};
+use weir::row::{Cell, Row, VIEWS, ViewId};
+use weir::run::{Driver, RunConfig};
 use weir::serve::api::{from_row, to_value};
 use weir::serve::proto::{self, plugins_client::PluginsClient, views_client::ViewsClient};
 use weir::serve::{AdminQueue, Caller, ServeConfig, Server, Tokens};
-use weir::store::ViewStore;
 
-use crate::common::{mangled_input, run_lines};
-use crate::oracle::{Params, compute};
+use crate::common::{WeirProcess, mangled_input, oracle, run_lines, scratch_dir, tail};
+use crate::oracle::Params;
 
 const ADMIN: &str = "admin-token";
 const ACME: &str = "acme-token";
@@ -149,8 +150,7 @@ fn list_views_names_every_column_with_its_type() {
 #[test]
 fn queries_return_exactly_the_oracle_rows_and_tenants_only_their_own() {
     let lines = mangled_input(5, 20_000, 400);
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    let want = compute(&refs, &Params::default());
+    let want = oracle(&lines, &Params::default());
     let store = finished_store(&lines);
     let (server, _admin) = serve(store, Arc::default());
     runtime().block_on(async {
@@ -204,7 +204,7 @@ fn as_of_out_of_range_or_no_longer_retained_get_clear_statuses() {
         lockstep: true,
         ..RunConfig::native()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     runner.feed(&mangled_input(8, 1_000, 50));
     let (server, _admin) = serve(store.clone(), Arc::default());
     let latest = store.as_of().unwrap();
@@ -225,7 +225,7 @@ fn as_of_out_of_range_or_no_longer_retained_get_clear_statuses() {
             .unwrap();
         assert_eq!(at, latest - 1);
     });
-    runner.finish();
+    runner.finish().unwrap();
 }
 
 /// Σ `gmv_minute.orders` = Σ `sessions.orders` per tenant (both count every order) in every
@@ -239,7 +239,7 @@ fn concurrent_queries_at_one_as_of_are_never_torn() {
         epoch_lines: 500,
         ..RunConfig::native()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     let (server, _admin) = serve(store.clone(), Arc::default());
     let done = Arc::new(AtomicBool::new(false));
     let checks = Arc::new(AtomicU64::new(0));
@@ -256,7 +256,7 @@ fn concurrent_queries_at_one_as_of_are_never_torn() {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            let result = runner.finish();
+            let result = runner.finish().unwrap();
             done.store(true, Ordering::SeqCst);
             result
         })
@@ -338,7 +338,7 @@ fn subscription_replica_stays_exact_and_sees_late_retractions() {
         lockstep: true,
         ..RunConfig::native()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     runner.feed(&[page_view("a", "10:00:00"), page_view("b", "10:40:00")]);
     let (server, _admin) = serve(store.clone(), Arc::default());
     let rt = runtime();
@@ -394,11 +394,11 @@ fn subscription_replica_stays_exact_and_sees_late_retractions() {
         "both old sessions are retracted: {updates:?}"
     );
     let rows: Vec<Row> = replica.keys().cloned().collect();
-    assert_eq!(rows, store.read(|p| p.rows(3)));
+    assert_eq!(rows, store.read(|p| p.rows(ViewId::Sessions)));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][4], Cell::Int(3), "one session of three events");
     drop(server);
-    runner.finish();
+    runner.finish().unwrap();
 }
 
 /// A tenant's subscription never carries another tenant's row: it equals the admin's
@@ -413,7 +413,7 @@ fn tenant_subscriptions_never_see_other_tenants() {
         lockstep: true,
         ..RunConfig::native()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     let (server, _admin) = serve(store.clone(), Arc::default());
     let rt = runtime();
     let open = |token: &'static str| {
@@ -472,7 +472,7 @@ fn tenant_subscriptions_never_see_other_tenants() {
         .collect();
     assert_eq!(acme_updates, filtered);
     drop(server);
-    runner.finish();
+    runner.finish().unwrap();
 }
 
 /// A subscriber that stops reading is dropped with RESOURCE_EXHAUSTED; the pipeline never
@@ -487,7 +487,7 @@ fn a_slow_subscriber_is_dropped_without_stalling_the_dataflow() {
         lockstep: true,
         ..RunConfig::native()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     let (server, _admin) = serve(store.clone(), Arc::default());
     let rt = runtime();
     let mut stream = rt.block_on(async {
@@ -519,7 +519,7 @@ fn a_slow_subscriber_is_dropped_without_stalling_the_dataflow() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("fell behind"));
     drop(server);
-    runner.finish();
+    runner.finish().unwrap();
 }
 
 /// Deploy a rule version retroactively over the API while input streams, then roll it back:
@@ -527,10 +527,9 @@ fn a_slow_subscriber_is_dropped_without_stalling_the_dataflow() {
 #[test]
 fn deploy_and_rollback_over_the_api() {
     let lines = mangled_input(41, 40_000, 800);
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    let v1 = compute(&refs, &Params::default());
-    let v2 = compute(
-        &refs,
+    let v1 = oracle(&lines, &Params::default());
+    let v2 = oracle(
+        &lines,
         &Params {
             velocity_threshold: 3,
             velocity_switch: None,
@@ -543,7 +542,7 @@ fn deploy_and_rollback_over_the_api() {
         epoch_lines: 1_000,
         ..RunConfig::default()
     };
-    let mut runner = Runner::start(&config, store.clone()).unwrap();
+    let mut runner = Driver::start(&config, store.clone()).unwrap();
     let (server, mut admin) = serve(store.clone(), runner.pipeline().rules().clone());
     let stop = Arc::new(AtomicBool::new(false));
     let fed = Arc::new(AtomicU64::new(u64::MAX));
@@ -562,7 +561,7 @@ fn deploy_and_rollback_over_the_api() {
                 runner.pipeline().advance();
                 std::thread::sleep(Duration::from_millis(5));
             }
-            runner.finish()
+            runner.finish().unwrap()
         })
     };
     let v2_bytes = embedded::component("velocity-v2").unwrap();
@@ -823,44 +822,68 @@ fn every_unauthenticated_or_unauthorised_call_is_refused() {
 /// health says serving, and `/metrics` is valid Prometheus text with the pipeline's metrics.
 #[test]
 fn weir_run_serves_queries_reflection_health_and_metrics() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
+    let run = WeirRun::start();
+    query_prints_a_gmv_table_once_rows_are_published(&run);
+    query_with_a_tenant_token_returns_only_its_rows(&run);
+    query_without_a_token_is_unauthenticated(&run);
+    reflection_lists_the_services_and_health_says_serving(&run);
+    metrics_are_prometheus_text_with_the_pipelines_metrics(&run);
+    plugin_commands_deploy_list_and_roll_back(&run);
+    plugin_list_with_a_tenant_token_is_denied(&run);
+    ctrl_c_drains_and_stops_cleanly(run);
+}
 
-    let exe = env!("CARGO_BIN_EXE_weir");
-    let mut child = Command::new(exe)
-        .args(["run", "--grpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .args(["--rate", "3000", "--status-secs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut grpc, mut metrics) = (None, None);
-    while grpc.is_none() || metrics.is_none() {
-        let line = lines_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Some(rest) = line.strip_prefix("weir: gRPC on ") {
-            grpc = rest.split(' ').next().map(str::to_owned);
-        }
-        if let Some(rest) = line.strip_prefix("weir: metrics on http://") {
-            metrics = rest.strip_suffix("/metrics").map(str::to_owned);
+/// `weir run --rate 3000 --status-secs 1` serving gRPC and metrics on free ports.
+struct WeirRun {
+    process: WeirProcess,
+    /// `HOST:PORT` of the gRPC API.
+    grpc: String,
+    /// `HOST:PORT` of `/metrics`.
+    metrics: String,
+    /// The test's scratch directory: the run's log and ready file, a plugin component.
+    dir: std::path::PathBuf,
+}
+
+impl WeirRun {
+    fn start() -> WeirRun {
+        let dir = scratch_dir("serving-weir-run");
+        let process = WeirProcess::start(
+            &[
+                "run",
+                "--grpc",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--rate",
+                "3000",
+                "--status-secs",
+                "1",
+            ],
+            &dir,
+            "weir",
+        );
+        let grpc = process.grpc().to_string();
+        let metrics = process.metrics().expect("metrics are on").to_string();
+        WeirRun {
+            process,
+            grpc,
+            metrics,
+            dir,
         }
     }
-    let (grpc, metrics) = (grpc.unwrap(), metrics.unwrap());
+}
 
-    // `weir query gmv_minute` with the demo admin token prints a table with rows.
+/// The `weir` binary, as a client.
+fn weir_cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// `weir query gmv_minute` with the demo admin token prints a table with rows.
+fn query_prints_a_gmv_table_once_rows_are_published(run: &WeirRun) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let table = loop {
-        let out = Command::new(exe)
-            .args(["query", "gmv_minute", "--addr", &grpc])
+        let out = weir_cli()
+            .args(["query", "gmv_minute", "--addr", &run.grpc])
             .env("WEIR_TOKEN", "pulsecart-admin-demo")
             .output()
             .unwrap();
@@ -881,13 +904,17 @@ fn weir_run_serves_queries_reflection_health_and_metrics() {
         table.starts_with("tenant_id  currency  minute_start_ms  orders"),
         "{table}"
     );
-    let json = Command::new(exe)
+}
+
+/// `weir query --json` with a tenant's token prints only that tenant's rows.
+fn query_with_a_tenant_token_returns_only_its_rows(run: &WeirRun) {
+    let json = weir_cli()
         .args([
             "query",
             "fraud_alerts",
             "--json",
             "--addr",
-            &grpc,
+            &run.grpc,
             "--token",
             "acme-demo",
         ])
@@ -898,20 +925,26 @@ fn weir_run_serves_queries_reflection_health_and_metrics() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(row["tenant_id"], "acme", "{line}");
     }
-    let refused = Command::new(exe)
-        .args(["query", "gmv_minute", "--addr", &grpc])
+}
+
+fn query_without_a_token_is_unauthenticated(run: &WeirRun) {
+    let refused = weir_cli()
+        .args(["query", "gmv_minute", "--addr", &run.grpc])
         .env_remove("WEIR_TOKEN")
         .output()
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+}
+
+fn reflection_lists_the_services_and_health_says_serving(run: &WeirRun) {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     runtime().block_on(async {
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let channel = Channel::from_shared(format!("http://{grpc}"))
+        let channel = Channel::from_shared(format!("http://{}", run.grpc))
             .unwrap()
             .connect()
             .await
@@ -948,8 +981,15 @@ fn weir_run_serves_queries_reflection_health_and_metrics() {
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
     });
+}
 
-    let mut http = std::net::TcpStream::connect(&metrics).unwrap();
+/// `GET /metrics` is valid Prometheus text carrying the admission, plugin, view-freshness,
+/// gRPC and logical-time metrics.
+fn metrics_are_prometheus_text_with_the_pipelines_metrics(run: &WeirRun) {
+    use std::io::{Read, Write};
+
+    let metrics = &run.metrics;
+    let mut http = std::net::TcpStream::connect(metrics).unwrap();
     write!(
         http,
         "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
@@ -1018,17 +1058,19 @@ fn weir_run_serves_queries_reflection_health_and_metrics() {
             .iter()
             .any(|s| s.metric == "weir_events_duplicate_total")
     );
+}
 
-    // The plugin commands: deploy a rule version, list it, roll it back.
-    let dir = crate::common::scratch_dir("cli-deploy");
-    let component = dir.join("velocity-v2.wasm");
+/// The plugin commands with the demo admin token: deploy a rule version, list it, roll it
+/// back.
+fn plugin_commands_deploy_list_and_roll_back(run: &WeirRun) {
+    let component = run.dir.join("velocity-v2.wasm");
     std::fs::write(&component, embedded::component("velocity-v2").unwrap()).unwrap();
     let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/testdata/velocity-v2/vectors.jsonl");
     let admin = |args: &[&str]| {
-        let out = Command::new(exe)
+        let out = weir_cli()
             .args(args)
-            .args(["--addr", &grpc, "--token", "pulsecart-admin-demo"])
+            .args(["--addr", &run.grpc, "--token", "pulsecart-admin-demo"])
             .output()
             .unwrap();
         assert!(
@@ -1067,19 +1109,27 @@ fn weir_run_serves_queries_reflection_health_and_metrics() {
         rolled.starts_with("rolled velocity back to version 0 "),
         "{rolled}"
     );
-    let denied = Command::new(exe)
-        .args(["plugin", "list", "--addr", &grpc, "--token", "acme-demo"])
+}
+
+fn plugin_list_with_a_tenant_token_is_denied(run: &WeirRun) {
+    let denied = weir_cli()
+        .args([
+            "plugin",
+            "list",
+            "--addr",
+            &run.grpc,
+            "--token",
+            "acme-demo",
+        ])
         .output()
         .unwrap();
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("PermissionDenied"));
+}
 
-    // Ctrl-C drains and stops cleanly.
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+/// Ctrl-C drains and stops cleanly.
+fn ctrl_c_drains_and_stops_cleanly(run: WeirRun) {
+    run.process.interrupt();
+    let (status, log) = run.process.wait(Duration::from_secs(120));
+    assert!(status.success(), "{status:?}: {}", tail(&log));
 }

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use weir::dataflow::store::ViewStore;
 use weir::plugins::embedded;
 use weir::plugins::registry::{Mode, content_hash};
-use weir::run::{RunConfig, Runner};
-use weir::store::ViewStore;
+use weir::run::{Driver, RunConfig};
 
-use crate::common::{assert_views_eq, mangled_input, views_of};
-use crate::oracle::{Params, compute};
+use crate::common::{assert_views_eq, mangled_input, oracle, views_of};
+use crate::oracle::Params;
 
 /// What a run with a swap of `velocity` to threshold 3 at line `at` publishes; then, when
 /// `rollback`, the first version redeployed retroactively at line `rollback_at`.
@@ -24,7 +24,7 @@ fn run_with_swap(
         epoch_lines: 1_000,
         ..RunConfig::default()
     };
-    let mut runner = Runner::start(&config, Arc::new(ViewStore::default())).unwrap();
+    let mut runner = Driver::start(&config, Arc::new(ViewStore::default())).unwrap();
     let v2_bytes = embedded::component("velocity-v2").unwrap();
     let v2_vectors = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +40,12 @@ fn run_with_swap(
         runner
             .pipeline()
             .deploy_rule_component("velocity", &v2_bytes, &v1_vectors, None, mode);
-    assert!(refused.unwrap_err().contains("fails its test vectors"));
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("fails its test vectors")
+    );
     let v1 = runner
         .pipeline()
         .rules()
@@ -72,16 +77,11 @@ fn run_with_swap(
     // Every version stays listed, with the times it was deployed at.
     let listed = runner.pipeline().rules().list();
     assert_eq!(listed[v2 as usize].deployed, vec![(t, mode)]);
-    runner.finish()
+    runner.finish().unwrap()
 }
 
-fn listed_hash(runner: &mut Runner, version: u64) -> String {
+fn listed_hash(runner: &mut Driver, version: u64) -> String {
     runner.pipeline().rules().version(version).unwrap().hash
-}
-
-fn oracle(lines: &[String], params: Params) -> crate::oracle::OracleViews {
-    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    compute(&refs, &params)
 }
 
 /// The input, and the line from which a deploy at a logical-time boundary takes effect.
@@ -95,13 +95,13 @@ fn retroactive_swap_rejudges_every_event() {
     let result = run_with_swap(&lines, at, Mode::Retroactive, None);
     let want = oracle(
         &lines,
-        Params {
+        &Params {
             velocity_threshold: 3,
             velocity_switch: None,
         },
     );
     assert_views_eq(&views_of(&result), &want.views, "retroactive v2");
-    let v1 = oracle(&lines, Params::default());
+    let v1 = oracle(&lines, &Params::default());
     assert_ne!(
         want.views["fraud_alerts"], v1.views["fraud_alerts"],
         "the swap must matter"
@@ -114,7 +114,7 @@ fn from_now_swap_judges_only_later_events() {
     let result = run_with_swap(&lines, at, Mode::FromNow, None);
     let want = oracle(
         &lines,
-        Params {
+        &Params {
             velocity_threshold: 5,
             velocity_switch: Some((at, 3)),
         },
@@ -122,7 +122,7 @@ fn from_now_swap_judges_only_later_events() {
     assert_views_eq(&views_of(&result), &want.views, "from-now v2");
     let retro = oracle(
         &lines,
-        Params {
+        &Params {
             velocity_threshold: 3,
             velocity_switch: None,
         },
@@ -137,7 +137,7 @@ fn from_now_swap_judges_only_later_events() {
 fn rollback_restores_the_first_versions_results() {
     let (lines, at) = input();
     let result = run_with_swap(&lines, at, Mode::FromNow, Some(45_000));
-    let want = oracle(&lines, Params::default());
+    let want = oracle(&lines, &Params::default());
     assert_views_eq(&views_of(&result), &want.views, "rolled back to v1");
 }
 
@@ -159,7 +159,7 @@ fn run_with_transform_swap(lines: &[String], at: usize, mode: Mode) -> weir::run
         plugins: Arc::new(set),
         ..RunConfig::default()
     };
-    let mut runner = Runner::start(&config, Arc::new(ViewStore::default())).unwrap();
+    let mut runner = Driver::start(&config, Arc::new(ViewStore::default())).unwrap();
     runner.retain_history();
     runner.feed(&lines[..at]);
     let mut normalize =
@@ -169,14 +169,14 @@ fn run_with_transform_swap(lines: &[String], at: usize, mode: Mode) -> weir::run
     let t = runner.swap_transform(transform, mode).unwrap();
     assert_eq!(t as usize, at / 1_000);
     runner.feed(&lines[at..]);
-    runner.finish()
+    runner.finish().unwrap()
 }
 
 #[test]
 fn retroactive_transform_swap_reprocesses_every_retained_event() {
     let (lines, at) = input();
     let result = run_with_transform_swap(&lines, at, Mode::Retroactive);
-    let want = oracle(&lines, Params::default());
+    let want = oracle(&lines, &Params::default());
     assert_views_eq(
         &views_of(&result),
         &want.views,
@@ -206,7 +206,7 @@ fn from_now_transform_swap_leaves_earlier_events_as_they_were() {
         "{statuses:?}"
     );
     assert!(statuses.contains("captured"), "{statuses:?}");
-    let want = oracle(&lines, Params::default());
+    let want = oracle(&lines, &Params::default());
     assert_eq!(
         result.stats.admitted as usize, want.valid,
         "no event lost or doubled"

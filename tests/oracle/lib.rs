@@ -6,14 +6,14 @@
 //! incremental state.
 //!
 //! It is deliberately *independent* of the runtime: apart from the decoder
-//! (`weir::decode::decode`), the event types (`weir::event`) and the row schemas (`weir::row`),
+//! (`weir::admit::decode::decode`), the event types (`weir::event`) and the row schemas (`weir::row`),
 //! nothing here comes from `weir`. Deduplication, the canonical payment-status table (SPEC §1),
 //! and every view and fraud rule are re-implemented here in the most direct form, so that the
 //! exactness tests compare two implementations that could only agree by both being right.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use weir::decode::decode;
+use weir::admit::decode::decode;
 use weir::event::{Body, Event, Millis, OrderPlaced, Payment};
 use weir::row::{self, Cell, Row};
 

@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::generator::{GenConfig, Generator};
+use weir::dataflow::store::ViewStore;
 use weir::plugins::PluginFactory;
 use weir::plugins::native::NativePlugins;
 use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
 use weir::row::{FRAUD_ALERTS, view_schema};
-use weir::run::{RunConfig, Runner};
+use weir::run::{Driver, RunConfig};
 use weir::serve::{Caller, ServeConfig, Server, Tokens};
-use weir::store::ViewStore;
+use weir::source::generator::{GenConfig, Generator};
 
 struct Args {
     events: usize,
@@ -82,11 +82,11 @@ fn throughput(args: &Args) -> (f64, usize) {
         ..RunConfig::default()
     };
     let started = Instant::now();
-    let mut runner = Runner::start(&config, Arc::new(ViewStore::default())).expect("start");
+    let mut runner = Driver::start(&config, Arc::new(ViewStore::default())).expect("start");
     for chunk in lines.chunks(4_096) {
         runner.feed(chunk);
     }
-    runner.finish();
+    runner.finish().unwrap();
     (args.events as f64 / started.elapsed().as_secs_f64(), bytes)
 }
 
@@ -131,7 +131,7 @@ fn latency(args: &Args) -> Latency {
     let sink = published.clone();
     let mut last_alerts = 0usize;
     store.observe(move |p| {
-        let alerts = p.views[alerts_view].len();
+        let alerts = p.view(alerts_view).len();
         let changed = alerts != last_alerts;
         last_alerts = alerts;
         sink.lock()
@@ -145,7 +145,7 @@ fn latency(args: &Args) -> Latency {
         epoch_lines: per_tick,
         ..RunConfig::default()
     };
-    let mut runner = Runner::start(&config, store.clone()).expect("start");
+    let mut runner = Driver::start(&config, store.clone()).expect("start");
     let mut tokens = Tokens::default();
     tokens.insert(BENCH_TOKEN, Caller::Admin).expect("a token");
     let serve = ServeConfig {
@@ -178,7 +178,7 @@ fn latency(args: &Args) -> Latency {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let queries = queries.join().expect("the query client");
     drop(server);
-    runner.finish();
+    runner.finish().unwrap();
     let published = published.lock().unwrap();
     // A time is visible at the first publication at or after it.
     let visible = |epoch: u64| {

@@ -21,37 +21,121 @@ const CORE_HEADER: &[u8] = b"\0asm\x01\0\0\0";
 /// `\0asm`, version 13, layer 1: a component.
 const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\0\x01\0";
 
+/// Why a plugin crate could not be built, or a module turned into a component. Each message
+/// says what to fix; a cause (an I/O or cargo error) is part of the message, not a
+/// separate source, so a chain printer does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("not a WebAssembly module (bad magic number or version)")]
+    NotWasm,
+    #[error(
+        "the module carries no WIT world: build it with weir-plugin-sdk (its \
+         export_transform! or export_rule! embeds the world) for {WASM_TARGET}"
+    )]
+    NoWorld,
+    #[error(
+        "not a weir plugin module: {0} (build it with weir-plugin-sdk, which embeds the \
+         WIT world, for {WASM_TARGET})"
+    )]
+    NotPluginModule(String),
+    #[error(
+        "the module does not implement a weir:plugin world: {0} (a plugin exports its \
+         function with weir_plugin_sdk::export_transform! or export_rule!, and imports \
+         nothing: build it for {WASM_TARGET}, not for WASI)"
+    )]
+    NoPluginWorld(String),
+    #[error("cannot open plugin crate {dir}: {cause}")]
+    OpenCrate { dir: PathBuf, cause: std::io::Error },
+    #[error("{dir} is not a plugin crate: it has no Cargo.toml")]
+    NoManifest { dir: PathBuf },
+    #[error("cannot run {cargo}: {cause} (is cargo installed?)")]
+    RunCargo {
+        cargo: String,
+        cause: std::io::Error,
+    },
+    #[error("cargo build of {dir} failed ({status}):\n{tail}")]
+    CargoBuild {
+        dir: PathBuf,
+        status: std::process::ExitStatus,
+        /// The last lines cargo printed on stderr.
+        tail: String,
+    },
+    #[error("cargo build succeeded but {path} is unreadable: {cause}")]
+    ModuleUnreadable {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("cannot run cargo metadata: {0} (is cargo installed?)")]
+    RunMetadata(std::io::Error),
+    #[error("cargo metadata failed on {manifest}: {stderr}")]
+    Metadata { manifest: PathBuf, stderr: String },
+    #[error("cargo metadata printed something unreadable: {0}")]
+    MetadataUnreadable(serde_json::Error),
+    #[error("cargo metadata gave no target directory")]
+    NoTargetDirectory,
+    #[error("{manifest}: {cause}")]
+    Manifest {
+        manifest: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "{manifest} is a workspace manifest, not a plugin crate: point at the plugin's own \
+         directory"
+    )]
+    WorkspaceManifest { manifest: PathBuf },
+    #[error(
+        "{package} builds no WebAssembly module: add `[lib] crate-type = \
+         [\"cdylib\"]` to its Cargo.toml"
+    )]
+    NoCdylib { package: String },
+    #[error("the {WASM_TARGET} target is not installed: run `rustup target add {WASM_TARGET}`")]
+    NoWasmTarget,
+}
+
+impl BuildError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::NotWasm => "not_wasm",
+            BuildError::NoWorld => "no_wit_world",
+            BuildError::NotPluginModule(_) => "not_a_plugin_module",
+            BuildError::NoPluginWorld(_) => "no_plugin_world_implemented",
+            BuildError::OpenCrate { .. } => "open_crate",
+            BuildError::NoManifest { .. } => "no_manifest",
+            BuildError::RunCargo { .. } => "run_cargo",
+            BuildError::CargoBuild { .. } => "cargo_build",
+            BuildError::ModuleUnreadable { .. } => "module_unreadable",
+            BuildError::RunMetadata(_) => "run_cargo_metadata",
+            BuildError::Metadata { .. } => "cargo_metadata",
+            BuildError::MetadataUnreadable(_) => "cargo_metadata_unreadable",
+            BuildError::NoTargetDirectory => "no_target_directory",
+            BuildError::Manifest { .. } => "manifest",
+            BuildError::WorkspaceManifest { .. } => "workspace_manifest",
+            BuildError::NoCdylib { .. } => "no_cdylib",
+            BuildError::NoWasmTarget => "no_wasm_target",
+        }
+    }
+}
+
 /// Turns a core module built against the WIT (with wit-bindgen's embedded type section) into a
 /// component. Bytes that already are a component are returned unchanged: the host checks what
 /// any component imports and exports when it loads it.
-pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, BuildError> {
     match core.get(..8) {
         Some(header) if header == CORE_HEADER => {}
         Some(header) if header == COMPONENT_HEADER => return Ok(core.to_vec()),
-        _ => return Err("not a WebAssembly module (bad magic number or version)".into()),
+        _ => return Err(BuildError::NotWasm),
     }
     if !has_component_type(core) {
-        return Err(format!(
-            "the module carries no WIT world: build it with weir-plugin-sdk (its \
-             export_transform! or export_rule! embeds the world) for {WASM_TARGET}"
-        ));
+        return Err(BuildError::NoWorld);
     }
     let mut encoder = wit_component::ComponentEncoder::default()
         .module(core)
-        .map_err(|e| {
-            format!(
-                "not a weir plugin module: {e:#} (build it with weir-plugin-sdk, which embeds the \
-                 WIT world, for {WASM_TARGET})"
-            )
-        })?
+        .map_err(|e| BuildError::NotPluginModule(format!("{e:#}")))?
         .validate(true);
-    encoder.encode().map_err(|e| {
-        format!(
-            "the module does not implement a weir:plugin world: {e:#} (a plugin exports its \
-             function with weir_plugin_sdk::export_transform! or export_rule!, and imports \
-             nothing: build it for {WASM_TARGET}, not for WASI)"
-        )
-    })
+    encoder
+        .encode()
+        .map_err(|e| BuildError::NoPluginWorld(format!("{e:#}")))
 }
 
 /// Whether a core module has a `component-type*` custom section: the WIT world `wit-bindgen`
@@ -102,16 +186,17 @@ pub fn component(name: &str) -> Option<Vec<u8>> {
 /// Builds a plugin crate directory into a component: `cargo build --release --target
 /// wasm32-unknown-unknown` (into the target directory of the crate's workspace), then
 /// [`componentize`]. Errors say what to fix.
-pub fn build_crate(dir: &Path) -> Result<Vec<u8>, String> {
+pub fn build_crate(dir: &Path) -> Result<Vec<u8>, BuildError> {
     // Cargo runs inside the crate, so a relative path must not be taken relative to it.
-    let dir = &std::path::absolute(dir)
-        .map_err(|e| format!("cannot open plugin crate {}: {e}", dir.display()))?;
+    let dir = &std::path::absolute(dir).map_err(|cause| BuildError::OpenCrate {
+        dir: dir.to_owned(),
+        cause,
+    })?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(format!(
-            "{} is not a plugin crate: it has no Cargo.toml",
-            dir.display()
-        ));
+        return Err(BuildError::NoManifest {
+            dir: dir.to_owned(),
+        });
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let (lib_name, target_dir) = locate_cdylib(&cargo, &manifest)?;
@@ -124,37 +209,38 @@ pub fn build_crate(dir: &Path) -> Result<Vec<u8>, String> {
         .arg(&manifest)
         .current_dir(dir);
     scrub_cargo_env(&mut build);
-    let output = build
-        .output()
-        .map_err(|e| format!("cannot run {}: {e} (is cargo installed?)", cargo.display()))?;
+    let output = build.output().map_err(|cause| BuildError::RunCargo {
+        cargo: cargo.display().to_string(),
+        cause,
+    })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!(
-            "cargo build of {} failed ({}):\n{}",
-            dir.display(),
-            output.status,
-            tail.join("\n")
-        ));
+        return Err(BuildError::CargoBuild {
+            dir: dir.to_owned(),
+            status: output.status,
+            tail: tail.join("\n"),
+        });
     }
 
     let module_path = target_dir
         .join(WASM_TARGET)
         .join("release")
         .join(format!("{}.wasm", lib_name.replace('-', "_")));
-    let core = std::fs::read(&module_path).map_err(|e| {
-        format!(
-            "cargo build succeeded but {} is unreadable: {e}",
-            module_path.display()
-        )
+    let core = std::fs::read(&module_path).map_err(|cause| BuildError::ModuleUnreadable {
+        path: module_path.clone(),
+        cause,
     })?;
     componentize(&core)
 }
 
 /// The `cdylib` target's name of the package `manifest` and the target directory of its
 /// workspace, from `cargo metadata`.
-fn locate_cdylib(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<(String, PathBuf), String> {
+fn locate_cdylib(
+    cargo: &std::ffi::OsStr,
+    manifest: &Path,
+) -> Result<(String, PathBuf), BuildError> {
     let mut metadata = Command::new(cargo);
     metadata
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -162,25 +248,25 @@ fn locate_cdylib(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<(String, Pa
         .arg(manifest)
         .current_dir(manifest.parent().unwrap_or(Path::new(".")));
     scrub_cargo_env(&mut metadata);
-    let output = metadata
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e} (is cargo installed?)"))?;
+    let output = metadata.output().map_err(BuildError::RunMetadata)?;
     if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed on {}: {}",
-            manifest.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(BuildError::Metadata {
+            manifest: manifest.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cargo metadata printed something unreadable: {e}"))?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(BuildError::MetadataUnreadable)?;
     let target_dir = metadata["target_directory"]
         .as_str()
         .map(PathBuf::from)
-        .ok_or("cargo metadata gave no target directory")?;
+        .ok_or(BuildError::NoTargetDirectory)?;
     let wanted = manifest
         .canonicalize()
-        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+        .map_err(|cause| BuildError::Manifest {
+            manifest: manifest.to_owned(),
+            cause,
+        })?;
     let package = metadata["packages"]
         .as_array()
         .into_iter()
@@ -191,12 +277,8 @@ fn locate_cdylib(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<(String, Pa
                 .and_then(|m| Path::new(m).canonicalize().ok())
                 .is_some_and(|m| m == wanted)
         })
-        .ok_or_else(|| {
-            format!(
-                "{} is a workspace manifest, not a plugin crate: point at the plugin's own \
-                 directory",
-                manifest.display()
-            )
+        .ok_or_else(|| BuildError::WorkspaceManifest {
+            manifest: manifest.to_owned(),
         })?;
     let package_name = package["name"].as_str().unwrap_or("the crate");
     let cdylib = package["targets"]
@@ -209,24 +291,18 @@ fn locate_cdylib(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<(String, Pa
                 .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
         })
         .and_then(|t| t["name"].as_str())
-        .ok_or_else(|| {
-            format!(
-                "{package_name} builds no WebAssembly module: add `[lib] crate-type = \
-                 [\"cdylib\"]` to its Cargo.toml"
-            )
+        .ok_or_else(|| BuildError::NoCdylib {
+            package: package_name.to_owned(),
         })?;
     Ok((cdylib.to_owned(), target_dir))
 }
 
 /// Fails with the fix when the toolchain that builds `dir` lacks the wasm target.
-fn check_wasm_target(dir: &Path) -> Result<(), String> {
-    let installed = target_installed(dir, WASM_TARGET);
-    if installed {
+fn check_wasm_target(dir: &Path) -> Result<(), BuildError> {
+    if target_installed(dir, WASM_TARGET) {
         Ok(())
     } else {
-        Err(format!(
-            "the {WASM_TARGET} target is not installed: run `rustup target add {WASM_TARGET}`"
-        ))
+        Err(BuildError::NoWasmTarget)
     }
 }
 
@@ -313,22 +389,26 @@ mod tests {
         let built = build_crate(&plugins.join("velocity")).expect("velocity builds");
         assert_eq!(Some(built), component("velocity"));
 
-        let err = build_crate(&plugins.join("no-such-plugin")).unwrap_err();
+        let err = build_crate(&plugins.join("no-such-plugin"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no Cargo.toml"), "{err}");
-        let err = build_crate(&plugins).unwrap_err();
+        let err = build_crate(&plugins).unwrap_err().to_string();
         assert!(err.contains("workspace manifest"), "{err}");
     }
 
     #[test]
     fn componentize_explains_bad_input() {
-        let err = componentize(b"not wasm").unwrap_err();
+        let err = componentize(b"not wasm").unwrap_err().to_string();
         assert!(err.contains("not a WebAssembly module"), "{err}");
         // A valid, empty core module: no world in it, nothing exported.
-        let err = componentize(CORE_HEADER).unwrap_err();
+        let err = componentize(CORE_HEADER).unwrap_err().to_string();
         assert!(err.contains("no WIT world"), "{err}");
         // A truncated plugin module.
         let (_, module) = MODULES[0];
-        let err = componentize(&module[..module.len() / 2]).unwrap_err();
+        let err = componentize(&module[..module.len() / 2])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("weir"), "{err}");
     }
 }

@@ -137,8 +137,8 @@ pub trait Rule: Send {
 pub trait PluginFactory: Send + Sync {
     fn transforms(&self) -> Vec<Box<dyn Transform>>;
     fn rules(&self) -> Vec<Box<dyn Rule>>;
-    /// The rules as versions to register: name, content hash, tenant scope, and a maker.
-    fn rule_makers(&self) -> Vec<(String, String, Option<String>, registry::RuleMaker)>;
+    /// The rules as versions to register.
+    fn rule_makers(&self) -> Vec<registry::RuleSpec>;
     /// Plugins (by the name they report) disabled for failing too often.
     fn disabled(&self) -> Vec<String> {
         Vec::new()

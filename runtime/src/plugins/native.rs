@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::registry::{RuleMaker, content_hash};
+use super::registry::{RuleMaker, RuleSpec, content_hash};
 use super::{Alert, PluginError, PluginFactory, Rule, RuleEventKind, RuleInput, Transform};
 use crate::event::{Body, Event, status};
 
@@ -152,7 +152,7 @@ impl PluginFactory for NativePlugins {
             Box::new(AmountAnomaly),
         ]
     }
-    fn rule_makers(&self) -> Vec<(String, String, Option<String>, RuleMaker)> {
+    fn rule_makers(&self) -> Vec<RuleSpec> {
         let makers: [RuleMaker; 3] = [
             Arc::new(|| Box::new(Velocity::default())),
             Arc::new(|| Box::new(CardTesting)),
@@ -160,10 +160,15 @@ impl PluginFactory for NativePlugins {
         ];
         makers
             .into_iter()
-            .map(|make| {
-                let name = make().name().to_owned();
+            .map(|maker| {
+                let name = maker().name().to_owned();
                 let hash = content_hash(format!("native:{name}").as_bytes());
-                (name, hash, None, make)
+                RuleSpec {
+                    name,
+                    hash,
+                    tenant: None,
+                    maker,
+                }
             })
             .collect()
     }

@@ -13,13 +13,60 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::Rule;
-use crate::views::Time;
+use crate::time::Time;
 
 /// A version's id in the registry (its position in the list).
 pub type VersionId = u64;
 
 /// Makes a fresh instance of a rule version; every worker makes its own.
 pub type RuleMaker = Arc<dyn Fn() -> Box<dyn Rule> + Send + Sync>;
+
+/// A rule as a plugin set offers it, ready to be registered as a version.
+#[derive(Clone)]
+pub struct RuleSpec {
+    /// The name its alerts carry in `fraud_alerts.rule`.
+    pub name: String,
+    /// The content hash (see [`content_hash`]).
+    pub hash: String,
+    /// `Some(t)`: only tenant `t`'s events reach it.
+    pub tenant: Option<String>,
+    pub maker: RuleMaker,
+}
+
+/// Why the registry refused a deploy or a checkpoint's rules.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no rule version {0}")]
+    NoVersion(VersionId),
+    #[error("rule version {id} ({name} {hash}) of the checkpoint is not registered")]
+    NotRegistered {
+        id: VersionId,
+        name: String,
+        hash: String,
+    },
+    #[error(
+        "the checkpoint was taken with rule {saved_name} {saved_hash} as version {id}, this run has {name} {hash}: \
+         start with the plugins the checkpoint was taken with, or with a fresh --out"
+    )]
+    CheckpointMismatch {
+        id: VersionId,
+        saved_name: String,
+        saved_hash: String,
+        name: String,
+        hash: String,
+    },
+}
+
+impl RegistryError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NoVersion(_) => "no_rule_version",
+            RegistryError::NotRegistered { .. } => "rule_version_not_registered",
+            RegistryError::CheckpointMismatch { .. } => "checkpoint_rule_mismatch",
+        }
+    }
+}
 
 /// How a deploy takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -101,18 +148,18 @@ pub struct RuleRegistry {
 
 impl RuleRegistry {
     /// Registers a version (not yet deployed); returns its id.
-    pub fn register(
-        &self,
-        name: &str,
-        hash: String,
-        tenant: Option<String>,
-        maker: RuleMaker,
-    ) -> VersionId {
+    pub fn register(&self, spec: RuleSpec) -> VersionId {
+        let RuleSpec {
+            name,
+            hash,
+            tenant,
+            maker,
+        } = spec;
         let mut versions = self.versions.write().unwrap();
         let id = versions.len() as VersionId;
         versions.push(RuleVersion {
             id,
-            name: name.to_owned(),
+            name,
             hash,
             tenant,
             deployed: Vec::new(),
@@ -124,15 +171,8 @@ impl RuleRegistry {
     }
 
     /// As [`RuleRegistry::register`], for a component uploaded while running.
-    pub fn register_uploaded(
-        &self,
-        name: &str,
-        hash: String,
-        tenant: Option<String>,
-        maker: RuleMaker,
-        component: Arc<[u8]>,
-    ) -> VersionId {
-        let id = self.register(name, hash, tenant, maker);
+    pub fn register_uploaded(&self, spec: RuleSpec, component: Arc<[u8]>) -> VersionId {
+        let id = self.register(spec);
         self.versions.write().unwrap()[id as usize].component = Some(component);
         id
     }
@@ -159,21 +199,24 @@ impl RuleRegistry {
     /// Makes the deployments what `saved` recorded; returns the changes to the deployments
     /// collection. The versions must already be registered in the same order (the configured
     /// ones at start, then the uploaded ones put back from the checkpoint).
-    pub fn restore(&self, saved: &SavedRules) -> Result<Vec<(Deployment, isize)>, String> {
+    pub fn restore(&self, saved: &SavedRules) -> Result<Vec<(Deployment, isize)>, RegistryError> {
         let mut versions = self.versions.write().unwrap();
         for (id, s) in saved.versions.iter().enumerate() {
             let Some(v) = versions.get_mut(id) else {
-                return Err(format!(
-                    "rule version {id} ({} {}) of the checkpoint is not registered",
-                    s.name, s.hash
-                ));
+                return Err(RegistryError::NotRegistered {
+                    id: id as VersionId,
+                    name: s.name.clone(),
+                    hash: s.hash.clone(),
+                });
             };
             if v.name != s.name || v.hash != s.hash {
-                return Err(format!(
-                    "the checkpoint was taken with rule {} {} as version {id}, this run has {} {}: \
-                     start with the plugins the checkpoint was taken with, or with a fresh --out",
-                    s.name, s.hash, v.name, v.hash
-                ));
+                return Err(RegistryError::CheckpointMismatch {
+                    id: id as VersionId,
+                    saved_name: s.name.clone(),
+                    saved_hash: s.hash.clone(),
+                    name: v.name.clone(),
+                    hash: v.hash.clone(),
+                });
             }
             v.deployed = s.deployed.clone();
             v.disabled_at = s.disabled_at;
@@ -206,11 +249,11 @@ impl RuleRegistry {
         version: VersionId,
         mode: Mode,
         at: Time,
-    ) -> Result<Vec<(Deployment, isize)>, String> {
+    ) -> Result<Vec<(Deployment, isize)>, RegistryError> {
         let mut versions = self.versions.write().unwrap();
         let v = versions
             .get_mut(version as usize)
-            .ok_or_else(|| format!("no rule version {version}"))?;
+            .ok_or(RegistryError::NoVersion(version))?;
         v.deployed.push((at, mode));
         let (name, tenant) = (v.name.clone(), v.tenant.clone());
         let mut active = self.active.write().unwrap();

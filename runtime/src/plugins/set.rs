@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use super::embedded;
-use super::registry::{RuleMaker, content_hash};
+use super::registry::{RuleMaker, RuleRegistry, RuleSpec, VersionId, content_hash};
+use super::vectors::VectorError;
 use super::wasm::{Limits, LoadError, WasmEngine, WasmRule, WasmTransform};
 use super::{Alert, PluginError, PluginFactory, Rule, RuleInput, Transform};
 use crate::event::Event;
@@ -61,8 +62,52 @@ pub enum ConfigError {
     NoWorld { name: String, detail: String },
     #[error("plugin {0} is not embedded in this binary")]
     NotEmbedded(String),
-    #[error("{0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(LoadError),
+}
+
+impl ConfigError {
+    /// The stable, machine-readable code of the variant; a plugin that failed to load keeps
+    /// the code of why.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Load { source, .. } => source.code(),
+            ConfigError::NoWorld { .. } => "no_plugin_world",
+            ConfigError::NotEmbedded(_) => "not_embedded",
+            ConfigError::Engine(e) => e.code(),
+        }
+    }
+}
+
+/// Why an uploaded rule component was refused: nothing of it was registered.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{name} is a transform; only rules are swapped while the pipeline runs (restart with --plugin {name}=FILE)"
+    )]
+    Transform { name: String },
+    #[error(transparent)]
+    Vectors(#[from] VectorError),
+    #[error("{name} fails its test vectors ({passed} passed): {}", .failures.join("; "))]
+    FailsVectors {
+        name: String,
+        passed: usize,
+        failures: Vec<String>,
+    },
+}
+
+impl UploadError {
+    /// The stable, machine-readable code of the variant; a wrapped error keeps its own.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UploadError::Config(e) => e.code(),
+            UploadError::Transform { .. } => "not_a_rule",
+            UploadError::Vectors(e) => e.code(),
+            UploadError::FailsVectors { .. } => "fails_vectors",
+        }
+    }
 }
 
 impl WasmPlugins {
@@ -170,22 +215,27 @@ impl PluginFactory for WasmPlugins {
     fn rules(&self) -> Vec<Box<dyn Rule>> {
         self.rule_makers()
             .into_iter()
-            .map(|(_, _, _, make)| make())
+            .map(|spec| (spec.maker)())
             .collect()
     }
-    fn rule_makers(&self) -> Vec<(String, String, Option<String>, RuleMaker)> {
+    fn rule_makers(&self) -> Vec<RuleSpec> {
         self.entries
             .iter()
             .filter_map(|e| match &e.plugin {
                 Loaded::Rule(r) => {
                     let (rule, tenant) = (r.clone(), e.tenant.clone());
-                    let make: RuleMaker = Arc::new(move || {
+                    let maker: RuleMaker = Arc::new(move || {
                         Box::new(Scoped {
                             tenant: tenant.clone(),
                             inner: rule.clone(),
                         }) as Box<dyn Rule>
                     });
-                    Some((rule_name(&e.name), e.hash.clone(), e.tenant.clone(), make))
+                    Some(RuleSpec {
+                        name: rule_name(&e.name),
+                        hash: e.hash.clone(),
+                        tenant: e.tenant.clone(),
+                        maker,
+                    })
                 }
                 Loaded::Transform(_) => None,
             })
@@ -256,43 +306,53 @@ impl<P: Rule> Rule for Scoped<P> {
     }
 }
 
-/// The default set, compiled once per process and shared.
-pub fn shared_defaults() -> Result<Arc<WasmPlugins>, String> {
-    static DEFAULTS: std::sync::OnceLock<Result<Arc<WasmPlugins>, String>> =
+/// The default set, compiled once per process and shared. The error is shared too: every
+/// caller after the first gets the same one.
+pub fn shared_defaults() -> Result<Arc<WasmPlugins>, Arc<ConfigError>> {
+    static DEFAULTS: std::sync::OnceLock<Result<Arc<WasmPlugins>, Arc<ConfigError>>> =
         std::sync::OnceLock::new();
     DEFAULTS
-        .get_or_init(|| {
-            WasmPlugins::defaults()
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
+        .get_or_init(|| WasmPlugins::defaults().map(Arc::new).map_err(Arc::new))
         .clone()
 }
 
-/// A rule component checked for deployment: it compiles, implements the rule world, and
-/// passes its test vectors. Returns what the registry needs to register it as a version.
-pub fn validate_rule(
+/// Checks an uploaded rule component and registers it as a new version (not yet deployed);
+/// returns the version and the component's content hash. It must compile, implement the rule
+/// world, and pass `vectors`; otherwise nothing is registered.
+pub fn upload_rule(
+    registry: &RuleRegistry,
+    name: &str,
+    bytes: Arc<[u8]>,
+    vectors: &str,
+    tenant: Option<&str>,
+) -> Result<(VersionId, String), UploadError> {
+    let spec = validate_rule(name, &bytes, vectors, tenant)?;
+    let hash = spec.hash.clone();
+    Ok((registry.register_uploaded(spec, bytes), hash))
+}
+
+fn validate_rule(
     name: &str,
     bytes: &[u8],
     vectors: &str,
     tenant: Option<&str>,
-) -> Result<(String, String, Option<String>, RuleMaker), String> {
-    let mut set = WasmPlugins::new(Limits::default()).map_err(|e| e.to_string())?;
-    match set.add(name, bytes, tenant).map_err(|e| e.to_string())? {
+) -> Result<RuleSpec, UploadError> {
+    let mut set = WasmPlugins::new(Limits::default())?;
+    match set.add(name, bytes, tenant)? {
         World::Rule => {}
         World::Transform => {
-            return Err(format!(
-                "{name} is a transform; only rules are swapped while the pipeline runs (restart with --plugin {name}=FILE)"
-            ));
+            return Err(UploadError::Transform {
+                name: name.to_owned(),
+            });
         }
     }
     let report = super::vectors::check(&set, name, vectors)?;
     if !report.ok() {
-        return Err(format!(
-            "{name} fails its test vectors ({} passed): {}",
-            report.passed,
-            report.failures.join("; ")
-        ));
+        return Err(UploadError::FailsVectors {
+            name: name.to_owned(),
+            passed: report.passed,
+            failures: report.failures,
+        });
     }
     Ok(set.rule_makers().remove(0))
 }

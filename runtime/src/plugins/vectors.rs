@@ -10,8 +10,48 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::set::{WasmPlugins, World};
-use super::{Rule, RuleInput, Transform};
-use crate::decode;
+use super::{PluginError, Rule, RuleInput, Transform};
+use crate::admit::decode;
+
+/// Why a vector file cannot be run, or why one vector failed (a [`Report`] line).
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    #[error("no plugin named {0}")]
+    NoPlugin(String),
+    #[error("not a transform vector: {0}")]
+    NotTransformVector(serde_json::Error),
+    #[error("not a rule vector: {0}")]
+    NotRuleVector(serde_json::Error),
+    #[error("input is not a valid event: {0}")]
+    InvalidInput(decode::Reason),
+    #[error("a vector needs \"output\" or \"error\": true")]
+    NoExpectation,
+    #[error("plugin failed: {0}")]
+    PluginFailed(PluginError),
+    #[error("expected an error, got {0} events")]
+    ExpectedError(usize),
+    #[error("expected {want}, got {got}")]
+    WrongOutput { want: Value, got: Value },
+    #[error("expected alerts {want:?}, got {got:?}")]
+    WrongAlerts { want: Vec<String>, got: Vec<String> },
+}
+
+impl VectorError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VectorError::NoPlugin(_) => "no_plugin",
+            VectorError::NotTransformVector(_) => "not_a_transform_vector",
+            VectorError::NotRuleVector(_) => "not_a_rule_vector",
+            VectorError::InvalidInput(_) => "vector_input_invalid",
+            VectorError::NoExpectation => "vector_expects_nothing",
+            VectorError::PluginFailed(_) => "vector_plugin_failed",
+            VectorError::ExpectedError(_) => "vector_expected_error",
+            VectorError::WrongOutput { .. } => "vector_wrong_output",
+            VectorError::WrongAlerts { .. } => "vector_wrong_alerts",
+        }
+    }
+}
 
 /// The outcome of a vector file.
 #[derive(Debug, Default)]
@@ -45,12 +85,12 @@ struct RuleVector {
 }
 
 /// Runs `vectors` (JSON lines) against the plugin `name` of `set`.
-pub fn check(set: &WasmPlugins, name: &str, vectors: &str) -> Result<Report, String> {
+pub fn check(set: &WasmPlugins, name: &str, vectors: &str) -> Result<Report, VectorError> {
     let (_, world, _) = set
         .list()
         .into_iter()
         .find(|(n, _, _)| n == name)
-        .ok_or_else(|| format!("no plugin named {name}"))?;
+        .ok_or_else(|| VectorError::NoPlugin(name.to_owned()))?;
     let mut report = Report::default();
     let mut transforms = super::PluginFactory::transforms(set);
     let mut rules = super::PluginFactory::rules(set);
@@ -77,11 +117,11 @@ pub fn check(set: &WasmPlugins, name: &str, vectors: &str) -> Result<Report, Str
     Ok(report)
 }
 
-fn check_transform(plugin: &mut dyn Transform, line: &str) -> Result<(), String> {
+fn check_transform(plugin: &mut dyn Transform, line: &str) -> Result<(), VectorError> {
     let vector: TransformVector =
-        serde_json::from_str(line).map_err(|e| format!("not a transform vector: {e}"))?;
+        serde_json::from_str(line).map_err(VectorError::NotTransformVector)?;
     let raw = serde_json::to_vec(&vector.input).expect("a JSON value serialises");
-    let mut event = decode::decode(&raw).map_err(|r| format!("input is not a valid event: {r}"))?;
+    let mut event = decode::decode(&raw).map_err(VectorError::InvalidInput)?;
     // Fields decoding does not read but a vector may set on a payment.
     if let (crate::event::Body::Payment(p), Value::Object(m)) = (&mut event.body, &vector.input) {
         let field = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -95,33 +135,31 @@ fn check_transform(plugin: &mut dyn Transform, line: &str) -> Result<(), String>
         .expect("one result per event");
     match (result, vector.error, vector.output) {
         (Err(_), true, _) => Ok(()),
-        (Ok(out), true, _) => Err(format!("expected an error, got {} events", out.len())),
-        (Err(e), false, _) => Err(format!("plugin failed: {e}")),
-        (Ok(_), false, None) => Err("a vector needs \"output\" or \"error\": true".into()),
+        (Ok(out), true, _) => Err(VectorError::ExpectedError(out.len())),
+        (Err(e), false, _) => Err(VectorError::PluginFailed(e)),
+        (Ok(_), false, None) => Err(VectorError::NoExpectation),
         (Ok(out), false, Some(want)) => {
             let got: Vec<Value> = out.iter().map(|e| e.to_wire()).collect();
             if got == want {
                 Ok(())
             } else {
-                Err(format!(
-                    "expected {}, got {}",
-                    Value::Array(want),
-                    Value::Array(got)
-                ))
+                Err(VectorError::WrongOutput {
+                    want: Value::Array(want),
+                    got: Value::Array(got),
+                })
             }
         }
     }
 }
 
-fn check_rule(plugin: &mut dyn Rule, line: &str) -> Result<(), String> {
-    let vector: RuleVector =
-        serde_json::from_str(line).map_err(|e| format!("not a rule vector: {e}"))?;
+fn check_rule(plugin: &mut dyn Rule, line: &str) -> Result<(), VectorError> {
+    let vector: RuleVector = serde_json::from_str(line).map_err(VectorError::NotRuleVector)?;
     let result = plugin
         .evaluate(std::slice::from_ref(&vector.input))
         .pop()
         .expect("one result per input");
     let mut got: Vec<String> = result
-        .map_err(|e| format!("plugin failed: {e}"))?
+        .map_err(VectorError::PluginFailed)?
         .into_iter()
         .map(|a| a.subject_id)
         .collect();
@@ -131,6 +169,6 @@ fn check_rule(plugin: &mut dyn Rule, line: &str) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
-        Err(format!("expected alerts {want:?}, got {got:?}"))
+        Err(VectorError::WrongAlerts { want, got })
     }
 }

@@ -69,9 +69,13 @@ impl Default for Limits {
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Why a component was refused at load time.
+/// Why a component was refused at load time, or the engine that loads them could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("cannot start wasmtime: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch thread: {cause}")]
+    EpochThread { cause: std::io::Error },
     #[error("not a WebAssembly component: {0}")]
     Malformed(String),
     #[error(
@@ -82,6 +86,19 @@ pub enum LoadError {
         "the component does not match the weir:plugin/{world} world (imports must be empty, exports as in wit/plugin.wit): {detail}"
     )]
     WorldMismatch { world: &'static str, detail: String },
+}
+
+impl LoadError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Engine(_) => "wasm_engine",
+            LoadError::EpochThread { .. } => "wasm_epoch_thread",
+            LoadError::Malformed(_) => "component_malformed",
+            LoadError::Imports(_) => "component_imports",
+            LoadError::WorldMismatch { .. } => "world_mismatch",
+        }
+    }
 }
 
 /// Per-store state: the memory limiter, remembering whether it refused a growth.
@@ -145,7 +162,7 @@ impl Drop for Ticker {
 const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 
 impl WasmEngine {
-    pub fn new(limits: Limits) -> Result<Self, String> {
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -165,7 +182,7 @@ impl WasmEngine {
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticking = engine.clone();
         let flag = stop.clone();
@@ -177,7 +194,7 @@ impl WasmEngine {
                     ticking.increment_epoch();
                 }
             })
-            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+            .map_err(|cause| LoadError::EpochThread { cause })?;
         Ok(WasmEngine {
             engine,
             limits,
@@ -234,7 +251,7 @@ impl WasmEngine {
             Err(_) if items == 1 => 1,
             Err(_) => 0,
         };
-        crate::serve::metrics::global().plugin_call(plugin, failed, fuel, started.elapsed());
+        crate::metrics::global().plugin_call(plugin, failed, fuel, started.elapsed());
         match &result {
             Ok(results) => self.account(plugin, tenant, fuel, results),
             // A failed single input counts against the plugin; a failed batch is retried

@@ -9,13 +9,137 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use super::AdminRequest;
-use super::auth::{Caller, Tokens};
-use super::metrics;
+use super::auth::{Caller, TokenError, Tokens};
 use super::proto::{self, plugins_server, value, views_server};
+use crate::dataflow::pipeline::PipelineError;
+use crate::dataflow::store::{AsOfError, ViewStore};
+use crate::metrics;
 use crate::plugins::registry::{Mode, RuleRegistry, VersionId};
-use crate::row::{Cell, ColumnType, Row, TABLES, ViewSchema, view_schema};
-use crate::store::{AsOfError, ViewStore};
-use crate::views::Time;
+use crate::plugins::set::UploadError;
+use crate::row::{Cell, ColumnType, Row, TABLES, ViewId, ViewSchema, view_schema};
+use crate::time::Time;
+
+/// Every way a call to the API fails. `impl From<ApiError> for Status` is the one place that
+/// decides the gRPC code; the message is always the Display text.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("no view named {view:?}; the views are {}", view_names())]
+    NoView { view: String },
+    #[error("{view} has {key_len} key columns; the prefix has {got} values")]
+    PrefixTooLong {
+        view: String,
+        key_len: usize,
+        got: usize,
+    },
+    #[error("key prefix value for {column} is unset")]
+    UnsetPrefixValue { column: &'static str },
+    #[error("key prefix value {cell} does not fit column {column} ({ty:?})")]
+    PrefixMismatch {
+        cell: Cell,
+        column: &'static str,
+        ty: ColumnType,
+    },
+    #[error("this token is for tenant {tenant}; it cannot read tenant {other}")]
+    OtherTenant { tenant: String, other: Cell },
+    #[error(transparent)]
+    AsOf(#[from] AsOfError),
+    #[error(
+        "this subscription to {view} fell behind the publications and was dropped; subscribe again for a fresh snapshot"
+    )]
+    FellBehind { view: String },
+    #[error("unknown deploy mode {0}")]
+    UnknownMode(i32),
+    #[error("a deploy needs the rule's name")]
+    NoRuleName,
+    #[error("a deploy needs the component bytes")]
+    NoComponent,
+    #[error("validation stopped: {0}")]
+    ValidationStopped(tokio::task::JoinError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error("no rule named {0:?}")]
+    NoRule(String),
+    #[error("rule {name} has no version {version}")]
+    NoSuchVersion { name: String, version: VersionId },
+    #[error("rule {0} has no earlier version to roll back to")]
+    NoEarlierVersion(String),
+    #[error("the pipeline has stopped")]
+    PipelineGone,
+    #[error("the pipeline did not take the deploy within 60 s")]
+    DeployTimeout,
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl ApiError {
+    /// The stable, machine-readable code of the variant; a wrapped error keeps its own.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Token(e) => e.code(),
+            ApiError::NoView { .. } => "no_view",
+            ApiError::PrefixTooLong { .. } => "prefix_too_long",
+            ApiError::UnsetPrefixValue { .. } => "unset_prefix_value",
+            ApiError::PrefixMismatch { .. } => "prefix_mismatch",
+            ApiError::OtherTenant { .. } => "other_tenant",
+            ApiError::AsOf(AsOfError::NothingPublished) => "nothing_published",
+            ApiError::AsOf(AsOfError::NotYetPublished { .. }) => "not_yet_published",
+            ApiError::AsOf(AsOfError::NoLongerRetained { .. }) => "no_longer_retained",
+            ApiError::FellBehind { .. } => "fell_behind",
+            ApiError::UnknownMode(_) => "unknown_mode",
+            ApiError::NoRuleName => "no_rule_name",
+            ApiError::NoComponent => "no_component",
+            ApiError::ValidationStopped(_) => "validation_stopped",
+            ApiError::Upload(e) => e.code(),
+            ApiError::NoRule(_) => "no_rule",
+            ApiError::NoSuchVersion { .. } => "no_such_version",
+            ApiError::NoEarlierVersion(_) => "no_earlier_version",
+            ApiError::PipelineGone => "pipeline_gone",
+            ApiError::DeployTimeout => "deploy_timeout",
+            ApiError::Pipeline(e) => e.code(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let code = match &error {
+            ApiError::Token(TokenError::NotAdmin(_)) | ApiError::OtherTenant { .. } => {
+                Code::PermissionDenied
+            }
+            // Empty and repeated tokens are refused when the configuration is read; a request
+            // cannot make them.
+            ApiError::Token(_) => Code::Unauthenticated,
+            ApiError::NoView { .. } | ApiError::NoRule(_) | ApiError::NoSuchVersion { .. } => {
+                Code::NotFound
+            }
+            ApiError::PrefixTooLong { .. }
+            | ApiError::UnsetPrefixValue { .. }
+            | ApiError::PrefixMismatch { .. }
+            | ApiError::UnknownMode(_)
+            | ApiError::NoRuleName
+            | ApiError::NoComponent
+            | ApiError::Upload(_) => Code::InvalidArgument,
+            ApiError::AsOf(AsOfError::NothingPublished) | ApiError::PipelineGone => {
+                Code::Unavailable
+            }
+            ApiError::AsOf(AsOfError::NotYetPublished { .. }) => Code::OutOfRange,
+            ApiError::AsOf(AsOfError::NoLongerRetained { .. })
+            | ApiError::NoEarlierVersion(_)
+            | ApiError::Pipeline(_) => Code::FailedPrecondition,
+            ApiError::FellBehind { .. } => Code::ResourceExhausted,
+            ApiError::ValidationStopped(_) => Code::Internal,
+            ApiError::DeployTimeout => Code::DeadlineExceeded,
+        };
+        Status::new(code, error.to_string())
+    }
+}
+
+fn view_names() -> String {
+    let names: Vec<&str> = TABLES.iter().map(|v| v.name).collect();
+    names.join(", ")
+}
 
 /// What the services share.
 #[derive(Clone)]
@@ -61,8 +185,13 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api, stopped: oneshot
     }
 }
 
-/// Books a finished request in the metrics and passes its result on.
-fn booked<T>(method: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+/// Books a finished request in the metrics and answers it.
+fn booked<T>(
+    method: &str,
+    started: Instant,
+    result: Result<T, ApiError>,
+) -> Result<Response<T>, Status> {
+    let result = result.map(Response::new).map_err(Status::from);
     let code = match &result {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
@@ -124,13 +253,11 @@ fn view_info(view: &ViewSchema) -> proto::ViewInfo {
     }
 }
 
-fn mode(raw: i32) -> Result<Mode, Status> {
+fn mode(raw: i32) -> Result<Mode, ApiError> {
     match proto::DeployMode::try_from(raw) {
         Ok(proto::DeployMode::Unspecified | proto::DeployMode::FromNow) => Ok(Mode::FromNow),
         Ok(proto::DeployMode::Retroactive) => Ok(Mode::Retroactive),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown deploy mode {raw}"
-        ))),
+        Err(_) => Err(ApiError::UnknownMode(raw)),
     }
 }
 
@@ -149,25 +276,21 @@ impl Api {
         caller: &Caller,
         view: &str,
         prefix: &[proto::Value],
-    ) -> Result<(usize, Vec<Cell>), Status> {
-        let (index, schema) = view_schema(view).ok_or_else(|| {
-            let names: Vec<&str> = TABLES.iter().map(|v| v.name).collect();
-            Status::not_found(format!(
-                "no view named {view:?}; the views are {}",
-                names.join(", ")
-            ))
+    ) -> Result<(ViewId, Vec<Cell>), ApiError> {
+        let (id, schema) = view_schema(view).ok_or_else(|| ApiError::NoView {
+            view: view.to_owned(),
         })?;
         if prefix.len() > schema.key_len {
-            return Err(Status::invalid_argument(format!(
-                "{view} has {} key columns; the prefix has {} values",
-                schema.key_len,
-                prefix.len()
-            )));
+            return Err(ApiError::PrefixTooLong {
+                view: view.to_owned(),
+                key_len: schema.key_len,
+                got: prefix.len(),
+            });
         }
         let mut cells = Vec::with_capacity(prefix.len());
         for (value, column) in prefix.iter().zip(schema.key_columns()) {
-            let cell = to_cell(value).ok_or_else(|| {
-                Status::invalid_argument(format!("key prefix value for {} is unset", column.name))
+            let cell = to_cell(value).ok_or(ApiError::UnsetPrefixValue {
+                column: column.name,
             })?;
             let fits = matches!(
                 (&cell, column.ty),
@@ -176,10 +299,11 @@ impl Api {
                     | (Cell::Bool(_), ColumnType::Bool)
             );
             if !fits {
-                return Err(Status::invalid_argument(format!(
-                    "key prefix value {cell} does not fit column {} ({:?})",
-                    column.name, column.ty
-                )));
+                return Err(ApiError::PrefixMismatch {
+                    cell,
+                    column: column.name,
+                    ty: column.ty,
+                });
             }
             cells.push(cell);
         }
@@ -188,30 +312,24 @@ impl Api {
                 None => cells.push(Cell::Str(tenant.clone())),
                 Some(Cell::Str(t)) if t == tenant => {}
                 Some(other) => {
-                    return Err(Status::permission_denied(format!(
-                        "this token is for tenant {tenant}; it cannot read tenant {other}"
-                    )));
+                    return Err(ApiError::OtherTenant {
+                        tenant: tenant.clone(),
+                        other: other.clone(),
+                    });
                 }
             }
         }
-        Ok((index, cells))
+        Ok((id, cells))
     }
 
     fn query_rows(
         &self,
         request: Request<proto::QueryRequest>,
-    ) -> Result<proto::QueryResponse, Status> {
+    ) -> Result<proto::QueryResponse, ApiError> {
         let caller = self.tokens.authenticate(&request)?;
         let q = request.into_inner();
         let (view, prefix) = self.scope(&caller, &q.view, &q.key_prefix)?;
-        let answer = self
-            .store
-            .query(view, &prefix, q.limit as usize, q.as_of)
-            .map_err(|e| match e {
-                AsOfError::NothingPublished => Status::unavailable(e.to_string()),
-                AsOfError::NotYetPublished { .. } => Status::out_of_range(e.to_string()),
-                AsOfError::NoLongerRetained { .. } => Status::failed_precondition(e.to_string()),
-            })?;
+        let answer = self.store.query(view, &prefix, q.limit as usize, q.as_of)?;
         Ok(proto::QueryResponse {
             as_of: answer.as_of,
             rows: answer.rows.iter().map(to_row).collect(),
@@ -222,7 +340,7 @@ impl Api {
     fn subscription(
         &self,
         request: Request<proto::SubscribeRequest>,
-    ) -> Result<ReceiverStream<Result<proto::SubscribeResponse, Status>>, Status> {
+    ) -> Result<ReceiverStream<Result<proto::SubscribeResponse, Status>>, ApiError> {
         let caller = self.tokens.authenticate(&request)?;
         let s = request.into_inner();
         let (view, prefix) = self.scope(&caller, &s.view, &s.key_prefix)?;
@@ -263,18 +381,15 @@ impl Api {
             }
             if subscription.fell_behind() {
                 metrics::global().subscriber_dropped();
-                let _ = out
-                    .send(Err(Status::resource_exhausted(format!(
-                        "this subscription to {view_name} fell behind the publications and was dropped; subscribe again for a fresh snapshot"
-                    ))))
-                    .await;
+                let fell_behind = ApiError::FellBehind { view: view_name };
+                let _ = out.send(Err(fell_behind.into())).await;
             }
         });
         Ok(ReceiverStream::new(stream))
     }
 
     /// Registers nothing: waits for the pipeline to deploy `version` and returns the time.
-    async fn apply(&self, version: VersionId, mode: Mode) -> Result<Time, Status> {
+    async fn apply(&self, version: VersionId, mode: Mode) -> Result<Time, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.admin
             .send(AdminRequest {
@@ -282,44 +397,41 @@ impl Api {
                 mode,
                 reply,
             })
-            .map_err(|_| Status::unavailable("the pipeline has stopped"))?;
+            .map_err(|_| ApiError::PipelineGone)?;
         match tokio::time::timeout(Duration::from_secs(60), answer).await {
-            Ok(Ok(Ok(at))) => Ok(at),
-            Ok(Ok(Err(e))) => Err(Status::failed_precondition(e)),
-            Ok(Err(_)) => Err(Status::unavailable("the pipeline has stopped")),
-            Err(_) => Err(Status::deadline_exceeded(
-                "the pipeline did not take the deploy within 60 s",
-            )),
+            Ok(Ok(deployed)) => Ok(deployed?),
+            Ok(Err(_)) => Err(ApiError::PipelineGone),
+            Err(_) => Err(ApiError::DeployTimeout),
         }
     }
 
     async fn deploy_version(
         &self,
         request: Request<proto::DeployRequest>,
-    ) -> Result<proto::DeployResponse, Status> {
+    ) -> Result<proto::DeployResponse, ApiError> {
         self.tokens.authenticate(&request)?.require_admin()?;
         let d = request.into_inner();
         let mode = mode(d.mode)?;
         if d.name.is_empty() {
-            return Err(Status::invalid_argument("a deploy needs the rule's name"));
+            return Err(ApiError::NoRuleName);
         }
         if d.component.is_empty() {
-            return Err(Status::invalid_argument(
-                "a deploy needs the component bytes",
-            ));
+            return Err(ApiError::NoComponent);
         }
-        let (name, vectors, tenant) = (d.name.clone(), d.vectors, d.tenant.clone());
-        let component: Arc<[u8]> = d.component.into();
-        let bytes = component.clone();
-        let validated = tokio::task::spawn_blocking(move || {
-            crate::plugins::set::validate_rule(&name, &bytes, &vectors, tenant.as_deref())
+        let registry = self.registry.clone();
+        // Compiling the component and running its vectors is CPU work: off the async threads.
+        let uploaded = tokio::task::spawn_blocking(move || {
+            crate::plugins::set::upload_rule(
+                &registry,
+                &d.name,
+                d.component.into(),
+                &d.vectors,
+                d.tenant.as_deref(),
+            )
         })
         .await
-        .map_err(|e| Status::internal(format!("validation stopped: {e}")))?;
-        let (name, hash, tenant, maker) = validated.map_err(Status::invalid_argument)?;
-        let version =
-            self.registry
-                .register_uploaded(&name, hash.clone(), tenant, maker, component);
+        .map_err(ApiError::ValidationStopped)?;
+        let (version, hash) = uploaded?;
         let at = self.apply(version, mode).await?;
         Ok(proto::DeployResponse {
             version,
@@ -331,7 +443,7 @@ impl Api {
     async fn rollback_version(
         &self,
         request: Request<proto::RollbackRequest>,
-    ) -> Result<proto::DeployResponse, Status> {
+    ) -> Result<proto::DeployResponse, ApiError> {
         self.tokens.authenticate(&request)?.require_admin()?;
         let r = request.into_inner();
         let mode = mode(r.mode)?;
@@ -342,13 +454,18 @@ impl Api {
             .filter(|v| v.name == r.name)
             .collect();
         if versions.is_empty() {
-            return Err(Status::not_found(format!("no rule named {:?}", r.name)));
+            return Err(ApiError::NoRule(r.name));
         }
         let target = match r.version {
-            Some(id) => versions
-                .iter()
-                .find(|v| v.id == id)
-                .ok_or_else(|| Status::not_found(format!("rule {} has no version {id}", r.name)))?,
+            Some(id) => {
+                versions
+                    .iter()
+                    .find(|v| v.id == id)
+                    .ok_or_else(|| ApiError::NoSuchVersion {
+                        name: r.name.clone(),
+                        version: id,
+                    })?
+            }
             None => {
                 let active = self
                     .registry
@@ -366,12 +483,7 @@ impl Api {
                     .rev()
                     .find(|(_, id)| Some(*id) != active)
                     .map(|(_, id)| *id)
-                    .ok_or_else(|| {
-                        Status::failed_precondition(format!(
-                            "rule {} has no earlier version to roll back to",
-                            r.name
-                        ))
-                    })?;
+                    .ok_or_else(|| ApiError::NoEarlierVersion(r.name.clone()))?;
                 versions
                     .iter()
                     .find(|v| v.id == previous)
@@ -389,7 +501,7 @@ impl Api {
     fn list_versions(
         &self,
         request: Request<proto::ListPluginsRequest>,
-    ) -> Result<proto::ListPluginsResponse, Status> {
+    ) -> Result<proto::ListPluginsResponse, ApiError> {
         self.tokens.authenticate(&request)?.require_admin()?;
         let active = self.registry.active();
         let versions = self
@@ -431,8 +543,9 @@ impl views_server::Views for Api {
             .authenticate(&request)
             .map(|_| proto::ListViewsResponse {
                 views: TABLES.iter().map(view_info).collect(),
-            });
-        booked("ListViews", started, result).map(Response::new)
+            })
+            .map_err(ApiError::from);
+        booked("ListViews", started, result)
     }
 
     async fn query(
@@ -440,7 +553,7 @@ impl views_server::Views for Api {
         request: Request<proto::QueryRequest>,
     ) -> Result<Response<proto::QueryResponse>, Status> {
         let started = Instant::now();
-        booked("Query", started, self.query_rows(request)).map(Response::new)
+        booked("Query", started, self.query_rows(request))
     }
 
     type SubscribeStream = ReceiverStream<Result<proto::SubscribeResponse, Status>>;
@@ -450,7 +563,7 @@ impl views_server::Views for Api {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let started = Instant::now();
-        booked("Subscribe", started, self.subscription(request)).map(Response::new)
+        booked("Subscribe", started, self.subscription(request))
     }
 }
 
@@ -462,7 +575,7 @@ impl plugins_server::Plugins for Api {
     ) -> Result<Response<proto::DeployResponse>, Status> {
         let started = Instant::now();
         let result = self.deploy_version(request).await;
-        booked("Deploy", started, result).map(Response::new)
+        booked("Deploy", started, result)
     }
 
     async fn list(
@@ -470,7 +583,7 @@ impl plugins_server::Plugins for Api {
         request: Request<proto::ListPluginsRequest>,
     ) -> Result<Response<proto::ListPluginsResponse>, Status> {
         let started = Instant::now();
-        booked("List", started, self.list_versions(request)).map(Response::new)
+        booked("List", started, self.list_versions(request))
     }
 
     async fn rollback(
@@ -479,6 +592,6 @@ impl plugins_server::Plugins for Api {
     ) -> Result<Response<proto::DeployResponse>, Status> {
         let started = Instant::now();
         let result = self.rollback_version(request).await;
-        booked("Rollback", started, result).map(Response::new)
+        booked("Rollback", started, result)
     }
 }

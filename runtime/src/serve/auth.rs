@@ -7,7 +7,44 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use tonic::{Request, Status};
+use tonic::Request;
+
+/// Why a token is refused: when it is configured, or when a request presents it (or lacks
+/// one). The API maps these to `UNAUTHENTICATED` and `PERMISSION_DENIED`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("a token must not be empty")]
+    Empty,
+    #[error("the same token is listed twice")]
+    Repeated,
+    #[error(
+        "missing bearer token: send `authorization: Bearer <token>` (weir CLI: --token or WEIR_TOKEN)"
+    )]
+    Missing,
+    #[error("the authorization header is not text")]
+    NotText,
+    #[error("the authorization header must be `Bearer <token>`")]
+    NotBearer,
+    #[error("unknown token")]
+    Unknown,
+    #[error("plugin administration needs an admin token; this token is for tenant {0}")]
+    NotAdmin(String),
+}
+
+impl TokenError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Empty => "empty_token",
+            TokenError::Repeated => "repeated_token",
+            TokenError::Missing => "missing_token",
+            TokenError::NotText => "token_not_text",
+            TokenError::NotBearer => "not_bearer",
+            TokenError::Unknown => "unknown_token",
+            TokenError::NotAdmin(_) => "not_admin",
+        }
+    }
+}
 
 /// The identity a token grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,12 +68,12 @@ impl fmt::Debug for Tokens {
 
 impl Tokens {
     /// Adds a token; refuses an empty or repeated one.
-    pub fn insert(&mut self, token: &str, caller: Caller) -> Result<(), String> {
+    pub fn insert(&mut self, token: &str, caller: Caller) -> Result<(), TokenError> {
         if token.trim().is_empty() {
-            return Err("a token must not be empty".into());
+            return Err(TokenError::Empty);
         }
         if self.by_token.insert(token.to_owned(), caller).is_some() {
-            return Err("the same token is listed twice".into());
+            return Err(TokenError::Repeated);
         }
         Ok(())
     }
@@ -46,36 +83,29 @@ impl Tokens {
     }
 
     /// Resolves the `authorization: Bearer <token>` of a request.
-    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let Some(value) = request.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(
-                "missing bearer token: send `authorization: Bearer <token>` (weir CLI: --token or WEIR_TOKEN)",
-            ));
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, TokenError> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .ok_or(TokenError::Missing)?;
+        let value = value.to_str().map_err(|_| TokenError::NotText)?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization header must be `Bearer <token>`")
-            })?;
+            .ok_or(TokenError::NotBearer)?;
         self.by_token
             .get(token.trim())
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("unknown token"))
+            .ok_or(TokenError::Unknown)
     }
 }
 
 impl Caller {
     /// Refuses anyone but admin.
-    pub fn require_admin(&self) -> Result<(), Status> {
+    pub fn require_admin(&self) -> Result<(), TokenError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::Tenant(t) => Err(Status::permission_denied(format!(
-                "plugin administration needs an admin token; this token is for tenant {t}"
-            ))),
+            Caller::Tenant(t) => Err(TokenError::NotAdmin(t.clone())),
         }
     }
 }

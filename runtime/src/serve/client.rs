@@ -3,7 +3,7 @@
 //! prints rows as an aligned table or as JSON lines.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -11,6 +11,81 @@ use tonic::{Request, Status};
 use super::api::{from_row, to_value};
 use super::proto::{self, plugins_client::PluginsClient, views_client::ViewsClient};
 use crate::row::{Cell, ColumnType, Row, view_schema};
+
+/// Why a client command failed. A refused call keeps the server's code and message.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{endpoint} is not an address: {cause}")]
+    BadAddress {
+        endpoint: String,
+        cause: tonic::codegen::http::uri::InvalidUri,
+    },
+    #[error(
+        "cannot reach weir at {endpoint}: {cause} (is `weir run` running? --addr sets the address)"
+    )]
+    Unreachable {
+        endpoint: String,
+        cause: tonic::transport::Error,
+    },
+    #[error("the token must be printable ASCII")]
+    BadToken,
+    #[error("cannot start the client runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Refused(Box<Status>),
+    #[error("{view} has {key_len} key columns ({columns}); got {got} prefix values")]
+    TooManyPrefixValues {
+        view: String,
+        key_len: usize,
+        /// The key columns' names, comma-separated.
+        columns: String,
+        got: usize,
+    },
+    #[error("--prefix {value}: {column} is an integer column")]
+    NotAnInteger { value: String, column: &'static str },
+    #[error("--prefix {value}: {column} is true or false")]
+    NotABool { value: String, column: &'static str },
+    #[error("--mode {0}: use from_now or retroactive")]
+    UnknownMode(String),
+    #[error("cannot read {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("the server sent an unset value")]
+    UnsetValue,
+    #[error("cannot write the answer: {0}")]
+    WriteAnswer(std::io::Error),
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+}
+
+impl ClientError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::BadAddress { .. } => "bad_address",
+            ClientError::Unreachable { .. } => "unreachable",
+            ClientError::BadToken => "bad_token",
+            ClientError::Runtime(_) => "client_runtime",
+            ClientError::Refused(_) => "refused",
+            ClientError::TooManyPrefixValues { .. } => "too_many_prefix_values",
+            ClientError::NotAnInteger { .. } => "prefix_not_an_integer",
+            ClientError::NotABool { .. } => "prefix_not_a_bool",
+            ClientError::UnknownMode(_) => "unknown_mode",
+            ClientError::Read { .. } => "read",
+            ClientError::UnsetValue => "unset_value",
+            ClientError::WriteAnswer(_) => "write_answer",
+            ClientError::Write(_) => "write",
+        }
+    }
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> ClientError {
+        ClientError::Refused(Box::new(status))
+    }
+}
 
 /// Where the API is and who is asking.
 #[derive(Clone, Debug)]
@@ -29,49 +104,45 @@ impl Target {
         }
     }
 
-    fn request<T>(&self, message: T) -> Result<Request<T>, String> {
+    fn request<T>(&self, message: T) -> Result<Request<T>, ClientError> {
         match &self.token {
             Some(token) => bearer(message, token),
             None => Ok(Request::new(message)),
         }
     }
 
-    async fn channel(&self) -> Result<Channel, String> {
+    async fn channel(&self) -> Result<Channel, ClientError> {
         let endpoint = self.endpoint();
-        Channel::from_shared(endpoint.clone())
-            .map_err(|e| format!("{endpoint} is not an address: {e}"))?
+        let channel = match Channel::from_shared(endpoint.clone()) {
+            Ok(channel) => channel,
+            Err(cause) => return Err(ClientError::BadAddress { endpoint, cause }),
+        };
+        channel
             .connect()
             .await
-            .map_err(|e| {
-                format!("cannot reach weir at {endpoint}: {e} (is `weir run` running? --addr sets the address)")
-            })
+            .map_err(|cause| ClientError::Unreachable { endpoint, cause })
     }
 }
 
 /// A request carrying `authorization: Bearer <token>`.
-pub fn bearer<T>(message: T, token: &str) -> Result<Request<T>, String> {
+pub fn bearer<T>(message: T, token: &str) -> Result<Request<T>, ClientError> {
     let mut request = Request::new(message);
     let value = format!("Bearer {token}")
         .parse()
-        .map_err(|_| "the token must be printable ASCII".to_owned())?;
+        .map_err(|_| ClientError::BadToken)?;
     request.metadata_mut().insert("authorization", value);
     Ok(request)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the client runtime: {e}"))
-}
-
-/// A status as the user should read it.
-fn explain(status: Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+        .map_err(ClientError::Runtime)
 }
 
 /// Reads `values` as the leading key columns of `view` (by the local schema).
-pub fn prefix_values(view: &str, values: &[String]) -> Result<Vec<proto::Value>, String> {
+pub fn prefix_values(view: &str, values: &[String]) -> Result<Vec<proto::Value>, ClientError> {
     let Some((_, schema)) = view_schema(view) else {
         return Ok(values
             .iter()
@@ -79,17 +150,17 @@ pub fn prefix_values(view: &str, values: &[String]) -> Result<Vec<proto::Value>,
             .collect());
     };
     if values.len() > schema.key_len {
-        return Err(format!(
-            "{view} has {} key columns ({}); got {} prefix values",
-            schema.key_len,
-            schema
+        return Err(ClientError::TooManyPrefixValues {
+            view: view.to_owned(),
+            key_len: schema.key_len,
+            columns: schema
                 .key_columns()
                 .iter()
                 .map(|c| c.name)
                 .collect::<Vec<_>>()
                 .join(", "),
-            values.len()
-        ));
+            got: values.len(),
+        });
     }
     values
         .iter()
@@ -97,15 +168,14 @@ pub fn prefix_values(view: &str, values: &[String]) -> Result<Vec<proto::Value>,
         .map(|(v, column)| {
             let cell = match column.ty {
                 ColumnType::Str => Cell::Str(v.clone()),
-                ColumnType::Int => {
-                    Cell::Int(v.parse().map_err(|_| {
-                        format!("--prefix {v}: {} is an integer column", column.name)
-                    })?)
-                }
-                ColumnType::Bool => Cell::Bool(
-                    v.parse()
-                        .map_err(|_| format!("--prefix {v}: {} is true or false", column.name))?,
-                ),
+                ColumnType::Int => Cell::Int(v.parse().map_err(|_| ClientError::NotAnInteger {
+                    value: v.clone(),
+                    column: column.name,
+                })?),
+                ColumnType::Bool => Cell::Bool(v.parse().map_err(|_| ClientError::NotABool {
+                    value: v.clone(),
+                    column: column.name,
+                })?),
             };
             Ok(to_value(&cell))
         })
@@ -170,7 +240,7 @@ pub fn query(
     limit: u32,
     json: bool,
     out: &mut impl Write,
-) -> Result<u64, String> {
+) -> Result<u64, ClientError> {
     let request = proto::QueryRequest {
         view: view.to_owned(),
         key_prefix: prefix_values(view, prefix)?,
@@ -182,13 +252,13 @@ pub fn query(
         client
             .query(target.request(request)?)
             .await
-            .map_err(explain)
+            .map_err(ClientError::from)
     })?;
     let response = response.into_inner();
     let rows: Vec<Row> = response
         .rows
         .iter()
-        .map(|r| from_row(r).ok_or_else(|| "the server sent an unset value".to_owned()))
+        .map(|r| from_row(r).ok_or(ClientError::UnsetValue))
         .collect::<Result<_, _>>()?;
     let names = column_names(view, rows.first().map_or(0, Vec::len));
     let written = if json {
@@ -197,7 +267,7 @@ pub fn query(
     } else {
         write_table(out, &names, &rows)
     };
-    written.map_err(|e| format!("cannot write the answer: {e}"))?;
+    written.map_err(ClientError::WriteAnswer)?;
     Ok(response.as_of)
 }
 
@@ -210,7 +280,7 @@ pub fn subscribe(
     json: bool,
     max_changes: Option<u64>,
     out: &mut impl Write,
-) -> Result<(), String> {
+) -> Result<(), ClientError> {
     let request = proto::SubscribeRequest {
         view: view.to_owned(),
         key_prefix: prefix_values(view, prefix)?,
@@ -220,12 +290,11 @@ pub fn subscribe(
         let mut client = ViewsClient::new(target.channel().await?);
         let mut stream = client
             .subscribe(target.request(request)?)
-            .await
-            .map_err(explain)?
+            .await?
             .into_inner();
         let mut printed = 0u64;
-        let fail = |e: std::io::Error| format!("cannot write: {e}");
-        while let Some(message) = stream.message().await.map_err(explain)? {
+        let fail = ClientError::Write;
+        while let Some(message) = stream.message().await? {
             use proto::subscribe_response::Kind;
             match message.kind {
                 Some(Kind::Snapshot(snapshot)) => {
@@ -268,12 +337,17 @@ pub fn subscribe(
     })
 }
 
-fn mode(mode: &str) -> Result<i32, String> {
+fn mode(mode: &str) -> Result<i32, ClientError> {
     match mode {
         "from_now" => Ok(proto::DeployMode::FromNow as i32),
         "retroactive" => Ok(proto::DeployMode::Retroactive as i32),
-        other => Err(format!("--mode {other}: use from_now or retroactive")),
+        other => Err(ClientError::UnknownMode(other.to_owned())),
     }
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
+    let path = path.to_owned();
+    move |cause| ClientError::Read { path, cause }
 }
 
 /// `weir plugin deploy`: the version and the logical time it took effect at.
@@ -284,12 +358,10 @@ pub fn deploy(
     tenant: Option<&str>,
     deploy_mode: &str,
     vectors: Option<&Path>,
-) -> Result<String, String> {
-    let component =
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+) -> Result<String, ClientError> {
+    let component = std::fs::read(file).map_err(read_error(file))?;
     let vectors = match vectors {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path).map_err(read_error(path))?,
         None => String::new(),
     };
     let request = proto::DeployRequest {
@@ -304,7 +376,7 @@ pub fn deploy(
         client
             .deploy(target.request(request)?)
             .await
-            .map_err(explain)
+            .map_err(ClientError::from)
     })?;
     let r = r.into_inner();
     Ok(format!(
@@ -319,7 +391,7 @@ pub fn rollback(
     name: &str,
     version: Option<u64>,
     deploy_mode: &str,
-) -> Result<String, String> {
+) -> Result<String, ClientError> {
     let request = proto::RollbackRequest {
         name: name.to_owned(),
         version,
@@ -330,7 +402,7 @@ pub fn rollback(
         client
             .rollback(target.request(request)?)
             .await
-            .map_err(explain)
+            .map_err(ClientError::from)
     })?;
     let r = r.into_inner();
     Ok(format!(
@@ -340,13 +412,13 @@ pub fn rollback(
 }
 
 /// `weir plugin list`: one line per version.
-pub fn list(target: &Target, out: &mut impl Write) -> Result<(), String> {
+pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
     let r = runtime()?.block_on(async {
         let mut client = PluginsClient::new(target.channel().await?);
         client
             .list(target.request(proto::ListPluginsRequest {})?)
             .await
-            .map_err(explain)
+            .map_err(ClientError::from)
     })?;
     let names: Vec<String> = ["name", "version", "hash", "tenant", "active", "deployed"]
         .iter()
@@ -383,5 +455,5 @@ pub fn list(target: &Target, out: &mut impl Write) -> Result<(), String> {
             ]
         })
         .collect();
-    write_table(out, &names, &rows).map_err(|e| format!("cannot write: {e}"))
+    write_table(out, &names, &rows).map_err(ClientError::Write)
 }

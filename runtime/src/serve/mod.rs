@@ -13,17 +13,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::Pipeline;
+use crate::dataflow::pipeline::{Pipeline, PipelineError};
+use crate::dataflow::store::ViewStore;
 use crate::plugins::registry::{Mode, RuleRegistry, VersionId};
-use crate::store::ViewStore;
-use crate::views::Time;
+use crate::time::Time;
 
 pub mod api;
 pub mod auth;
 pub mod client;
-pub mod metrics;
 
-pub use auth::{Caller, Tokens};
+pub use api::ApiError;
+pub use auth::{Caller, TokenError, Tokens};
 
 /// The generated `weir.v1` types, clients and servers.
 pub mod proto {
@@ -49,7 +49,7 @@ pub struct AdminRequest {
     pub version: VersionId,
     pub mode: Mode,
     /// The logical time the deploy took effect at.
-    pub reply: oneshot::Sender<Result<Time, String>>,
+    pub reply: oneshot::Sender<Result<Time, PipelineError>>,
 }
 
 /// Deploys requested through the API, applied by whoever drives the pipeline.
@@ -79,6 +79,43 @@ impl AdminQueue {
     }
 }
 
+/// Why the API could not start. The OS error is part of each message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the API runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen for {what} on {addr}: {cause} (choose another address with {flag})")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        cause: std::io::Error,
+    },
+    #[error("cannot listen for {what} on {addr}: {cause}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("cannot listen for {what}: {cause}")]
+    Adopt {
+        what: &'static str,
+        cause: std::io::Error,
+    },
+}
+
+impl ServeError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServeError::Runtime(_) => "serve_runtime",
+            ServeError::Bind { .. } => "serve_bind",
+            ServeError::Listen { .. } => "serve_listen",
+            ServeError::Adopt { .. } => "serve_adopt_listener",
+        }
+    }
+}
+
 /// A running API; dropping it stops the servers.
 pub struct Server {
     grpc_addr: SocketAddr,
@@ -94,26 +131,24 @@ impl Server {
         config: &ServeConfig,
         store: Arc<ViewStore>,
         registry: Arc<RuleRegistry>,
-    ) -> Result<(Server, AdminQueue), String> {
+    ) -> Result<(Server, AdminQueue), ServeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("weir-serve")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the API runtime: {e}"))?;
-        let bind = |addr: SocketAddr, what: &str, flag: &str| {
-            let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-                format!(
-                    "cannot listen for {what} on {addr}: {e} (choose another address with {flag})"
-                )
+            .map_err(ServeError::Runtime)?;
+        let bind = |addr: SocketAddr, what: &'static str, flag: &'static str| {
+            let listener = std::net::TcpListener::bind(addr).map_err(|cause| ServeError::Bind {
+                what,
+                addr,
+                flag,
+                cause,
             })?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
-            Ok::<_, String>((listener, local))
+            let listen = |cause| ServeError::Listen { what, addr, cause };
+            listener.set_nonblocking(true).map_err(listen)?;
+            let local = listener.local_addr().map_err(listen)?;
+            Ok::<_, ServeError>((listener, local))
         };
         let (grpc, grpc_addr) = bind(config.grpc, "gRPC", "--grpc")?;
         let metrics = config
@@ -121,7 +156,7 @@ impl Server {
             .map(|addr| bind(addr, "metrics", "--metrics"))
             .transpose()?;
         let metrics_addr = metrics.as_ref().map(|(_, addr)| *addr);
-        store.hook(metrics::global());
+        store.hook(crate::metrics::global());
         let (sender, receiver) = mpsc::unbounded_channel();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let tokens = Arc::new(config.tokens.clone());
@@ -132,15 +167,22 @@ impl Server {
             tokens,
         };
         runtime.block_on(async {
-            let grpc = tokio::net::TcpListener::from_std(grpc)
-                .map_err(|e| format!("cannot listen for gRPC: {e}"))?;
+            let grpc =
+                tokio::net::TcpListener::from_std(grpc).map_err(|cause| ServeError::Adopt {
+                    what: "gRPC",
+                    cause,
+                })?;
             tokio::spawn(api::serve(grpc, services, stopped));
             if let Some((listener, _)) = metrics {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .map_err(|e| format!("cannot listen for metrics: {e}"))?;
-                tokio::spawn(metrics::serve(listener));
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|cause| {
+                    ServeError::Adopt {
+                        what: "metrics",
+                        cause,
+                    }
+                })?;
+                tokio::spawn(crate::metrics::serve(listener));
             }
-            Ok::<(), String>(())
+            Ok::<(), ServeError>(())
         })?;
         Ok((
             Server {

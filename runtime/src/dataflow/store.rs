@@ -19,11 +19,14 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::row::{Cell, Row, TABLES};
-use crate::views::{Diff, Time};
+use crate::row::{Cell, Row, TABLES, ViewId};
+use crate::time::{Diff, Time};
 
 /// Publications whose updates are kept by default (a few seconds of a live run).
 pub const DEFAULT_HISTORY: usize = 256;
+
+/// Publications a subscriber may fall behind by unless configured otherwise.
+pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Published state.
 #[derive(Debug, Default, Clone)]
@@ -36,9 +39,9 @@ pub struct Published {
 
 impl Published {
     /// The rows of one view, in key order.
-    pub fn rows(&self, view: usize) -> Vec<Row> {
+    pub fn rows(&self, view: ViewId) -> Vec<Row> {
         let mut out = Vec::new();
-        for (row, count) in &self.views[view] {
+        for (row, count) in self.view(view) {
             for _ in 0..(*count).max(0) {
                 out.push(row.clone());
             }
@@ -46,8 +49,13 @@ impl Published {
         out
     }
 
+    /// One view's rows, each with its multiplicity.
+    pub fn view(&self, view: ViewId) -> &BTreeMap<Row, Diff> {
+        &self.views[view.index()]
+    }
+
     /// Rows whose leading columns equal `prefix`, in key order.
-    pub fn rows_with_prefix(&self, view: usize, prefix: &[Cell]) -> Vec<Row> {
+    pub fn rows_with_prefix(&self, view: ViewId, prefix: &[Cell]) -> Vec<Row> {
         self.with_prefix(view, prefix)
             .filter(|(_, count)| **count > 0)
             .map(|(row, _)| row.clone())
@@ -56,11 +64,11 @@ impl Published {
 
     fn with_prefix<'a>(
         &'a self,
-        view: usize,
+        view: ViewId,
         prefix: &'a [Cell],
     ) -> impl Iterator<Item = (&'a Row, &'a Diff)> + 'a {
         let start: Row = prefix.to_vec();
-        self.views[view]
+        self.view(view)
             .range(start..)
             .take_while(move |(row, _)| row.starts_with(prefix))
     }
@@ -98,7 +106,7 @@ impl Subscription {
 }
 
 struct Subscriber {
-    view: usize,
+    view: ViewId,
     prefix: Row,
     sender: mpsc::Sender<Changes>,
     lagged: Arc<AtomicBool>,
@@ -158,7 +166,7 @@ pub struct ViewStore {
 
 impl Default for ViewStore {
     fn default() -> Self {
-        ViewStore::new(DEFAULT_HISTORY, 1024)
+        ViewStore::new(DEFAULT_HISTORY, DEFAULT_SUBSCRIBER_BUFFER)
     }
 }
 
@@ -203,8 +211,11 @@ impl ViewStore {
     }
 
     /// Hands over updates a worker produced for `view`; they stay invisible until published.
-    pub fn stage(&self, view: usize, updates: &[(Row, Time, Diff)]) {
-        self.staged[view].lock().unwrap().extend_from_slice(updates);
+    pub fn stage(&self, view: ViewId, updates: &[(Row, Time, Diff)]) {
+        self.staged[view.index()]
+            .lock()
+            .unwrap()
+            .extend_from_slice(updates);
     }
 
     /// Makes every staged update at or before `time` visible, all views at once.
@@ -290,7 +301,7 @@ impl ViewStore {
     /// latest published time. Every row reflects the same input prefix.
     pub fn query(
         &self,
-        view: usize,
+        view: ViewId,
         prefix: &[Cell],
         limit: usize,
         as_of: Option<Time>,
@@ -337,7 +348,7 @@ impl ViewStore {
                 if publication.time <= requested {
                     break;
                 }
-                for (row, t, diff) in &publication.updates[view] {
+                for (row, t, diff) in &publication.updates[view.index()] {
                     if *t > requested && row.starts_with(prefix) {
                         *at.entry(row).or_insert(0) -= diff;
                     }
@@ -358,7 +369,7 @@ impl ViewStore {
 
     /// Subscribes to the rows of `view` under `prefix`: the snapshot as of the latest
     /// publication and, through the channel, every publication's changes after it.
-    pub fn subscribe(&self, view: usize, prefix: &[Cell]) -> Subscription {
+    pub fn subscribe(&self, view: ViewId, prefix: &[Cell]) -> Subscription {
         // The write lock orders this against publications: nothing is missed or doubled.
         let mut state = self.state.write().unwrap();
         let snapshot = state.published.rows_with_prefix(view, prefix);
@@ -393,7 +404,7 @@ impl ViewStore {
 fn deliver(subscribers: &mut Vec<Subscriber>, publication: &Publication) -> usize {
     let mut lag = 0;
     subscribers.retain(|s| {
-        let updates: Vec<(Row, Time, Diff)> = publication.updates[s.view]
+        let updates: Vec<(Row, Time, Diff)> = publication.updates[s.view.index()]
             .iter()
             .filter(|(row, _, _)| row.starts_with(&s.prefix))
             .cloned()
@@ -437,6 +448,8 @@ fn consolidate(updates: &mut Vec<(Row, Time, Diff)>) {
 mod tests {
     use super::*;
 
+    const V: ViewId = ViewId::GmvMinute;
+
     fn row(tenant: &str, n: i64) -> Row {
         vec![Cell::from(tenant), Cell::Int(n)]
     }
@@ -445,26 +458,26 @@ mod tests {
     fn queries_as_of_a_retained_time_and_refuses_others() {
         let store = ViewStore::new(2, 4);
         assert_eq!(
-            store.query(0, &[], 0, None),
+            store.query(V, &[], 0, None),
             Err(AsOfError::NothingPublished)
         );
-        store.stage(0, &[(row("a", 1), 0, 1), (row("b", 1), 0, 1)]);
+        store.stage(V, &[(row("a", 1), 0, 1), (row("b", 1), 0, 1)]);
         store.publish(0);
-        store.stage(0, &[(row("a", 1), 1, -1), (row("a", 2), 1, 1)]);
-        store.stage(0, &[(row("a", 3), 2, 1)]);
+        store.stage(V, &[(row("a", 1), 1, -1), (row("a", 2), 1, 1)]);
+        store.stage(V, &[(row("a", 3), 2, 1)]);
         store.publish(2);
         let a = [Cell::from("a")];
         assert_eq!(
-            store.query(0, &a, 0, None).unwrap().rows,
+            store.query(V, &a, 0, None).unwrap().rows,
             [row("a", 2), row("a", 3)]
         );
-        assert_eq!(store.query(0, &a, 0, Some(1)).unwrap().rows, [row("a", 2)]);
-        assert_eq!(store.query(0, &a, 0, Some(0)).unwrap().rows, [row("a", 1)]);
-        let limited = store.query(0, &[], 2, Some(2)).unwrap();
+        assert_eq!(store.query(V, &a, 0, Some(1)).unwrap().rows, [row("a", 2)]);
+        assert_eq!(store.query(V, &a, 0, Some(0)).unwrap().rows, [row("a", 1)]);
+        let limited = store.query(V, &[], 2, Some(2)).unwrap();
         assert!(limited.truncated);
         assert_eq!(limited.rows.len(), 2);
         assert_eq!(
-            store.query(0, &a, 0, Some(3)),
+            store.query(V, &a, 0, Some(3)),
             Err(AsOfError::NotYetPublished {
                 requested: 3,
                 latest: 2
@@ -473,24 +486,24 @@ mod tests {
         store.publish(3);
         store.publish(4);
         assert_eq!(
-            store.query(0, &a, 0, Some(1)),
+            store.query(V, &a, 0, Some(1)),
             Err(AsOfError::NoLongerRetained {
                 requested: 1,
                 oldest: 2
             })
         );
-        assert_eq!(store.query(0, &a, 0, Some(2)).unwrap().rows.len(), 2);
+        assert_eq!(store.query(V, &a, 0, Some(2)).unwrap().rows.len(), 2);
     }
 
     #[test]
     fn subscribers_get_their_prefix_and_slow_ones_are_dropped() {
         let store = ViewStore::new(8, 2);
-        store.stage(0, &[(row("a", 1), 0, 1)]);
+        store.stage(V, &[(row("a", 1), 0, 1)]);
         store.publish(0);
-        let mut sub = store.subscribe(0, &[Cell::from("a")]);
-        let mut slow = store.subscribe(0, &[]);
+        let mut sub = store.subscribe(V, &[Cell::from("a")]);
+        let mut slow = store.subscribe(V, &[]);
         assert_eq!(sub.snapshot, [row("a", 1)]);
-        store.stage(0, &[(row("a", 1), 1, -1), (row("b", 1), 1, 1)]);
+        store.stage(V, &[(row("a", 1), 1, -1), (row("b", 1), 1, 1)]);
         store.publish(1);
         let changes = sub.changes.try_recv().unwrap();
         assert_eq!(changes.updates, [(row("a", 1), 1, -1)]);

@@ -25,12 +25,12 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::admit::Quarantined;
 use crate::event::Event;
-use crate::ingest::Quarantined;
-use crate::kafka::Offsets;
+use crate::output::encode;
 use crate::row::{Row, ViewSchema};
-use crate::sink;
-use crate::views::Time;
+use crate::source::Offsets;
+use crate::time::Time;
 
 /// A failure of the landing zone.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,18 @@ pub enum LandingError {
         #[source]
         source: arrow_schema::ArrowError,
     },
+}
+
+impl LandingError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LandingError::Store { .. } => "landing_store",
+            LandingError::Open { .. } => "landing_open",
+            LandingError::Encode { .. } => "landing_encode",
+            LandingError::Arrow { .. } => "landing_arrow",
+        }
+    }
 }
 
 /// A landing zone.
@@ -164,7 +176,7 @@ impl Landing {
         batch: RecordBatch,
         as_of: Option<Time>,
     ) -> Result<(), LandingError> {
-        let bytes = sink::encode(&batch, as_of).map_err(|source| LandingError::Encode {
+        let bytes = encode::encode(&batch, as_of).map_err(|source| LandingError::Encode {
             path: relative.to_owned(),
             source,
         })?;
@@ -275,12 +287,35 @@ impl Landing {
         rows: &[Row],
         as_of: Option<Time>,
     ) -> Result<(), LandingError> {
-        let name = format!("views/{}.parquet", view.name);
-        let batch = sink::view_batch(view, rows).map_err(|source| LandingError::Arrow {
-            path: name.clone(),
+        self.write_table(&format!("views/{}.parquet", view.name), view, rows, as_of)
+    }
+
+    /// Writes a table's rows to `relative` (a path inside the landing zone).
+    pub fn write_table(
+        &self,
+        relative: &str,
+        view: &ViewSchema,
+        rows: &[Row],
+        as_of: Option<Time>,
+    ) -> Result<(), LandingError> {
+        let batch = encode::view_batch(view, rows).map_err(|source| LandingError::Arrow {
+            path: relative.to_owned(),
             source,
         })?;
-        self.put(&name, batch, as_of)
+        self.put(relative, batch, as_of)
+    }
+
+    /// Writes quarantined inputs (`raw`, `reason`) to `relative`.
+    pub fn write_quarantined(
+        &self,
+        relative: &str,
+        records: &[Quarantined],
+    ) -> Result<(), LandingError> {
+        let batch = encode::quarantine_batch(records).map_err(|source| LandingError::Arrow {
+            path: relative.to_owned(),
+            source,
+        })?;
+        self.put(relative, batch, None)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Path>, LandingError> {
@@ -329,55 +364,6 @@ impl Landing {
     }
 }
 
-/// The raw Parquet files named by `input`: a landing directory (its `raw/` files), one file,
-/// or a glob such as `out/raw/tenant_id=acme/**/*.parquet`; sorted by path.
-pub fn raw_files(input: &str) -> Result<Vec<PathBuf>, String> {
-    let path = FsPath::new(input);
-    let pattern = if path.is_dir() {
-        let raw = path.join("raw");
-        let base = if raw.is_dir() { raw } else { path.to_owned() };
-        format!("{}/**/*.parquet", base.display())
-    } else {
-        input.to_owned()
-    };
-    let mut files: Vec<PathBuf> = glob::glob(&pattern)
-        .map_err(|e| format!("{input}: not a usable glob: {e}"))?
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!("{input}: no raw Parquet files there"));
-    }
-    Ok(files)
-}
-
-/// Whether `input` names landed Parquet rather than NDJSON.
-pub fn is_landed(input: &str) -> bool {
-    input != "-"
-        && (FsPath::new(input).is_dir() || input.ends_with(".parquet") || input.contains('*'))
-}
-
-/// The events of one raw file, each as its JSON line.
-pub fn read_raw(path: &FsPath) -> Result<Vec<String>, String> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let name = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("{name} is not Parquet: {e}"))?;
-    let mut lines = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| format!("cannot read {name}: {e}"))?;
-        let column = batch
-            .column_by_name("event")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| format!("{name} has no `event` text column: not a raw landing file"))?;
-        lines.extend(column.iter().flatten().map(str::to_owned));
-    }
-    Ok(lines)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,7 +384,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("weir-landing-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let landing = Landing::open(dir.to_str().unwrap()).unwrap();
-        let event = crate::decode::decode(
+        let event = crate::admit::decode::decode(
             br#"{"event_id":"e1","tenant_id":"acme","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","url":"/"}"#,
         )
         .unwrap();
@@ -424,16 +410,18 @@ mod tests {
             .unwrap();
         // (t, 0, 10..19) is past the checkpoint; (t, 1) has no committed offset at all.
         assert_eq!(removed, 2);
-        let files = raw_files(dir.to_str().unwrap()).unwrap();
+        let files = crate::source::replay::raw_files(dir.to_str().unwrap()).unwrap();
         let names: Vec<_> = files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["other-0-10-19.parquet", "t-0-0-9.parquet"]);
-        let lines = read_raw(&files[1]).unwrap();
+        let lines = crate::source::replay::read_raw(&files[1]).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(
-            crate::decode::decode(lines[0].as_bytes()).unwrap().event_id,
+            crate::admit::decode::decode(lines[0].as_bytes())
+                .unwrap()
+                .event_id,
             "e1"
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::admit::AdmissionStats;
 use crate::event::{Event, TYPE_NAMES};
-use crate::ingest::AdmissionStats;
 use crate::plugins::registry::{SavedRules, fnv1a};
-use crate::views::Time;
+use crate::time::Time;
 
 /// Segments merged into one once a checkpoint would name more than this many.
 const MERGE_AT: usize = 64;
@@ -51,6 +51,59 @@ pub enum CheckpointError {
         name: String,
         hash: String,
     },
+}
+
+impl CheckpointError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckpointError::Io { .. } => "checkpoint_io",
+            CheckpointError::Encode { .. } => "checkpoint_encode",
+            CheckpointError::MissingComponent { .. } => "checkpoint_missing_component",
+        }
+    }
+}
+
+/// Why a checkpoint on disk is not loaded (an earlier one is tried instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("segment {file}: {message}")]
+    Segment { file: String, message: String },
+    #[error(
+        "segment {file} has {bytes} bytes and hash {hash}, the manifest says {want_bytes} and {want_hash}"
+    )]
+    SegmentMismatch {
+        file: String,
+        bytes: usize,
+        hash: String,
+        want_bytes: u64,
+        want_hash: String,
+    },
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error("no hash line: the file is cut short")]
+    CutShort,
+    #[error("its hash does not match its text")]
+    HashMismatch,
+    #[error("{0}")]
+    Json(serde_json::Error),
+}
+
+impl Unreadable {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Unreadable::Read(_) => "unreadable_io",
+            Unreadable::Segment { .. } => "unreadable_segment",
+            Unreadable::SegmentMismatch { .. } => "segment_mismatch",
+            Unreadable::NotUtf8 => "not_utf8",
+            Unreadable::CutShort => "cut_short",
+            Unreadable::HashMismatch => "hash_mismatch",
+            Unreadable::Json(_) => "bad_json",
+        }
+    }
 }
 
 /// A segment file as its manifest names it.
@@ -223,25 +276,28 @@ impl Checkpoints {
         Ok(None)
     }
 
-    fn load(&self, path: &Path) -> Result<Loaded, String> {
-        let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    fn load(&self, path: &Path) -> Result<Loaded, Unreadable> {
+        let text = std::fs::read(path).map_err(Unreadable::Read)?;
         let checkpoint = Self::check_manifest(&text)?;
         let mut segments = Vec::with_capacity(checkpoint.segments.len());
         for r in &checkpoint.segments {
-            let bytes = std::fs::read(self.dir.join(&r.file))
-                .map_err(|e| format!("segment {}: {e}", r.file))?;
+            let segment_error = |message: String| Unreadable::Segment {
+                file: r.file.clone(),
+                message,
+            };
+            let bytes =
+                std::fs::read(self.dir.join(&r.file)).map_err(|e| segment_error(e.to_string()))?;
             if bytes.len() as u64 != r.bytes || hash_hex(&bytes) != r.hash {
-                return Err(format!(
-                    "segment {} has {} bytes and hash {}, the manifest says {} and {}",
-                    r.file,
-                    bytes.len(),
-                    hash_hex(&bytes),
-                    r.bytes,
-                    r.hash
-                ));
+                return Err(Unreadable::SegmentMismatch {
+                    file: r.file.clone(),
+                    bytes: bytes.len(),
+                    hash: hash_hex(&bytes),
+                    want_bytes: r.bytes,
+                    want_hash: r.hash.clone(),
+                });
             }
             let segment: Segment =
-                serde_json::from_slice(&bytes).map_err(|e| format!("segment {}: {e}", r.file))?;
+                serde_json::from_slice(&bytes).map_err(|e| segment_error(e.to_string()))?;
             segments.push(segment);
         }
         Ok(Loaded {
@@ -251,19 +307,17 @@ impl Checkpoints {
     }
 
     /// A manifest is its JSON, a newline, and `fnv1a:<hash of the JSON>`.
-    fn check_manifest(text: &[u8]) -> Result<Checkpoint, String> {
-        let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
+    fn check_manifest(text: &[u8]) -> Result<Checkpoint, Unreadable> {
+        let text = std::str::from_utf8(text).map_err(|_| Unreadable::NotUtf8)?;
         let (body, trailer) = text
             .trim_end()
             .rsplit_once('\n')
-            .ok_or_else(|| "no hash line: the file is cut short".to_owned())?;
-        let hash = trailer
-            .strip_prefix("fnv1a:")
-            .ok_or_else(|| "no hash line: the file is cut short".to_owned())?;
+            .ok_or(Unreadable::CutShort)?;
+        let hash = trailer.strip_prefix("fnv1a:").ok_or(Unreadable::CutShort)?;
         if hash != hash_hex(body.as_bytes()) {
-            return Err("its hash does not match its text".into());
+            return Err(Unreadable::HashMismatch);
         }
-        serde_json::from_str(body).map_err(|e| e.to_string())
+        serde_json::from_str(body).map_err(Unreadable::Json)
     }
 
     /// Writes a segment for checkpoint `id`.
@@ -385,7 +439,7 @@ mod tests {
     }
 
     fn event(id: &str) -> Event {
-        crate::decode::decode(
+        crate::admit::decode::decode(
             format!(
                 r#"{{"event_id":"{id}","tenant_id":"acme","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","url":"/"}}"#
             )

@@ -1,4 +1,4 @@
-//! Sinks: views and quarantine as Parquet files.
+//! Parquet encoding: view rows and quarantined inputs as Arrow batches and Parquet files.
 //!
 //! Columns are named and typed exactly as the view schemas say (SPEC §2): strings as UTF-8,
 //! integers and epoch-millisecond times as int64, flags as boolean. Each file records the
@@ -14,13 +14,13 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::ingest::Quarantined;
+use crate::admit::Quarantined;
 use crate::row::{Cell, ColumnType, Row, ViewSchema};
-use crate::views::Time;
+use crate::time::Time;
 
 /// A failure to write an output file.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum EncodeError {
     #[error("cannot write {path}: {source}")]
     Io {
         path: String,
@@ -36,6 +36,17 @@ pub enum SinkError {
         path: String,
         source: arrow_schema::ArrowError,
     },
+}
+
+impl EncodeError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EncodeError::Io { .. } => "encode_io",
+            EncodeError::Parquet { .. } => "encode_parquet",
+            EncodeError::Arrow { .. } => "encode_arrow",
+        }
+    }
 }
 
 fn arrow_type(ty: ColumnType) -> DataType {
@@ -96,13 +107,13 @@ pub fn encode(
     Ok(out)
 }
 
-fn write_batch(path: &Path, batch: RecordBatch, as_of: Option<Time>) -> Result<(), SinkError> {
+fn write_batch(path: &Path, batch: RecordBatch, as_of: Option<Time>) -> Result<(), EncodeError> {
     let name = path.display().to_string();
-    let bytes = encode(&batch, as_of).map_err(|source| SinkError::Parquet {
+    let bytes = encode(&batch, as_of).map_err(|source| EncodeError::Parquet {
         path: name.clone(),
         source,
     })?;
-    let io = |source| SinkError::Io {
+    let io = |source| EncodeError::Io {
         path: name.clone(),
         source,
     };
@@ -135,26 +146,21 @@ pub fn write_view(
     view: &ViewSchema,
     rows: &[Row],
     as_of: Option<Time>,
-) -> Result<(), SinkError> {
-    let batch = view_batch(view, rows).map_err(|source| SinkError::Arrow {
+) -> Result<(), EncodeError> {
+    let batch = view_batch(view, rows).map_err(|source| EncodeError::Arrow {
         path: path.display().to_string(),
         source,
     })?;
     write_batch(path, batch, as_of)
 }
 
-/// Writes quarantined inputs (`raw`, `reason`) to `path`.
-pub fn write_quarantine(path: &Path, records: &[Quarantined]) -> Result<(), SinkError> {
+/// Quarantined inputs as columns (`raw`, `reason`).
+pub fn quarantine_batch(records: &[Quarantined]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let schema = Schema::new(vec![
         Field::new("raw", DataType::Utf8, false),
         Field::new("reason", DataType::Utf8, false),
     ]);
     let raw = StringArray::from_iter_values(records.iter().map(|q| q.raw.as_str()));
     let reason = StringArray::from_iter_values(records.iter().map(|q| q.reason.as_str()));
-    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(raw), Arc::new(reason)])
-        .map_err(|source| SinkError::Arrow {
-            path: path.display().to_string(),
-            source,
-        })?;
-    write_batch(path, batch, None)
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(raw), Arc::new(reason)])
 }

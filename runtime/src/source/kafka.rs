@@ -11,9 +11,9 @@
 //! keeps up. A broker that is down or goes away is retried by librdkafka; what it reports is
 //! logged as `weir: kafka: …` lines, at most one every few seconds per kind.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -24,8 +24,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-/// The next offset to read, per `(topic, partition)`.
-pub type Offsets = BTreeMap<(String, i32), i64>;
+pub use super::Offsets;
+use super::{Polled, Record, Source, SourceError};
 
 /// A failure of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,18 @@ pub enum KafkaSourceError {
     },
     #[error("stopped before the broker answered")]
     Stopped,
+}
+
+impl KafkaSourceError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KafkaSourceError::BadUrl(_) => "kafka_bad_url",
+            KafkaSourceError::Client(_) => "kafka_client",
+            KafkaSourceError::Assign { .. } => "kafka_assign",
+            KafkaSourceError::Stopped => "kafka_stopped",
+        }
+    }
 }
 
 /// Where to read: `kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]`.
@@ -73,15 +85,6 @@ impl KafkaUrl {
             topics,
         })
     }
-}
-
-/// One consumed message.
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub payload: Vec<u8>,
 }
 
 /// Turns librdkafka's reports into log lines, one per kind every few seconds: a broker that
@@ -130,6 +133,65 @@ impl ConsumerContext for Context {}
 pub struct KafkaSource {
     consumer: BaseConsumer<Context>,
     url: KafkaUrl,
+    /// Topic names handed out with each record, allocated once.
+    topics: HashMap<String, Arc<str>>,
+}
+
+/// The Kafka [`Source`]: connects when it is positioned ([`Source::seek`]).
+pub struct KafkaInput {
+    url: KafkaUrl,
+    group: String,
+    consumer: Option<KafkaSource>,
+}
+
+impl KafkaInput {
+    pub fn new(url: KafkaUrl, group: &str) -> KafkaInput {
+        KafkaInput {
+            url,
+            group: group.to_owned(),
+            consumer: None,
+        }
+    }
+}
+
+impl Source for KafkaInput {
+    fn streams(&self) -> Vec<String> {
+        self.url.topics.clone()
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, from: &Offsets, stop: &AtomicBool) -> Result<bool, SourceError> {
+        match KafkaSource::connect(&self.url, &self.group, from, stop) {
+            Ok(consumer) => {
+                self.consumer = Some(consumer);
+                Ok(true)
+            }
+            Err(KafkaSourceError::Stopped) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        out: &mut Vec<Record>,
+    ) -> Result<Polled, SourceError> {
+        match self.consumer.as_mut() {
+            Some(consumer) => Ok(Polled::Records(consumer.poll(max, wait, out))),
+            // Never positioned: stopped while waiting for the broker.
+            None => Ok(Polled::End),
+        }
+    }
+
+    fn commit(&mut self, upto: &Offsets) {
+        if let Some(consumer) = &self.consumer {
+            consumer.commit(upto);
+        }
+    }
 }
 
 impl KafkaSource {
@@ -182,6 +244,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             url: url.clone(),
+            topics: HashMap::new(),
         })
     }
 
@@ -230,8 +293,17 @@ impl KafkaSource {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
+                    let topic = match self.topics.get(message.topic()) {
+                        Some(topic) => topic.clone(),
+                        None => {
+                            let topic: Arc<str> = message.topic().into();
+                            self.topics
+                                .insert(message.topic().to_owned(), topic.clone());
+                            topic
+                        }
+                    };
                     out.push(Record {
-                        topic: message.topic().to_owned(),
+                        stream: topic,
                         partition: message.partition(),
                         offset: message.offset(),
                         payload: message.payload().unwrap_or_default().to_vec(),
@@ -334,6 +406,7 @@ mod tests {
     use super::*;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::collections::BTreeMap;
 
     #[test]
     fn urls_name_brokers_and_topics() {
@@ -401,7 +474,7 @@ mod tests {
         for r in &first {
             let i: usize = String::from_utf8_lossy(&r.payload[1..]).parse().unwrap();
             per_key.entry(format!("k{}", i % 7)).or_default().push(i);
-            offsets.insert((r.topic.clone(), r.partition), r.offset + 1);
+            offsets.insert((r.stream.to_string(), r.partition), r.offset + 1);
         }
         for (key, seq) in &per_key {
             assert!(

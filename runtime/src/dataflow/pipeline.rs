@@ -13,11 +13,11 @@ use differential_dataflow::input::Input;
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::probe::Probe;
 
+use crate::dataflow::store::ViewStore;
+use crate::dataflow::views::{self, Diff, Time};
 use crate::event::Event;
 use crate::plugins::PluginFactory;
-use crate::plugins::registry::{Deployment, Mode, RuleRegistry, VersionId};
-use crate::store::ViewStore;
-use crate::views::{self, Diff, Time};
+use crate::plugins::registry::{Deployment, Mode, RegistryError, RuleRegistry, VersionId};
 
 enum Message {
     Events(Vec<(Time, Event)>),
@@ -25,6 +25,31 @@ enum Message {
     Updates(Vec<((Time, Event), Diff)>),
     Deploy(Vec<(Deployment, Diff)>),
     Advance(Time),
+}
+
+/// A failure of the dataflow.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot start the dataflow: {0}")]
+    Start(String),
+    #[error("the dataflow has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Rules(#[from] RegistryError),
+    #[error(transparent)]
+    Upload(#[from] crate::plugins::set::UploadError),
+}
+
+impl PipelineError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Start(_) => "pipeline_start",
+            PipelineError::Stopped => "pipeline_stopped",
+            PipelineError::Rules(e) => e.code(),
+            PipelineError::Upload(e) => e.code(),
+        }
+    }
 }
 
 /// Pipeline settings.
@@ -48,7 +73,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the workers; `store` receives the published views.
-    pub fn start(config: PipelineConfig, store: Arc<ViewStore>) -> Result<Pipeline, String> {
+    pub fn start(config: PipelineConfig, store: Arc<ViewStore>) -> Result<Pipeline, PipelineError> {
         let workers = config.workers.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
@@ -68,7 +93,7 @@ impl Pipeline {
                 let (input, events) = scope.new_collection::<(Time, Event), Diff>();
                 let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
                 let streams = views::build(events, deployments, worker_rules.clone());
-                for (view, updates) in streams.views.into_iter().enumerate() {
+                for (view, updates) in streams.views {
                     let store = store.clone();
                     updates
                         .inspect_batch(move |_, batch| store.stage(view, batch))
@@ -138,7 +163,8 @@ impl Pipeline {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
             publish(&probe, last);
-        })?;
+        })
+        .map_err(PipelineError::Start)?;
         let mut pipeline = Pipeline {
             senders,
             guards,
@@ -149,8 +175,8 @@ impl Pipeline {
             next_worker: 0,
         };
         // The configured rules are the first versions, deployed for every event.
-        for (name, hash, tenant, maker) in config.plugins.rule_makers() {
-            let id = pipeline.rules.register(&name, hash, tenant, maker);
+        for spec in config.plugins.rule_makers() {
+            let id = pipeline.rules.register(spec);
             pipeline.deploy_rule(id, Mode::Retroactive)?;
         }
         Ok(pipeline)
@@ -163,7 +189,7 @@ impl Pipeline {
 
     /// Deploys a registered rule version at the current logical time, which it returns: with
     /// `FromNow` it judges events admitted from then on, with `Retroactive` every event.
-    pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, String> {
+    pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, PipelineError> {
         let changes = self.rules.deploy(version, mode, self.epoch)?;
         if let Some(v) = self.rules.version(version) {
             self.plugins.reset_health(&v.name);
@@ -171,7 +197,7 @@ impl Pipeline {
         // One worker feeds deployments; differential spreads them.
         self.senders[0]
             .send(Message::Deploy(changes))
-            .map_err(|_| "the dataflow has stopped".to_owned())?;
+            .map_err(|_| PipelineError::Stopped)?;
         Ok(self.epoch)
     }
 
@@ -194,12 +220,9 @@ impl Pipeline {
         vectors: &str,
         tenant: Option<&str>,
         mode: Mode,
-    ) -> Result<(VersionId, Time), String> {
-        let (name, hash, tenant, maker) =
-            crate::plugins::set::validate_rule(name, bytes, vectors, tenant)?;
-        let id = self
-            .rules
-            .register_uploaded(&name, hash, tenant, maker, bytes.into());
+    ) -> Result<(VersionId, Time), PipelineError> {
+        let (id, _) =
+            crate::plugins::set::upload_rule(&self.rules, name, bytes.into(), vectors, tenant)?;
         let at = self.deploy_rule(id, mode)?;
         Ok((id, at))
     }
@@ -265,11 +288,11 @@ impl Pipeline {
     pub fn restore_rules(
         &mut self,
         saved: &crate::plugins::registry::SavedRules,
-    ) -> Result<(), String> {
+    ) -> Result<(), PipelineError> {
         let changes = self.rules.restore(saved)?;
         self.senders[0]
             .send(Message::Deploy(changes))
-            .map_err(|_| "the dataflow has stopped".to_owned())
+            .map_err(|_| PipelineError::Stopped)
     }
 
     /// Applies changes to events admitted earlier (each with its original admission time) at

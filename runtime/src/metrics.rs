@@ -22,10 +22,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::ingest::AdmissionStats;
+use crate::admit::AdmissionStats;
+use crate::dataflow::store::PublishHook;
 use crate::row::TABLES;
-use crate::store::PublishHook;
-use crate::views::Time;
+use crate::time::Time;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantType {

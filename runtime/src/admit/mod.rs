@@ -1,17 +1,23 @@
 //! Admission: raw lines in, valid deduplicated events out, everything else to quarantine.
 //!
-//! The stage between a source and the dataflow: decode and validate ([`crate::decode`],
+//! The stage between a source and the dataflow: decode and validate ([`crate::admit::decode`],
 //! which also masks card data), drop repeated `(tenant_id, event_id)` pairs keeping the first
 //! in input order, and run the transform plugins. Admission is sequential, so "first in input
 //! order" is simply the first one this stage sees.
+//!
+//! Admission owns no storage: it says where each input went and its caller keeps or lands
+//! the quarantine. It must not reach the dataflow or any output.
+
+pub mod decode;
+pub mod scrub;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::decode::{self, Reason};
 use crate::event::Event;
 use crate::plugins::Transform;
 use crate::plugins::registry::Mode;
-use crate::views::Time;
+use crate::time::Time;
+use decode::Reason;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -43,37 +49,24 @@ impl AdmissionStats {
     }
 }
 
-/// Where quarantined inputs go.
-pub trait QuarantineSink: Send {
-    fn put(&mut self, record: Quarantined);
-}
-
-impl QuarantineSink for Vec<Quarantined> {
-    fn put(&mut self, record: Quarantined) {
-        self.push(record);
-    }
-}
-
 /// The admission stage.
-pub struct Admission<Q: QuarantineSink> {
+pub struct Admission {
     /// Event ids admitted so far, per tenant: looked up by borrowed `&str` (no key is built
     /// for a duplicate), one allocation per new id, and a hostile tenant's ids only ever
     /// collide with its own. foldhash is seeded per process, so ids cannot be chosen to collide.
     seen: HashMap<Box<str>, HashSet<Box<str>, Hasher>, Hasher>,
     transforms: Vec<Box<dyn Transform>>,
     stats: AdmissionStats,
-    quarantine: Q,
     retain: bool,
     retained: Vec<Retained>,
 }
 
-impl<Q: QuarantineSink> Admission<Q> {
-    pub fn new(transforms: Vec<Box<dyn Transform>>, quarantine: Q) -> Self {
+impl Admission {
+    pub fn new(transforms: Vec<Box<dyn Transform>>) -> Self {
         Admission {
             seen: HashMap::default(),
             transforms,
             stats: AdmissionStats::default(),
-            quarantine,
             retain: false,
             retained: Vec::new(),
         }
@@ -81,14 +74,6 @@ impl<Q: QuarantineSink> Admission<Q> {
 
     pub fn stats(&self) -> &AdmissionStats {
         &self.stats
-    }
-
-    pub fn quarantine(&self) -> &Q {
-        &self.quarantine
-    }
-
-    pub fn into_quarantine(self) -> Q {
-        self.quarantine
     }
 
     /// Records `(tenant, id)`; whether it was new.
@@ -108,47 +93,25 @@ impl<Q: QuarantineSink> Admission<Q> {
         let reason = reason.to_string();
         *self.stats.quarantined.entry(reason.clone()).or_default() += 1;
         Quarantined {
-            raw: decode::scrub(raw),
+            raw: scrub::scrub(raw),
             reason,
         }
     }
 
-    /// Admits a batch of lines, returning the events that enter the dataflow.
-    pub fn admit<L: AsRef<[u8]>>(&mut self, lines: &[L]) -> Vec<Event> {
-        self.admit_at(lines, 0)
-    }
-
-    /// As [`Admission::admit`], for events admitted at logical time `epoch`; with retention on,
-    /// each event is kept with what the transforms made of it, for retroactive swaps.
-    pub fn admit_at<L: AsRef<[u8]>>(&mut self, lines: &[L], epoch: Time) -> Vec<Event> {
-        self.admit_keeping(lines, epoch, false).0
-    }
-
-    /// As [`Admission::admit_at`], also returning the decoded, first-seen inputs before any
-    /// transform, each with its line index (when `keep_inputs`), for the landing zone.
-    pub fn admit_keeping<L: AsRef<[u8]>>(
+    /// Admits a batch of lines at logical time `epoch`: the one entry point of admission.
+    ///
+    /// Returns the events that enter the dataflow and where every other input went: the
+    /// rejected ones with their line index (the caller decides where quarantine lives: a
+    /// bounded run keeps it, a durable source lands it with its offsets) and, when
+    /// `keep_inputs`, the decoded first-seen inputs before any transform (for the landing
+    /// zone). With history retained, each event is kept with what the transforms made of it,
+    /// for retroactive swaps.
+    pub fn admit<L: AsRef<[u8]>>(
         &mut self,
         lines: &[L],
         epoch: Time,
         keep_inputs: bool,
-    ) -> (Vec<Event>, Vec<(usize, Event)>) {
-        let traced = self.admit_traced(lines, epoch, keep_inputs);
-        for (_, record) in traced.rejected {
-            self.quarantine.put(record);
-        }
-        (traced.events, traced.inputs)
-    }
-
-    /// As [`Admission::admit_at`], also telling where each input went: the decoded,
-    /// deduplicated inputs (before any transform; `keep_inputs`) and the rejected ones, each
-    /// with the index of its line. The rejected are returned instead of reaching the sink,
-    /// so a durable source can land them with their offsets.
-    pub fn admit_traced<L: AsRef<[u8]>>(
-        &mut self,
-        lines: &[L],
-        epoch: Time,
-        keep_inputs: bool,
-    ) -> Traced {
+    ) -> Admitted {
         let mut inputs = Vec::with_capacity(lines.len());
         // The line each event came from, so a plugin failure can quarantine it whole.
         let mut origin = Vec::with_capacity(lines.len());
@@ -192,7 +155,7 @@ impl<Q: QuarantineSink> Admission<Q> {
             }
         }
         self.count(&events, 1);
-        Traced {
+        Admitted {
             events,
             inputs: kept,
             rejected,
@@ -277,9 +240,9 @@ impl<Q: QuarantineSink> Admission<Q> {
         &mut self,
         transform: Box<dyn Transform>,
         mode: Mode,
-    ) -> Result<Vec<(Time, Event, isize)>, String> {
+    ) -> Result<Swapped, AdmitError> {
         if mode == Mode::Retroactive && !self.retain {
-            return Err("a retroactive transform swap needs the run to retain history".into());
+            return Err(AdmitError::NoHistory);
         }
         match self
             .transforms
@@ -290,7 +253,7 @@ impl<Q: QuarantineSink> Admission<Q> {
             None => self.transforms.push(transform),
         }
         if mode == Mode::FromNow {
-            return Ok(Vec::new());
+            return Ok(Swapped::default());
         }
         let mut retained = std::mem::take(&mut self.retained);
         let inputs: Vec<Event> = retained.iter().map(|r| r.input.clone()).collect();
@@ -299,11 +262,13 @@ impl<Q: QuarantineSink> Admission<Q> {
         for (event, owner) in events.into_iter().zip(owners) {
             fresh[owner].push(event);
         }
-        for (owner, reason) in failures {
-            let raw = retained[owner].input.to_wire().to_string();
-            let record = self.reject(raw.as_bytes(), reason);
-            self.quarantine.put(record);
-        }
+        let rejected = failures
+            .into_iter()
+            .map(|(owner, reason)| {
+                let raw = retained[owner].input.to_wire().to_string();
+                self.reject(raw.as_bytes(), reason)
+            })
+            .collect();
         let mut updates = Vec::new();
         for (kept, new) in retained.iter_mut().zip(fresh) {
             if kept.outputs == new {
@@ -316,13 +281,38 @@ impl<Q: QuarantineSink> Admission<Q> {
             kept.outputs = new;
         }
         self.retained = retained;
-        Ok(updates)
+        Ok(Swapped { updates, rejected })
     }
 }
 
-/// What [`Admission::admit_traced`] made of a batch of lines.
+/// What a retroactive transform swap changed.
 #[derive(Debug, Default)]
-pub struct Traced {
+pub struct Swapped {
+    /// `(admitted at, event, ±1)`: the old outputs retracted, the new ones added.
+    pub updates: Vec<(Time, Event, isize)>,
+    /// Retained events the new version fails, for the quarantine.
+    pub rejected: Vec<Quarantined>,
+}
+
+/// Why admission refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error("a retroactive transform swap needs the run to retain history")]
+    NoHistory,
+}
+
+impl AdmitError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmitError::NoHistory => "no_history",
+        }
+    }
+}
+
+/// What [`Admission::admit`] made of a batch of lines.
+#[derive(Debug, Default)]
+pub struct Admitted {
     /// The events that enter the dataflow.
     pub events: Vec<Event>,
     /// Each decoded, first-seen input as it was before the transforms, with its line index.

@@ -1,0 +1,26 @@
+//! The `conversion_hour` view (SPEC §2.5): sessions and converted sessions per tenant and
+//! hour of the session's start, over the sessions of `sessions` (§2.4).
+
+use crate::event::Millis;
+use crate::row::{Cell, Row};
+
+use super::sessions::Session;
+use super::{Coll, Key, floor, sum_by};
+
+const HOUR_MS: Millis = 3_600_000;
+
+pub(super) fn conversion_hour<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, Row> {
+    sessions
+        .map(|((tenant, _), s)| ((tenant, floor(s.start, HOUR_MS)), s.orders > 0))
+        .reduce(|_key, input, output| {
+            output.push(((sum_by(input, |_| 1), sum_by(input, |c| i64::from(*c))), 1));
+        })
+        .map(|((tenant, hour), (sessions, converted))| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Int(hour),
+                Cell::Int(sessions),
+                Cell::Int(converted),
+            ]
+        })
+}

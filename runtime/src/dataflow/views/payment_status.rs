@@ -1,0 +1,24 @@
+//! The `payment_status` view (SPEC §2.2): each payment at the status, provider and amount of
+//! its latest event, counted and summed per tenant, provider and status.
+
+use crate::row::{Cell, Row};
+
+use super::route::PaymentRec;
+use super::{Coll, latest, sum_by};
+
+pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
+    latest(payments.map(|(tenant, p)| ((tenant, p.payment_id.clone()), p)))
+        .map(|((tenant, _), p)| ((tenant, p.provider, p.status), p.amount_cents))
+        .reduce(|_key, input, output| {
+            output.push(((sum_by(input, |_| 1), sum_by(input, |a| *a)), 1));
+        })
+        .map(|((tenant, provider, status), (payments, amount))| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Str(provider),
+                Cell::Str(status),
+                Cell::Int(payments),
+                Cell::Int(amount),
+            ]
+        })
+}

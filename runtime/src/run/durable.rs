@@ -1,0 +1,458 @@
+//! Durability: the component the [`super::Driver`] is given to land what it reads and, for
+//! sources that can seek, to checkpoint and recover exactly once.
+//!
+//! The driver admits records partition by partition and hands each admitted stretch to
+//! [`Durability::record`]. What happens then:
+//!
+//! - **bounded runs** land the raw events in spans of [`SPAN`] offsets
+//!   (`raw/…/input-0-<first>-<last>.parquet`); their quarantine stays with the run;
+//! - **durable runs** (Kafka), every `checkpoint_every`:
+//!   1. close a logical time, so everything read so far sits at closed times;
+//!   2. land the raw events and quarantined inputs of each partition's new offset range;
+//!   3. write a segment of the dataflow's new input and commit a checkpoint naming it, with
+//!      the next offset of every partition; then tell the source how far it got.
+//!
+//! A crash anywhere leaves the newest committed checkpoint as the truth. On start,
+//! [`Durability::recover`] feeds the state it holds back to a fresh dataflow, removes landed
+//! files past its offsets, and returns the offsets to resume at: what was read after it is
+//! read again, and counted once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::admit::{Admission, Admitted, Quarantined};
+use crate::dataflow::pipeline::Pipeline;
+use crate::dataflow::store::ViewStore;
+use crate::event::Event;
+use crate::output::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Segment, SegmentRef};
+use crate::output::landing::{Landing, LandingError};
+use crate::source::file::STREAM;
+use crate::source::{Offsets, Record, Source};
+use crate::time::Time;
+
+/// Offsets per landed file of a bounded run.
+pub const SPAN: i64 = 200_000;
+
+/// How often a durable run checkpoints and exports, and where checkpoints go.
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    pub dir: PathBuf,
+    pub every: Duration,
+    /// How often the views are exported to the landing zone.
+    pub export_every: Duration,
+}
+
+/// A failure of durability.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    #[error(transparent)]
+    Landing(#[from] LandingError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot recover from checkpoint {id}: {reason}")]
+    Recover { id: u64, reason: RecoverError },
+}
+
+/// Why a checkpoint cannot be restored into this run.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(
+        "rule {name} {hash} is not among this run's plugins: start with the plugins the checkpoint was taken with"
+    )]
+    UnknownRule { name: String, hash: String },
+    #[error(transparent)]
+    Upload(#[from] crate::plugins::set::UploadError),
+    #[error(transparent)]
+    Rules(#[from] crate::dataflow::pipeline::PipelineError),
+}
+
+impl DurableError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DurableError::Landing(e) => e.code(),
+            DurableError::Checkpoint(e) => e.code(),
+            DurableError::Recover { .. } => "recover",
+        }
+    }
+}
+
+/// One partition's offsets since the last landing, and what they held.
+struct Range {
+    first: i64,
+    last: i64,
+    raw: Vec<(i64, Event)>,
+    rejected: Vec<(i64, Quarantined)>,
+}
+
+/// What a durable run adds to landing: checkpoints.
+struct Checkpointing {
+    checkpoints: Checkpoints,
+    settings: CheckpointSettings,
+    transforms: Vec<String>,
+    segments: Vec<SegmentRef>,
+    /// The dataflow's input since the last checkpoint.
+    segment: Segment,
+    next_id: u64,
+    last: Instant,
+    last_export: Instant,
+}
+
+/// The landing zone, and checkpoints for sources that can seek.
+pub struct Durability {
+    landing: Landing,
+    ranges: BTreeMap<(String, i32), Range>,
+    /// The next offset of every partition read.
+    offsets: Offsets,
+    checkpointing: Option<Checkpointing>,
+    /// A bounded run's first landing failure, reported when it finishes.
+    deferred: Option<LandingError>,
+}
+
+impl Durability {
+    /// A bounded run's landing: raw events only, replacing an earlier bounded run's files.
+    pub fn bounded(landing: Landing) -> Result<Durability, LandingError> {
+        landing.remove_uncommitted(&[STREAM.to_owned()], &Offsets::new())?;
+        Ok(Durability {
+            landing,
+            ranges: BTreeMap::new(),
+            offsets: Offsets::new(),
+            checkpointing: None,
+            deferred: None,
+        })
+    }
+
+    /// A durable run's landing and checkpoints; `transforms` names the run's transforms (a
+    /// checkpoint taken with others is restored with a warning).
+    pub fn checkpointed(
+        landing: Landing,
+        settings: CheckpointSettings,
+        transforms: Vec<String>,
+    ) -> Result<Durability, DurableError> {
+        let checkpoints = Checkpoints::open(&settings.dir)?;
+        let now = Instant::now();
+        Ok(Durability {
+            landing,
+            ranges: BTreeMap::new(),
+            offsets: Offsets::new(),
+            checkpointing: Some(Checkpointing {
+                next_id: checkpoints.highest_id()? + 1,
+                checkpoints,
+                settings,
+                transforms,
+                segments: Vec::new(),
+                segment: Segment::default(),
+                last: now,
+                last_export: now,
+            }),
+            deferred: None,
+        })
+    }
+
+    /// Whether this run checkpoints (and so lands its quarantine by offset range).
+    pub fn checkpoints(&self) -> bool {
+        self.checkpointing.is_some()
+    }
+
+    /// Drops records at offsets already read: a broker or client delivering one again must
+    /// not land it twice.
+    pub(super) fn drop_already_read(
+        &self,
+        stream: &str,
+        partition: i32,
+        records: &mut Vec<&Record>,
+    ) {
+        let mut next = self
+            .offsets
+            .get(&(stream.to_owned(), partition))
+            .copied()
+            .unwrap_or(i64::MIN);
+        records.retain(|r| {
+            let fresh = r.offset >= next;
+            next = next.max(r.offset + 1);
+            fresh
+        });
+    }
+
+    /// Takes what admission made of `records` (one partition's, in offset order, admitted at
+    /// `epoch`) for landing and the next checkpoint. Hands back the events for the dataflow
+    /// and the rejected inputs this landing does not keep.
+    pub(super) fn record(
+        &mut self,
+        (stream, partition): (&str, i32),
+        records: &[&Record],
+        epoch: Time,
+        admitted: Admitted,
+    ) -> Admitted {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return admitted;
+        };
+        let (first, last) = (first.offset, last.offset);
+        let key = (stream.to_owned(), partition);
+        let range = self.ranges.entry(key.clone()).or_insert_with(|| Range {
+            first,
+            last,
+            raw: Vec::new(),
+            rejected: Vec::new(),
+        });
+        range.last = last;
+        let Admitted {
+            events,
+            inputs,
+            mut rejected,
+        } = admitted;
+        if let Some(c) = self.checkpointing.as_mut() {
+            c.segment.seen.extend(
+                inputs
+                    .iter()
+                    .map(|(_, input)| (input.tenant_id.clone(), input.event_id.clone())),
+            );
+            c.segment
+                .events
+                .extend(events.iter().map(|e| (epoch, e.clone())));
+            rejected.sort_by_key(|r| r.0);
+            range.rejected.extend(
+                rejected
+                    .drain(..)
+                    .map(|(line, q)| (records[line].offset, q)),
+            );
+        }
+        range.raw.extend(
+            inputs
+                .into_iter()
+                .map(|(line, input)| (records[line].offset, input)),
+        );
+        self.offsets.insert(key, last + 1);
+        Admitted {
+            events,
+            inputs: Vec::new(),
+            rejected,
+        }
+    }
+
+    /// Bounded runs: lands every range that spans [`SPAN`] offsets. A failure is kept for
+    /// [`Durability::finish`]; the run goes on meanwhile.
+    pub(super) fn flush_spans(&mut self) {
+        if self.checkpointing.is_some() {
+            return;
+        }
+        let full: Vec<(String, i32)> = self
+            .ranges
+            .iter()
+            .filter(|(_, r)| r.last - r.first + 1 >= SPAN)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in full {
+            if let Err(e) = self.land(&key) {
+                self.deferred.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Lands one range and forgets it.
+    fn land(&mut self, key: &(String, i32)) -> Result<(), LandingError> {
+        let Some(range) = self.ranges.remove(key) else {
+            return Ok(());
+        };
+        let (stream, partition) = (key.0.as_str(), key.1);
+        let span = (range.first, range.last);
+        self.landing
+            .write_raw(stream, partition, span, &range.raw)?;
+        if self.checkpointing.is_some() {
+            self.landing
+                .write_quarantine(stream, partition, span, &range.rejected)?;
+        }
+        Ok(())
+    }
+
+    /// After each poll: bounded runs land full spans; durable runs checkpoint when one is
+    /// due or a deploy just took effect (a restart must not forget it), and export the views
+    /// when due.
+    pub(super) fn after_input(
+        &mut self,
+        pipeline: &mut Pipeline,
+        admission: &Admission,
+        store: &ViewStore,
+        source: &mut dyn Source,
+        deployed: bool,
+    ) -> Result<(), DurableError> {
+        let Some(c) = self.checkpointing.as_mut() else {
+            self.flush_spans();
+            return Ok(());
+        };
+        if deployed || c.last.elapsed() >= c.settings.every {
+            c.last = Instant::now();
+            self.checkpoint(pipeline, admission, source, deployed)?;
+        }
+        let Some(c) = self.checkpointing.as_mut() else {
+            return Ok(());
+        };
+        if c.last_export.elapsed() >= c.settings.export_every {
+            c.last_export = Instant::now();
+            super::export_views(&self.landing, store)?;
+        }
+        Ok(())
+    }
+
+    /// Lands what came since the last checkpoint and commits a new one (skipped when nothing
+    /// came, unless `force`).
+    pub(super) fn checkpoint(
+        &mut self,
+        pipeline: &mut Pipeline,
+        admission: &Admission,
+        source: &mut dyn Source,
+        force: bool,
+    ) -> Result<(), DurableError> {
+        if self.checkpointing.is_none() || (self.ranges.is_empty() && !force) {
+            return Ok(());
+        }
+        pipeline.advance();
+        let keys: Vec<(String, i32)> = self.ranges.keys().cloned().collect();
+        for key in &keys {
+            self.land(key)?;
+        }
+        let Some(c) = self.checkpointing.as_mut() else {
+            return Ok(());
+        };
+        let id = c.next_id;
+        let mut segments = c
+            .checkpoints
+            .maybe_merge(id, std::mem::take(&mut c.segments))?;
+        segments.push(
+            c.checkpoints
+                .write_segment(id, &std::mem::take(&mut c.segment))?,
+        );
+        for version in pipeline.rules().list() {
+            if let Some(component) = &version.component {
+                c.checkpoints.save_component(&version.hash, component)?;
+            }
+        }
+        let checkpoint = Checkpoint {
+            id,
+            epoch: pipeline.epoch(),
+            offsets: self
+                .offsets
+                .iter()
+                .map(|((stream, partition), next)| (stream.clone(), *partition, *next))
+                .collect(),
+            segments: segments.clone(),
+            rules: pipeline.rules().save(),
+            transforms: c.transforms.clone(),
+            stats: admission.stats().into(),
+            written_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        };
+        c.checkpoints.commit(&checkpoint)?;
+        c.segments = segments;
+        c.next_id += 1;
+        source.commit(&self.offsets);
+        Ok(())
+    }
+
+    /// Loads the newest complete checkpoint into the fresh dataflow and admission, removes
+    /// landed files of `streams` it does not cover, and returns the offsets to resume at.
+    pub(super) fn recover(
+        &mut self,
+        pipeline: &mut Pipeline,
+        admission: &mut Admission,
+        store: &ViewStore,
+        streams: &[String],
+    ) -> Result<Offsets, DurableError> {
+        let began = Instant::now();
+        let Some(c) = self.checkpointing.as_mut() else {
+            return Ok(Offsets::new());
+        };
+        match c.checkpoints.latest()? {
+            Some(loaded) => {
+                let checkpoint = loaded.checkpoint;
+                let id = checkpoint.id;
+                let recover_error = |reason: RecoverError| DurableError::Recover { id, reason };
+                // Rules uploaded while running come back from the components kept with the
+                // checkpoints; the configured ones were registered at start.
+                let registered = pipeline.rules().list().len();
+                for v in checkpoint.rules.versions.iter().skip(registered) {
+                    if !v.uploaded {
+                        return Err(recover_error(RecoverError::UnknownRule {
+                            name: v.name.clone(),
+                            hash: v.hash.clone(),
+                        }));
+                    }
+                    let bytes = c.checkpoints.component(&v.name, &v.hash)?;
+                    crate::plugins::set::upload_rule(
+                        pipeline.rules(),
+                        &v.name,
+                        bytes.into(),
+                        "",
+                        v.tenant.as_deref(),
+                    )
+                    .map_err(|e| recover_error(e.into()))?;
+                }
+                pipeline
+                    .restore_rules(&checkpoint.rules)
+                    .map_err(|e| recover_error(e.into()))?;
+                if checkpoint.transforms != c.transforms {
+                    eprintln!(
+                        "weir: warning: checkpoint {id} was taken with the transforms {:?}, this run has {:?}: events admitted from now on meet this run's",
+                        checkpoint.transforms, c.transforms
+                    );
+                }
+                let mut segments = loaded.segments;
+                let seen = segments
+                    .iter_mut()
+                    .flat_map(|s| std::mem::take(&mut s.seen));
+                admission.restore(seen, checkpoint.stats.to_stats());
+                let mut events = 0;
+                for segment in segments {
+                    events += segment.events.len();
+                    pipeline.push_restored(segment.events);
+                }
+                pipeline.resume_at(checkpoint.epoch);
+                if let Some(restored) = checkpoint.epoch.checked_sub(1) {
+                    store.wait_for(restored);
+                }
+                self.offsets = checkpoint
+                    .offsets
+                    .iter()
+                    .map(|(stream, partition, next)| ((stream.clone(), *partition), *next))
+                    .collect();
+                c.segments = checkpoint.segments;
+                eprintln!(
+                    "weir: recovered checkpoint {id} (logical time {}, {events} events) in {} ms",
+                    checkpoint.epoch,
+                    began.elapsed().as_millis()
+                );
+            }
+            None => eprintln!(
+                "weir: no checkpoint in {}; starting from the earliest offsets",
+                c.checkpoints.dir().display()
+            ),
+        }
+        let removed = self.landing.remove_uncommitted(streams, &self.offsets)?;
+        if removed > 0 {
+            eprintln!(
+                "weir: removed {removed} landed files past the checkpoint; their offsets are read again"
+            );
+        }
+        Ok(self.offsets.clone())
+    }
+
+    /// After the dataflow drained: durable runs export the final views; bounded runs land
+    /// their last span (reporting an earlier landing failure) and write the run's outputs.
+    pub(super) fn finish(mut self, result: &super::RunResult) -> Result<(), DurableError> {
+        if self.checkpointing.is_some() {
+            super::export_views(&self.landing, &result.store)?;
+            return Ok(());
+        }
+        if let Some(error) = self.deferred.take() {
+            return Err(error.into());
+        }
+        let keys: Vec<(String, i32)> = self.ranges.keys().cloned().collect();
+        for key in &keys {
+            self.land(key)?;
+        }
+        result.write_outputs(&self.landing)?;
+        Ok(())
+    }
+}

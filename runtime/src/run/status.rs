@@ -1,0 +1,43 @@
+//! The status line of a live run, every so often.
+
+use std::time::{Duration, Instant};
+
+use crate::admit::AdmissionStats;
+use crate::dataflow::store::ViewStore;
+use crate::row::ViewId;
+
+pub(super) struct Status {
+    every: Duration,
+    last: Instant,
+    read: u64,
+}
+
+impl Status {
+    pub(super) fn new(every: Duration) -> Self {
+        Status {
+            every,
+            last: Instant::now(),
+            read: 0,
+        }
+    }
+
+    pub(super) fn tick(&mut self, stats: &AdmissionStats, store: &ViewStore) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        let rate = (stats.read - self.read) as f64 / self.last.elapsed().as_secs_f64();
+        self.read = stats.read;
+        self.last = Instant::now();
+        let alerts = ViewId::FraudAlerts;
+        let (as_of, count) = store.read(|p| (p.as_of, p.view(alerts).len()));
+        eprintln!(
+            "weir: {rate:.0} events/s | read {} admitted {} duplicates {} quarantined {} | {} {count} | logical time {}",
+            stats.read,
+            stats.admitted,
+            stats.duplicates,
+            stats.quarantined_total(),
+            alerts.name(),
+            as_of.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! What a `weir run` will do: its flags, merged over the config file, resolved into
+//! [`Settings`] with every default named once.
+//!
+//! Precedence is flag, then config file, then the constant here (or in the module that owns
+//! it); `--help` prints the same constants. Resolution checks everything that can be checked
+//! before anything starts — the mode is unambiguous, a Kafka run has a landing zone, numbers
+//! are positive — so a bad start stops with a message naming what to fix.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Implementation, SourceKind};
+use crate::dataflow::store::{DEFAULT_HISTORY, DEFAULT_SUBSCRIBER_BUFFER};
+use crate::plugins::PluginFactory;
+use crate::plugins::native::NativePlugins;
+use crate::plugins::set::WasmPlugins;
+use crate::run::{
+    CheckpointSettings, DEFAULT_EPOCH_LINES, DEFAULT_WORKERS, LiveConfig, MAX_LAG, RunConfig,
+};
+use crate::serve::ServeConfig;
+use crate::source::kafka::KafkaUrl;
+
+/// Live runs: generated events per second.
+pub const DEFAULT_RATE: u64 = 5_000;
+/// Live runs: generator seed.
+pub const DEFAULT_SEED: u64 = 1;
+/// Generated tenants.
+pub const DEFAULT_TENANTS: u16 = 4;
+/// Live runs: milliseconds per logical time.
+pub const DEFAULT_TICK_MS: u64 = 20;
+/// Live runs: seconds between status lines.
+pub const DEFAULT_STATUS_SECS: u64 = 5;
+/// Kafka runs: seconds between checkpoints.
+pub const DEFAULT_CHECKPOINT_SECS: f64 = 5.0;
+/// Kafka runs: seconds between view exports.
+pub const DEFAULT_EXPORT_SECS: f64 = 60.0;
+/// Kafka runs: the consumer group offsets are reported to.
+pub const DEFAULT_GROUP: &str = "weir";
+/// Live runs: where gRPC answers (and where the CLI clients ask).
+pub const DEFAULT_GRPC: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Live runs: where Prometheus metrics answer.
+pub const DEFAULT_METRICS: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
+
+/// Which implementation of the default plugins runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PluginImpl {
+    /// The example plugins as sandboxed WebAssembly components (embedded in the binary).
+    Wasm,
+    /// The native Rust reference implementations.
+    Native,
+}
+
+/// The flags of `weir run`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunFlags {
+    /// TOML config file (see examples/pulsecart/weir.toml, which plain `weir run` uses);
+    /// flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// NDJSON input file (`-` for stdin), or landed raw Parquet to replay (a landing
+    /// directory or a glob); makes the run bounded.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Kafka topics to consume: kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…].
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Output: views/*.parquet, quarantine and the raw landing zone; a directory, or for
+    /// Kafka runs also an s3://bucket/prefix URL (required with --input and --source).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Kafka runs: where checkpoints go [default: OUT/checkpoints].
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    #[arg(long, help = format!("Kafka runs: seconds between checkpoints [default: {DEFAULT_CHECKPOINT_SECS}]"))]
+    pub checkpoint_secs: Option<f64>,
+    #[arg(long, help = format!("Kafka runs: seconds between view exports to OUT/views [default: {DEFAULT_EXPORT_SECS}]"))]
+    pub export_secs: Option<f64>,
+    #[arg(long, help = format!("Kafka runs: the consumer group offsets are reported to [default: {DEFAULT_GROUP}]"))]
+    pub group: Option<String>,
+    /// Kafka runs: stop after no message has come for this many seconds, writing the final
+    /// outputs.
+    #[arg(long)]
+    pub until_idle: Option<f64>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256),
+        help = format!("Dataflow worker threads [default: {DEFAULT_WORKERS}]"))]
+    pub workers: Option<u16>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
+        help = format!("Bounded runs: input lines per logical time [default: {DEFAULT_EPOCH_LINES}]"))]
+    pub epoch_lines: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
+        help = format!("Live runs: generated events per second [default: {DEFAULT_RATE}]"))]
+    pub rate: Option<u64>,
+    #[arg(long, help = format!("Live runs: generator seed [default: {DEFAULT_SEED}]"))]
+    pub seed: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000),
+        help = format!("Live runs: number of generated tenants [default: {DEFAULT_TENANTS}]"))]
+    pub tenants: Option<u16>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
+        help = format!("Live runs: milliseconds per logical time [default: {DEFAULT_TICK_MS}]"))]
+    pub tick_ms: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
+        help = format!("Live runs: seconds between status lines [default: {DEFAULT_STATUS_SECS}]"))]
+    pub status_secs: Option<u64>,
+    /// Which implementation of the default plugins runs [default: wasm].
+    #[arg(long, value_enum)]
+    pub plugins: Option<PluginImpl>,
+    /// Replace or add a plugin: NAME=FILE.wasm (repeatable; the world is read off the file).
+    #[arg(long = "plugin", value_name = "NAME=FILE")]
+    pub plugin: Vec<String>,
+    #[arg(long, help = format!("Live runs: gRPC address (port 0 picks one) [default: {DEFAULT_GRPC}]"))]
+    pub grpc: Option<String>,
+    #[arg(long, help = format!("Live runs: Prometheus address, or `off` [default: {DEFAULT_METRICS}]"))]
+    pub metrics: Option<String>,
+    /// Write the run's addresses as JSON to this file once it serves (for scripts and
+    /// tests: `{"grpc": "127.0.0.1:50051", "metrics": "127.0.0.1:9464"}`).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// What feeds a run.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// NDJSON from a file, or stdin for `-`.
+    File(String),
+    /// Landed raw Parquet: a landing directory, one file or a glob.
+    Replay(String),
+    /// The built-in generator, live.
+    Generator {
+        rate: u64,
+        seed: u64,
+        tenants: usize,
+    },
+    /// Kafka topics, live and durable.
+    Kafka { url: KafkaUrl, group: String },
+}
+
+/// A resolved `weir run`.
+#[derive(Clone)]
+pub struct Settings {
+    pub run: RunConfig,
+    pub input: Input,
+    /// Where outputs go: a directory, or an object store URL.
+    pub out: Option<String>,
+    /// Set for runs that do not end by themselves (the generator, Kafka).
+    pub live: Option<LiveConfig>,
+    /// Kafka runs: checkpoints.
+    pub checkpoints: Option<CheckpointSettings>,
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Why a `weir run` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigFileError),
+    #[error(transparent)]
+    Kafka(#[from] crate::source::kafka::KafkaSourceError),
+    #[error("--input {input} and the Kafka source {url}: a run reads one source")]
+    TwoSources { input: String, url: String },
+    #[error(
+        "a Kafka run needs --out DIR (or an s3:// URL) for its landing zone, views and checkpoints"
+    )]
+    KafkaNeedsOut,
+    #[error("a bounded run (--input) needs --out DIR for its Parquet outputs")]
+    BoundedNeedsOut,
+    #[error(
+        "--out {out} is an object store: give --checkpoint-dir DIR, a local directory for checkpoints"
+    )]
+    CheckpointsNeedDir { out: String },
+    #[error("{flag}: {value} is not a positive number of seconds")]
+    Seconds { flag: String, value: f64 },
+    #[error("--plugin {0}: expected NAME=FILE.wasm")]
+    PluginSpec(String),
+    #[error("loading plugin components needs the WebAssembly plugins; drop --plugins native")]
+    NativeWithComponents,
+    #[error("plugin {name}: cannot read {file}: {source}")]
+    PluginFile {
+        name: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::set::ConfigError),
+}
+
+impl SettingsError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SettingsError::Config(e) => e.code(),
+            SettingsError::Kafka(e) => e.code(),
+            SettingsError::TwoSources { .. } => "two_sources",
+            SettingsError::KafkaNeedsOut => "kafka_needs_out",
+            SettingsError::BoundedNeedsOut => "bounded_needs_out",
+            SettingsError::CheckpointsNeedDir { .. } => "checkpoints_need_dir",
+            SettingsError::Seconds { .. } => "bad_seconds",
+            SettingsError::PluginSpec(_) => "plugin_spec",
+            SettingsError::NativeWithComponents => "native_with_components",
+            SettingsError::PluginFile { .. } => "plugin_file",
+            SettingsError::Plugin(e) => e.code(),
+        }
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, SettingsError> {
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(SettingsError::Seconds {
+            flag: flag.to_owned(),
+            value,
+        });
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Config {
+    /// Loads the config file the flags name (or the embedded demo) and merges the flags over
+    /// it.
+    pub fn resolve(flags: &RunFlags) -> Result<Settings, SettingsError> {
+        let config = match &flags.config {
+            Some(path) => Config::load(path)?,
+            None => Config::demo(),
+        };
+        config.merge(flags)
+    }
+
+    /// The flags over this config, every default filled in.
+    pub fn merge(&self, flags: &RunFlags) -> Result<Settings, SettingsError> {
+        let (p, src) = (&self.pipeline, &self.source);
+        let implementation = flags.plugins.unwrap_or(match self.plugins.implementation {
+            Some(Implementation::Native) => PluginImpl::Native,
+            _ => PluginImpl::Wasm,
+        });
+        let run = RunConfig {
+            workers: flags
+                .workers
+                .or(p.workers)
+                .map_or(DEFAULT_WORKERS, usize::from),
+            epoch_lines: flags
+                .epoch_lines
+                .or(p.epoch_lines)
+                .map_or(DEFAULT_EPOCH_LINES, |n| n as usize),
+            lockstep: false,
+            plugins: self.plugin_set(implementation, &flags.plugin)?,
+        };
+        let input = flags.input.clone().or_else(|| match src.kind {
+            SourceKind::File => src.path.clone(),
+            _ => None,
+        });
+        let kafka = flags.source.clone().or_else(|| match src.kind {
+            SourceKind::Kafka => src.url.clone(),
+            _ => None,
+        });
+        let out = flags
+            .out
+            .clone()
+            .or_else(|| src.out.clone())
+            .map(|o| o.to_string_lossy().into_owned());
+        let serve = || -> Result<ServeConfig, SettingsError> {
+            let grpc = match &flags.grpc {
+                Some(a) => crate::config::address("--grpc", a)?,
+                None => self.grpc_addr(),
+            };
+            let metrics = match flags.metrics.as_deref() {
+                Some("off") => None,
+                Some(a) => Some(crate::config::address("--metrics", a)?),
+                None => self.metrics_addr(),
+            };
+            Ok(ServeConfig {
+                grpc,
+                metrics,
+                tokens: self.tokens()?,
+            })
+        };
+        let live = |until_idle: Option<Duration>, max_lag: Option<u64>| {
+            Ok::<_, SettingsError>(LiveConfig {
+                tick: Duration::from_millis(flags.tick_ms.or(p.tick_ms).unwrap_or(DEFAULT_TICK_MS)),
+                status_every: Duration::from_secs(
+                    flags
+                        .status_secs
+                        .or(p.status_secs)
+                        .unwrap_or(DEFAULT_STATUS_SECS),
+                ),
+                serve: Some(serve()?),
+                history: self.serve.history.unwrap_or(DEFAULT_HISTORY),
+                subscriber_buffer: self
+                    .serve
+                    .subscriber_buffer
+                    .unwrap_or(DEFAULT_SUBSCRIBER_BUFFER),
+                until_idle,
+                max_lag,
+            })
+        };
+        let ready_file = flags.ready_file.clone();
+        match (kafka, input) {
+            (Some(url), Some(input)) => Err(SettingsError::TwoSources { input, url }),
+            (Some(url), None) => {
+                let url = KafkaUrl::parse(&url)?;
+                let out = out.ok_or(SettingsError::KafkaNeedsOut)?;
+                let dir = match flags
+                    .checkpoint_dir
+                    .clone()
+                    .or_else(|| src.checkpoint_dir.clone())
+                {
+                    Some(dir) => dir,
+                    None if out.contains("://") => {
+                        return Err(SettingsError::CheckpointsNeedDir { out });
+                    }
+                    None => PathBuf::from(&out).join("checkpoints"),
+                };
+                let checkpoints = CheckpointSettings {
+                    dir,
+                    every: seconds(
+                        "--checkpoint-secs",
+                        flags
+                            .checkpoint_secs
+                            .or(src.checkpoint_secs)
+                            .unwrap_or(DEFAULT_CHECKPOINT_SECS),
+                    )?,
+                    export_every: seconds(
+                        "--export-secs",
+                        flags
+                            .export_secs
+                            .or(src.export_secs)
+                            .unwrap_or(DEFAULT_EXPORT_SECS),
+                    )?,
+                };
+                let until_idle = flags
+                    .until_idle
+                    .or(src.until_idle_secs)
+                    .map(|v| seconds("--until-idle", v))
+                    .transpose()?;
+                let group = flags
+                    .group
+                    .clone()
+                    .or_else(|| src.group.clone())
+                    .unwrap_or_else(|| DEFAULT_GROUP.into());
+                Ok(Settings {
+                    run,
+                    input: Input::Kafka { url, group },
+                    out: Some(out),
+                    live: Some(live(until_idle, Some(MAX_LAG))?),
+                    checkpoints: Some(checkpoints),
+                    ready_file,
+                })
+            }
+            (None, Some(input)) => {
+                let out = out.ok_or(SettingsError::BoundedNeedsOut)?;
+                let input = if crate::source::replay::is_landed(&input) {
+                    Input::Replay(input)
+                } else {
+                    Input::File(input)
+                };
+                Ok(Settings {
+                    run,
+                    input,
+                    out: Some(out),
+                    live: None,
+                    checkpoints: None,
+                    ready_file,
+                })
+            }
+            (None, None) => Ok(Settings {
+                run,
+                input: Input::Generator {
+                    rate: flags.rate.or(src.rate).unwrap_or(DEFAULT_RATE),
+                    seed: flags.seed.or(src.seed).unwrap_or(DEFAULT_SEED),
+                    tenants: usize::from(flags.tenants.or(src.tenants).unwrap_or(DEFAULT_TENANTS)),
+                },
+                out,
+                live: Some(live(None, None)?),
+                checkpoints: None,
+                ready_file,
+            }),
+        }
+    }
+
+    /// The plugins a run starts with: the defaults in `implementation`, then the components
+    /// the config and `--plugin NAME=FILE` flags load.
+    fn plugin_set(
+        &self,
+        implementation: PluginImpl,
+        specs: &[String],
+    ) -> Result<Arc<dyn PluginFactory>, SettingsError> {
+        let mut loads: Vec<(String, PathBuf, Option<String>)> = self
+            .plugins
+            .load
+            .iter()
+            .map(|p| (p.name.clone(), p.file.clone(), p.tenant.clone()))
+            .collect();
+        for spec in specs {
+            let Some((name, file)) = spec.split_once('=') else {
+                return Err(SettingsError::PluginSpec(spec.clone()));
+            };
+            loads.push((name.to_owned(), PathBuf::from(file), None));
+        }
+        if implementation == PluginImpl::Native {
+            if !loads.is_empty() {
+                return Err(SettingsError::NativeWithComponents);
+            }
+            return Ok(Arc::new(NativePlugins));
+        }
+        let mut set = WasmPlugins::defaults()?;
+        for (name, file, tenant) in loads {
+            let bytes = std::fs::read(&file).map_err(|source| SettingsError::PluginFile {
+                name: name.clone(),
+                file: file.display().to_string(),
+                source,
+            })?;
+            let world = set.add(&name, &bytes, tenant.as_deref())?;
+            eprintln!("weir: plugin {name} ({world:?}) from {}", file.display());
+        }
+        Ok(Arc::new(set))
+    }
+}
