@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::time::Millis;
 
+/// The largest amount, price or discount in cents, and the largest `|delta|` (SPEC §1): far
+/// above any real order, and small enough that no per-event arithmetic can overflow.
+pub const MAX_CENTS: i64 = 1_000_000_000_000_000;
+/// The largest item or cart quantity.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// The earliest event time admitted: 2000-01-01T00:00:00Z.
+pub const EARLIEST_EVENT_TIME_MS: Millis = 946_684_800_000;
+/// Event times must be before 2100-01-01T00:00:00Z.
+pub const END_EVENT_TIME_MS: Millis = 4_102_444_800_000;
+
 /// One valid event.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {

@@ -1,5 +1,9 @@
 //! The `weir` command line: `weir run` (live or bounded), `weir gen`, the plugin tools, and
 //! the API clients (`weir query`, `weir subscribe`, `weir plugin deploy|list|rollback`).
+//!
+//! It owns the arguments, the exit code and what reaches the user's screen. Every command is a
+//! call into the library (`run::execute`, the generator, the plugin host, `serve::client`), so
+//! it must not admit, compute a view or speak gRPC itself.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;

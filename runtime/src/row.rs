@@ -3,6 +3,10 @@
 //! The dataflow computes with typed tuples; at its edge each view's updates become `Row`s whose
 //! columns are named and typed by the view's [`ViewSchema`]. Ordering a row orders it by its key
 //! columns first, so a sorted map of rows answers key-prefix queries with a range scan.
+//!
+//! It is shared vocabulary: it imports nothing else from the crate and holds no rows of its
+//! own, so a view, the store, an encoder and the API can name a table without depending on one
+//! another.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -5,6 +5,10 @@
 //! it); `--help` prints the same constants. Resolution checks everything that can be checked
 //! before anything starts — the mode is unambiguous, a Kafka run has a landing zone, numbers
 //! are positive — so a bad start stops with a message naming what to fix.
+//!
+//! It only resolves: it opens no source, binds no address, starts no worker and writes no file;
+//! [`crate::run::execute`] does that with the [`Settings`] it returns. The only files it reads
+//! are the config file and the plugin components the configuration names.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;

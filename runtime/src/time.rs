@@ -2,6 +2,9 @@
 //!
 //! They sit below the stages so that a source, admission or a plugin can name a logical time
 //! without reaching into the dataflow that defines what it means.
+//!
+//! It holds the names and nothing else: it imports nothing, reads no clock and converts no
+//! timestamp (decoding turns event times into `Millis`).
 
 /// Logical time: the epoch in which an event was admitted. Views are published per time.
 pub type Time = u64;

@@ -30,6 +30,7 @@ mod oracle;
 mod cli;
 mod common;
 mod exactness;
+mod faults;
 mod kafka;
 mod plugins;
 mod quarantine;

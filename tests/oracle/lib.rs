@@ -98,6 +98,16 @@ fn int(v: i64) -> Cell {
     Cell::Int(v)
 }
 
+/// An exact sum as an i64 column holds it: at the bound once past it (SPEC §1: no sum may
+/// overflow; the defined result is the nearest bound).
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn sum(v: i128) -> Cell {
+    Cell::Int(saturate(v))
+}
+
 fn count(n: usize) -> Cell {
     Cell::Int(i64::try_from(n).expect("count fits in i64"))
 }
@@ -194,9 +204,9 @@ fn latest_payment_by<'a, K: std::hash::Hash + Eq>(
 #[derive(Default)]
 struct Gmv {
     orders: usize,
-    gmv_cents: i64,
+    gmv_cents: i128,
     cancelled_orders: usize,
-    net_gmv_cents: i64,
+    net_gmv_cents: i128,
 }
 
 fn gmv_minute(events: &[Event]) -> Vec<Row> {
@@ -208,11 +218,11 @@ fn gmv_minute(events: &[Event]) -> Vec<Row> {
             .entry((&e.tenant_id, &o.currency, minute))
             .or_default();
         g.orders += 1;
-        g.gmv_cents += o.total_cents;
+        g.gmv_cents += i128::from(o.total_cents);
         if cancelled.contains(&(e.tenant_id.as_str(), o.order_id.as_str())) {
             g.cancelled_orders += 1;
         } else {
-            g.net_gmv_cents += o.total_cents;
+            g.net_gmv_cents += i128::from(o.total_cents);
         }
     }
     groups
@@ -223,9 +233,9 @@ fn gmv_minute(events: &[Event]) -> Vec<Row> {
                 s(currency),
                 int(minute),
                 count(g.orders),
-                int(g.gmv_cents),
+                sum(g.gmv_cents),
                 count(g.cancelled_orders),
-                int(g.net_gmv_cents),
+                sum(g.net_gmv_cents),
             ]
         })
         .collect()
@@ -233,19 +243,19 @@ fn gmv_minute(events: &[Event]) -> Vec<Row> {
 
 fn payment_status(events: &[Event]) -> Vec<Row> {
     let latest = latest_payment_by(events, |e, p| (e.tenant_id.as_str(), p.payment_id.as_str()));
-    let mut groups: BTreeMap<(&str, &str, &str), (usize, i64)> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str, &str), (usize, i128)> = BTreeMap::new();
     for (e, p) in latest.into_values() {
         let status = canonical_status(&p.provider, &p.status);
         let g = groups
             .entry((&e.tenant_id, &p.provider, status))
             .or_default();
         g.0 += 1;
-        g.1 += p.amount_cents;
+        g.1 += i128::from(p.amount_cents);
     }
     groups
         .into_iter()
         .map(|((tenant, provider, status), (n, amount))| {
-            vec![s(tenant), s(provider), s(status), count(n), int(amount)]
+            vec![s(tenant), s(provider), s(status), count(n), sum(amount)]
         })
         .collect()
 }
@@ -255,10 +265,10 @@ fn inventory(events: &[Event]) -> Vec<Row> {
     let order_status =
         latest_payment_by(events, |e, p| (e.tenant_id.as_str(), p.order_id.as_str()));
     // (on_hand, reserved)
-    let mut skus: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    let mut skus: BTreeMap<(&str, &str), (i128, i128)> = BTreeMap::new();
     for e in events {
         if let Body::InventoryAdjusted(a) = &e.body {
-            skus.entry((&e.tenant_id, &a.sku)).or_default().0 += a.delta;
+            skus.entry((&e.tenant_id, &a.sku)).or_default().0 += i128::from(a.delta);
         }
     }
     for (e, o) in orders(events) {
@@ -271,7 +281,7 @@ fn inventory(events: &[Event]) -> Vec<Row> {
         for item in &o.items {
             let entry = skus.entry((&e.tenant_id, &item.sku)).or_default();
             if reserves {
-                entry.1 += item.quantity;
+                entry.1 += i128::from(item.quantity);
             }
         }
     }
@@ -280,9 +290,10 @@ fn inventory(events: &[Event]) -> Vec<Row> {
             vec![
                 s(tenant),
                 s(sku),
-                int(on_hand),
-                int(reserved),
-                int(on_hand - reserved),
+                sum(on_hand),
+                sum(reserved),
+                // The view's columns are i64: available is what they say, not the exact sum.
+                int(saturate(on_hand).saturating_sub(saturate(reserved))),
             ]
         })
         .collect()
@@ -411,7 +422,8 @@ fn fraud_alerts(
             // amount_anomaly: the n orders strictly before t
             if o.total_cents >= ANOMALY_MIN_TOTAL_CENTS {
                 let n = times.partition_point(|&x| x < t);
-                let prior_sum = prefix_totals[n];
+                // The rule sees the prior total as the core hands it: an i64 feature.
+                let prior_sum = i128::from(saturate(prefix_totals[n]));
                 if n >= ANOMALY_MIN_PRIOR_ORDERS
                     && i128::from(o.total_cents) * n as i128 > ANOMALY_FACTOR * prior_sum
                 {

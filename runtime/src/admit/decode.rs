@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use serde::de::{
     self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -19,7 +20,8 @@ use serde::de::{
 
 use super::scrub::mask_card;
 use crate::event::{
-    AddToCart, Body, Event, InventoryAdjusted, Item, OrderCancelled, OrderPlaced, PageView, Payment,
+    AddToCart, Body, EARLIEST_EVENT_TIME_MS, END_EVENT_TIME_MS, Event, InventoryAdjusted, Item,
+    MAX_CENTS, MAX_QUANTITY, Millis, OrderCancelled, OrderPlaced, PageView, Payment,
 };
 
 /// Largest accepted input, in bytes (SPEC §1).
@@ -326,19 +328,94 @@ fn opt_string(slot: &Slot<'_>, name: &'static str) -> Check<Option<String>> {
     }
 }
 
-fn int(slot: &Slot<'_>, name: &'static str, min: Option<i64>) -> Check<i64> {
+/// Cents: prices, totals, discounts and amounts.
+const CENTS: RangeInclusive<i64> = 0..=MAX_CENTS;
+/// Item and cart quantities.
+const QUANTITY: RangeInclusive<i64> = 1..=MAX_QUANTITY;
+/// Inventory changes, either way.
+const DELTA: RangeInclusive<i64> = -MAX_CENTS..=MAX_CENTS;
+
+fn int(slot: &Slot<'_>, name: &'static str, range: RangeInclusive<i64>) -> Check<i64> {
     match slot {
         Slot::Absent => Err(Reason::MissingField(name)),
-        Slot::Int(v) if min.is_none_or(|m| *v >= m) => Ok(*v),
+        Slot::Int(v) if range.contains(v) => Ok(*v),
         Slot::Int(_) | Slot::BigInt => Err(Reason::InvalidValue(name)),
         _ => Err(Reason::WrongType(name)),
     }
 }
 
-fn opt_int(slot: &Slot<'_>, name: &'static str, min: Option<i64>) -> Check<Option<i64>> {
+fn opt_int(slot: &Slot<'_>, name: &'static str, range: RangeInclusive<i64>) -> Check<Option<i64>> {
     match slot {
         Slot::Absent | Slot::Null => Ok(None),
-        other => int(other, name, min).map(Some),
+        other => int(other, name, range).map(Some),
+    }
+}
+
+/// Whether an event time is inside SPEC §1's range.
+fn valid_time(t: Millis) -> bool {
+    (EARLIEST_EVENT_TIME_MS..END_EVENT_TIME_MS).contains(&t)
+}
+
+fn valid_event_id(s: &str) -> bool {
+    (1..=128).contains(&s.chars().count())
+}
+
+fn valid_currency(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Checks a typed event by the rules decoding applies to a line: what a transform emits must
+/// be an event that could have been admitted, so no plugin can feed the views a value no
+/// producer could (an out-of-range amount, an empty id, a time before 2000).
+pub fn validate(event: &Event) -> Check<()> {
+    let check = |ok: bool, name: &'static str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Reason::InvalidValue(name))
+        }
+    };
+    check(valid_event_id(&event.event_id), "event_id")?;
+    check(valid_tenant(&event.tenant_id), "tenant_id")?;
+    check(valid_time(event.event_time_ms), "event_time")?;
+    check(matches!(event.schema_version, 1 | 2), "schema_version")?;
+    let id = |s: &str, name| check(!s.is_empty(), name);
+    let within = |v: i64, range: RangeInclusive<i64>, name| check(range.contains(&v), name);
+    match &event.body {
+        Body::PageView(p) => id(&p.user_id, "user_id"),
+        Body::AddToCart(a) => {
+            id(&a.user_id, "user_id")?;
+            id(&a.sku, "sku")?;
+            within(a.quantity, QUANTITY, "quantity")?;
+            within(a.price_cents, CENTS, "price_cents")
+        }
+        Body::OrderPlaced(o) => {
+            id(&o.user_id, "user_id")?;
+            id(&o.order_id, "order_id")?;
+            check(!o.items.is_empty(), "items")?;
+            for item in &o.items {
+                id(&item.sku, "items.sku")?;
+                within(item.quantity, QUANTITY, "items.quantity")?;
+                within(item.price_cents, CENTS, "items.price_cents")?;
+            }
+            within(o.total_cents, CENTS, "total_cents")?;
+            check(valid_currency(&o.currency), "currency")?;
+            within(o.discount_cents, CENTS, "discount_cents")
+        }
+        Body::OrderCancelled(c) => {
+            id(&c.user_id, "user_id")?;
+            id(&c.order_id, "order_id")
+        }
+        Body::Payment(p) => {
+            id(&p.user_id, "user_id")?;
+            id(&p.order_id, "order_id")?;
+            id(&p.payment_id, "payment_id")?;
+            within(p.amount_cents, CENTS, "amount_cents")
+        }
+        Body::InventoryAdjusted(a) => {
+            id(&a.sku, "sku")?;
+            within(a.delta, DELTA, "delta")
+        }
     }
 }
 
@@ -358,7 +435,7 @@ fn valid_tenant(s: &str) -> bool {
 impl RawEvent<'_> {
     fn validate(&self) -> Check<Event> {
         let event_id = string(&self.event_id, "event_id")?;
-        if !(1..=128).contains(&event_id.chars().count()) {
+        if !valid_event_id(&event_id) {
             return Err(Reason::InvalidValue("event_id"));
         }
         let tenant_id = string(&self.tenant_id, "tenant_id")?;
@@ -372,7 +449,9 @@ impl RawEvent<'_> {
         };
         let event_time_ms = match &self.event_time {
             Slot::Absent => return Err(Reason::MissingField("event_time")),
-            Slot::Str(s) => parse_event_time(s).ok_or(Reason::InvalidValue("event_time"))?,
+            Slot::Str(s) => parse_event_time(s)
+                .filter(|t| valid_time(*t))
+                .ok_or(Reason::InvalidValue("event_time"))?,
             _ => return Err(Reason::WrongType("event_time")),
         };
         let schema_version = match &self.schema_version {
@@ -392,8 +471,8 @@ impl RawEvent<'_> {
             "add_to_cart" => Body::AddToCart(AddToCart {
                 user_id: ident(&self.user_id, "user_id")?,
                 sku: ident(&self.sku, "sku")?,
-                quantity: int(&self.quantity, "quantity", Some(1))?,
-                price_cents: int(&self.price_cents, "price_cents", Some(0))?,
+                quantity: int(&self.quantity, "quantity", QUANTITY)?,
+                price_cents: int(&self.price_cents, "price_cents", CENTS)?,
             }),
             "order_placed" => Body::OrderPlaced(self.order_placed(schema_version)?),
             "order_cancelled" => Body::OrderCancelled(OrderCancelled {
@@ -403,7 +482,7 @@ impl RawEvent<'_> {
             "payment" => Body::Payment(self.payment()?),
             "inventory_adjusted" => Body::InventoryAdjusted(InventoryAdjusted {
                 sku: ident(&self.sku, "sku")?,
-                delta: int(&self.delta, "delta", None)?,
+                delta: int(&self.delta, "delta", DELTA)?,
                 reason: string(&self.reason, "reason")?,
                 warehouse: opt_string(&self.warehouse, "warehouse")?,
             }),
@@ -432,24 +511,24 @@ impl RawEvent<'_> {
                     }
                     Ok(Item {
                         sku: ident(&item.sku, "items.sku")?,
-                        quantity: int(&item.quantity, "items.quantity", Some(1))?,
-                        price_cents: int(&item.price_cents, "items.price_cents", Some(0))?,
+                        quantity: int(&item.quantity, "items.quantity", QUANTITY)?,
+                        price_cents: int(&item.price_cents, "items.price_cents", CENTS)?,
                     })
                 })
                 .collect::<Check<Vec<Item>>>()?,
             _ => return Err(Reason::WrongType("items")),
         };
-        let total_cents = int(&self.total_cents, "total_cents", Some(0))?;
+        let total_cents = int(&self.total_cents, "total_cents", CENTS)?;
         let device_id = opt_string(&self.device_id, "device_id")?;
         // Version 1 had neither field; whatever a v1 producer sends there is ignored.
         let (currency, discount_cents) = if schema_version == 1 {
             ("USD".to_owned(), 0)
         } else {
             let currency = string(&self.currency, "currency")?;
-            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            if !valid_currency(&currency) {
                 return Err(Reason::InvalidValue("currency"));
             }
-            let discount = opt_int(&self.discount_cents, "discount_cents", Some(0))?;
+            let discount = opt_int(&self.discount_cents, "discount_cents", CENTS)?;
             (currency, discount.unwrap_or(0))
         };
         Ok(OrderPlaced {
@@ -469,7 +548,7 @@ impl RawEvent<'_> {
         let payment_id = ident(&self.payment_id, "payment_id")?;
         let provider = string(&self.provider, "provider")?;
         let status = string(&self.status, "status")?;
-        let amount_cents = int(&self.amount_cents, "amount_cents", Some(0))?;
+        let amount_cents = int(&self.amount_cents, "amount_cents", CENTS)?;
         let device_id = opt_string(&self.device_id, "device_id")?;
         let card_fingerprint = opt_string(&self.card_fingerprint, "card_fingerprint")?;
         let (card_bin, card_last4) = match &self.card_number {

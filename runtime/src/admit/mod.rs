@@ -21,6 +21,9 @@ use decode::Reason;
 
 type Hasher = foldhash::fast::RandomState;
 
+/// The plugin error kind of a transform output that breaks the event contract.
+pub const INVALID_OUTPUT: &str = "invalid_output";
+
 /// An input that was not admitted: the (card-scrubbed) input and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quarantined {
@@ -76,6 +79,13 @@ impl Admission {
         &self.stats
     }
 
+    /// Frees an id whose event was not admitted after all.
+    fn release(&mut self, tenant: &str, id: &str) {
+        if let Some(ids) = self.seen.get_mut(tenant) {
+            ids.remove(id);
+        }
+    }
+
     /// Records `(tenant, id)`; whether it was new.
     fn first_time(&mut self, tenant: &str, id: &str) -> bool {
         let ids = match self.seen.get_mut(tenant) {
@@ -112,9 +122,11 @@ impl Admission {
         epoch: Time,
         keep_inputs: bool,
     ) -> Admitted {
-        let mut inputs = Vec::with_capacity(lines.len());
-        // The line each event came from, so a plugin failure can quarantine it whole.
-        let mut origin = Vec::with_capacity(lines.len());
+        // First copies claim their id now; a later copy of a claimed id waits until the
+        // transforms have judged the claimant: if it fails, the id is free again and the next
+        // copy is judged in its place (a producer's retry after a rejected event counts).
+        let mut candidates = Vec::with_capacity(lines.len());
+        let mut later: Vec<(usize, Event)> = Vec::new();
         let mut rejected = Vec::new();
         for (index, line) in lines.iter().enumerate() {
             let line = line.as_ref();
@@ -122,43 +134,88 @@ impl Admission {
             match decode::decode(line) {
                 Ok(event) => {
                     if self.first_time(&event.tenant_id, &event.event_id) {
-                        inputs.push(event);
-                        origin.push(index);
+                        candidates.push((index, event));
                     } else {
-                        self.stats.duplicates += 1;
+                        later.push((index, event));
                     }
                 }
                 Err(reason) => rejected.push((index, self.reject(line, reason))),
             }
         }
-        let first = self.retained.len();
-        if self.retain {
-            self.retained.extend(inputs.iter().map(|input| Retained {
-                admitted: epoch,
-                input: input.clone(),
-                outputs: Vec::new(),
-            }));
-        }
-        let kept = if keep_inputs {
-            origin.iter().copied().zip(inputs.iter().cloned()).collect()
-        } else {
-            Vec::new()
-        };
-        let (events, owners, failures) = self.chain(inputs);
-        for (owner, reason) in failures {
-            let index = origin[owner];
-            rejected.push((index, self.reject(lines[index].as_ref(), reason)));
-        }
-        if self.retain {
-            for (event, owner) in events.iter().zip(&owners) {
-                self.retained[first + owner].outputs.push(event.clone());
+        let mut events = Vec::new();
+        let mut kept = Vec::new();
+        let mut claimed = Vec::new();
+        while !candidates.is_empty() {
+            let (origin, inputs): (Vec<usize>, Vec<Event>) = candidates.into_iter().unzip();
+            let first = self.retained.len();
+            if self.retain {
+                self.retained.extend(inputs.iter().map(|input| Retained {
+                    admitted: epoch,
+                    input: input.clone(),
+                    outputs: Vec::new(),
+                }));
+            }
+            let round_kept = keep_inputs.then(|| {
+                origin
+                    .iter()
+                    .copied()
+                    .zip(inputs.iter().cloned())
+                    .collect::<Vec<_>>()
+            });
+            let (out, owners, failures) = self.chain(inputs);
+            let mut failed = Vec::with_capacity(failures.len());
+            for (owner, reason) in failures {
+                let index = origin[owner];
+                rejected.push((index, self.reject(lines[index].as_ref(), reason)));
+                // Failures are rare: the id is read back from the line rather than kept for
+                // every event.
+                if let Ok(e) = decode::decode(lines[index].as_ref()) {
+                    self.release(&e.tenant_id, &e.event_id);
+                    failed.push((e.tenant_id, e.event_id));
+                }
+            }
+            if self.retain {
+                for (event, owner) in out.iter().zip(&owners) {
+                    self.retained[first + owner].outputs.push(event.clone());
+                }
+            }
+            if let Some(round) = round_kept {
+                claimed.extend(
+                    round
+                        .iter()
+                        .filter(|(_, e)| {
+                            !failed
+                                .iter()
+                                .any(|(t, id)| *t == e.tenant_id && *id == e.event_id)
+                        })
+                        .map(|(_, e)| (e.tenant_id.clone(), e.event_id.clone())),
+                );
+                kept.extend(round);
+            }
+            events.extend(out);
+            candidates = Vec::new();
+            if !failed.is_empty() {
+                let mut waiting = Vec::with_capacity(later.len());
+                for (index, event) in later.drain(..) {
+                    let freed = failed
+                        .iter()
+                        .any(|(t, id)| *t == event.tenant_id && *id == event.event_id);
+                    if freed && self.first_time(&event.tenant_id, &event.event_id) {
+                        candidates.push((index, event));
+                    } else {
+                        waiting.push((index, event));
+                    }
+                }
+                later = waiting;
             }
         }
+        self.stats.duplicates += later.len() as u64;
         self.count(&events, 1);
         Admitted {
             events,
             inputs: kept,
             rejected,
+            claimed,
         }
     }
 
@@ -199,26 +256,37 @@ impl Admission {
 
     /// Runs the transforms in order over `inputs`: the events they become, each with the
     /// index of the input it came from, and the inputs that failed with why.
+    ///
+    /// Every output must be an event that could have been admitted, of its input's tenant:
+    /// one that is not fails its input as `plugin_error:<plugin>:invalid_output`.
     fn chain(&mut self, inputs: Vec<Event>) -> (Vec<Event>, Vec<usize>, Vec<(usize, Reason)>) {
+        if self.transforms.is_empty() {
+            let owners = (0..inputs.len()).collect();
+            return (inputs, owners, Vec::new());
+        }
+        let tenants: Vec<String> = inputs.iter().map(|e| e.tenant_id.clone()).collect();
         let mut owners: Vec<usize> = (0..inputs.len()).collect();
         let mut events = inputs;
         let mut failures = Vec::new();
         for transform in self.transforms.iter_mut() {
             let results = transform.apply(std::mem::take(&mut events));
             let mut next = Vec::with_capacity(owners.len());
+            let failure = |kind: &str| Reason::PluginError {
+                plugin: transform.name().to_owned(),
+                kind: kind.to_owned(),
+            };
             for (result, &owner) in results.into_iter().zip(&owners) {
                 match result {
-                    Ok(out) => {
+                    Ok(out)
+                        if out.iter().all(|e| {
+                            e.tenant_id == tenants[owner] && decode::validate(e).is_ok()
+                        }) =>
+                    {
                         next.extend(std::iter::repeat_n(owner, out.len()));
                         events.extend(out);
                     }
-                    Err(error) => failures.push((
-                        owner,
-                        Reason::PluginError {
-                            plugin: transform.name().to_owned(),
-                            kind: error.code().to_owned(),
-                        },
-                    )),
+                    Ok(_) => failures.push((owner, failure(INVALID_OUTPUT))),
+                    Err(error) => failures.push((owner, failure(error.code()))),
                 }
             }
             owners = next;
@@ -319,6 +387,9 @@ pub struct Admitted {
     pub inputs: Vec<(usize, Event)>,
     /// Each rejected input with its line index, in no particular order.
     pub rejected: Vec<(usize, Quarantined)>,
+    /// The `(tenant_id, event_id)` pairs this batch admitted, for a checkpoint's
+    /// deduplication state (with `keep_inputs`).
+    pub claimed: Vec<(String, String)>,
 }
 
 /// An admitted event and what the transforms made of it.

@@ -3,6 +3,9 @@
 //! Valid events are masked while they are decoded ([`super::decode`] calls [`mask_card`]);
 //! a rejected input is stored whole in the quarantine, so it is masked here first, the same
 //! way. Nothing else in weir may see an unmasked `card_number` or `cvv`.
+//!
+//! The scrub owns the masking rules and nothing else: it decides no quarantine reason, keeps
+//! nothing and writes nothing, so its caller stores exactly what it returns.
 
 use std::fmt;
 

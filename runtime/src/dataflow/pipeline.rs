@@ -4,6 +4,9 @@
 //! closes the current logical time. Events are spread round-robin over the workers' inputs and
 //! differential exchanges them by key inside the dataflow. Worker 0 watches the frontier of all
 //! view outputs together and publishes a time once every view has passed it.
+//!
+//! It owns the workers, the logical times and the run's rule registry; it never decodes or
+//! admits an event, reads a source, writes a file or knows who reads the store.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +37,8 @@ pub enum PipelineError {
     Start(String),
     #[error("the dataflow has stopped")]
     Stopped,
+    #[error("a dataflow worker failed: {0}")]
+    WorkerFailed(String),
     #[error(transparent)]
     Rules(#[from] RegistryError),
     #[error(transparent)]
@@ -46,6 +51,7 @@ impl PipelineError {
         match self {
             PipelineError::Start(_) => "pipeline_start",
             PipelineError::Stopped => "pipeline_stopped",
+            PipelineError::WorkerFailed(_) => "worker_failed",
             PipelineError::Rules(e) => e.code(),
             PipelineError::Upload(e) => e.code(),
         }
@@ -60,10 +66,34 @@ pub struct PipelineConfig {
     pub plugins: Arc<dyn PluginFactory>,
 }
 
+thread_local! {
+    /// The store a dataflow worker thread publishes to, so a panic on it can stop publication
+    /// before unwinding drops the worker's state (and with it the capabilities that keep the
+    /// other workers from publishing an incomplete time).
+    static WORKER_STORE: std::cell::RefCell<Option<Arc<ViewStore>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Chains a panic hook, once per process, that fails the store of a panicking worker.
+fn install_worker_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let store = WORKER_STORE.with(|s| s.borrow().clone());
+            if let Some(store) = store {
+                store.fail(info.to_string());
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// A running dataflow.
 pub struct Pipeline {
     senders: Vec<Sender<Message>>,
-    guards: timely::communication::initialize::WorkerGuards<()>,
+    /// `None` once joined, or after a worker failed (its threads are left to the process).
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     store: Arc<ViewStore>,
     rules: Arc<RuleRegistry>,
     plugins: Arc<dyn PluginFactory>,
@@ -82,7 +112,9 @@ impl Pipeline {
         let worker_store = store.clone();
         let rules = Arc::new(RuleRegistry::default());
         let worker_rules = rules.clone();
+        install_worker_panic_hook();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            WORKER_STORE.with(|s| *s.borrow_mut() = Some(worker_store.clone()));
             let index = worker.index();
             let receiver = receivers.lock().unwrap()[index]
                 .take()
@@ -167,7 +199,7 @@ impl Pipeline {
         .map_err(PipelineError::Start)?;
         let mut pipeline = Pipeline {
             senders,
-            guards,
+            guards: Some(guards),
             store,
             rules,
             plugins: config.plugins.clone(),
@@ -316,14 +348,44 @@ impl Pipeline {
         closed
     }
 
+    /// Why the dataflow stopped, if a worker failed; the run must end, since no later time
+    /// will be published.
+    pub fn failure(&self) -> Option<PipelineError> {
+        self.store
+            .failure()
+            .map(|why| PipelineError::WorkerFailed(why.to_owned()))
+    }
+
     /// Closes the input and waits until the workers have drained and published everything.
-    pub fn finish(self) -> Arc<ViewStore> {
-        drop(self.senders);
-        for result in self.guards.join() {
-            if let Err(panic) = result {
-                panic!("dataflow worker failed: {panic}");
+    pub fn finish(mut self) -> Result<Arc<ViewStore>, PipelineError> {
+        self.senders.clear();
+        // The workers publish the last time once they drained; a worker failing on the way
+        // wakes this wait instead, and the others are not joined (they may wait forever on
+        // its progress).
+        let drained = self.store.wait_for(self.epoch);
+        if let Some(error) = self
+            .failure()
+            .or(drained.err().map(|e| PipelineError::WorkerFailed(e.0)))
+        {
+            std::mem::forget(self.guards.take());
+            return Err(error);
+        }
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                if let Err(panic) = result {
+                    return Err(PipelineError::WorkerFailed(panic));
+                }
             }
         }
-        self.store
+        Ok(self.store.clone())
+    }
+}
+
+impl Drop for Pipeline {
+    /// Dropping a pipeline whose worker failed must not wait for the others.
+    fn drop(&mut self) {
+        if self.store.failure().is_some() {
+            std::mem::forget(self.guards.take());
+        }
     }
 }

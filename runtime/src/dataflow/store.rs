@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -112,6 +112,11 @@ struct Subscriber {
     lagged: Arc<AtomicBool>,
 }
 
+/// A dataflow worker failed, so the time waited for will never be published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a dataflow worker failed ({0}); the views stop at the last time published before it")]
+pub struct DataflowFailed(pub String);
+
 /// Why a query cannot be answered at the requested time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AsOfError {
@@ -160,6 +165,8 @@ pub struct ViewStore {
     admitted: Mutex<VecDeque<(Time, Instant)>>,
     /// Signalled on every publication, for callers waiting on a time.
     progress: (Mutex<Option<Time>>, Condvar),
+    /// Why the dataflow stopped, once a worker failed: nothing is published after it.
+    failed: OnceLock<String>,
     observer: Mutex<Option<Observer>>,
     hook: Mutex<Option<&'static dyn PublishHook>>,
 }
@@ -187,6 +194,7 @@ impl ViewStore {
             subscriber_buffer: subscriber_buffer.max(1),
             admitted: Mutex::new(VecDeque::new()),
             progress: (Mutex::new(None), Condvar::new()),
+            failed: OnceLock::new(),
             observer: Mutex::new(None),
             hook: Mutex::new(None),
         }
@@ -223,7 +231,8 @@ impl ViewStore {
     /// Only worker 0 publishes, one time after another; the updates are gathered and
     /// consolidated before the write lock is taken, so readers wait only for the apply.
     pub fn publish(&self, time: Time) {
-        if self.as_of().is_some_and(|t| t >= time) {
+        // A failed worker's state is gone: what the others computed is not the whole view.
+        if self.failed.get().is_some() || self.as_of().is_some_and(|t| t >= time) {
             return;
         }
         let mut updates = Vec::with_capacity(self.staged.len());
@@ -390,12 +399,30 @@ impl ViewStore {
     }
 
     /// Blocks until `time` is published.
-    pub fn wait_for(&self, time: Time) {
+    pub fn wait_for(&self, time: Time) -> Result<(), DataflowFailed> {
         let (lock, cvar) = &self.progress;
         let mut current = lock.lock().unwrap();
         while current.is_none_or(|t| t < time) {
+            if let Some(why) = self.failed.get() {
+                return Err(DataflowFailed(why.clone()));
+            }
             current = cvar.wait(current).unwrap();
         }
+        Ok(())
+    }
+
+    /// Stops publication for good: a worker failed with `why`. Whoever waits for a time is
+    /// woken and told.
+    pub fn fail(&self, why: String) {
+        let _ = self.failed.set(why);
+        let (lock, cvar) = &self.progress;
+        let _held = lock.lock().unwrap();
+        cvar.notify_all();
+    }
+
+    /// Why the dataflow stopped, if a worker failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 }
 

@@ -200,8 +200,20 @@ fn manifest_name(id: u64) -> String {
     format!("checkpoint-{id:010}.json")
 }
 
-fn hash_hex(bytes: &[u8]) -> String {
-    format!("{:016x}", fnv1a(bytes))
+/// The checksum a manifest and its segment references carry: CRC-32C, which catches every
+/// burst error up to 32 bits and every odd number of flipped bits, where FNV-1a (what
+/// checkpoints carried before) only hashes.
+fn checksum(bytes: &[u8]) -> String {
+    format!("crc32c:{:08x}", crc32c::crc32c(bytes))
+}
+
+/// Whether `bytes` match a recorded checksum: CRC-32C, or a bare FNV-1a of a checkpoint
+/// written before checksums were CRC-32C (so an upgrade still recovers from it).
+fn matches(bytes: &[u8], recorded: &str) -> bool {
+    match recorded.strip_prefix("crc32c:") {
+        Some(_) => checksum(bytes) == recorded,
+        None => format!("{:016x}", fnv1a(bytes)) == recorded,
+    }
 }
 
 impl Checkpoints {
@@ -287,11 +299,11 @@ impl Checkpoints {
             };
             let bytes =
                 std::fs::read(self.dir.join(&r.file)).map_err(|e| segment_error(e.to_string()))?;
-            if bytes.len() as u64 != r.bytes || hash_hex(&bytes) != r.hash {
+            if bytes.len() as u64 != r.bytes || !matches(&bytes, &r.hash) {
                 return Err(Unreadable::SegmentMismatch {
                     file: r.file.clone(),
                     bytes: bytes.len(),
-                    hash: hash_hex(&bytes),
+                    hash: checksum(&bytes),
                     want_bytes: r.bytes,
                     want_hash: r.hash.clone(),
                 });
@@ -306,15 +318,20 @@ impl Checkpoints {
         })
     }
 
-    /// A manifest is its JSON, a newline, and `fnv1a:<hash of the JSON>`.
+    /// A manifest is its JSON, a newline, and `crc32c:<checksum of the JSON>` (or, written by
+    /// an earlier version, `fnv1a:<hash>`).
     fn check_manifest(text: &[u8]) -> Result<Checkpoint, Unreadable> {
         let text = std::str::from_utf8(text).map_err(|_| Unreadable::NotUtf8)?;
         let (body, trailer) = text
             .trim_end()
             .rsplit_once('\n')
             .ok_or(Unreadable::CutShort)?;
-        let hash = trailer.strip_prefix("fnv1a:").ok_or(Unreadable::CutShort)?;
-        if hash != hash_hex(body.as_bytes()) {
+        let recorded = match trailer.strip_prefix("fnv1a:") {
+            Some(legacy) => legacy,
+            None if trailer.starts_with("crc32c:") => trailer,
+            None => return Err(Unreadable::CutShort),
+        };
+        if !matches(body.as_bytes(), recorded) {
             return Err(Unreadable::HashMismatch);
         }
         serde_json::from_str(body).map_err(Unreadable::Json)
@@ -329,7 +346,7 @@ impl Checkpoints {
         Ok(SegmentRef {
             file,
             bytes: bytes.len() as u64,
-            hash: hash_hex(&bytes),
+            hash: checksum(&bytes),
         })
     }
 
@@ -358,7 +375,7 @@ impl Checkpoints {
         Ok(vec![SegmentRef {
             file,
             bytes: bytes.len() as u64,
-            hash: hash_hex(&bytes),
+            hash: checksum(&bytes),
         }])
     }
 
@@ -369,7 +386,7 @@ impl Checkpoints {
             id: checkpoint.id,
             source,
         })?;
-        let text = format!("{body}\nfnv1a:{}\n", hash_hex(body.as_bytes()));
+        let text = format!("{body}\n{}\n", checksum(body.as_bytes()));
         self.write_atomic(&manifest_name(checkpoint.id), text.as_bytes())?;
         self.prune();
         Ok(())
@@ -527,6 +544,34 @@ mod tests {
         assert_eq!(events, MERGE_AT + 5);
         let manifests = c.manifests().unwrap().len();
         assert_eq!(manifests, KEEP);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn manifests_carry_crc32c_and_checkpoints_with_fnv1a_still_load() {
+        let dir = scratch("crc");
+        let c = Checkpoints::open(&dir).unwrap();
+        let first = commit(&c, 1, &[]);
+        let text = std::fs::read_to_string(dir.join(manifest_name(1))).unwrap();
+        let trailer = text.trim_end().rsplit_once('\n').unwrap().1;
+        assert!(trailer.starts_with("crc32c:"), "{trailer}");
+        assert!(first.segments[0].hash.starts_with("crc32c:"));
+        // Two flipped bits in the manifest's JSON are caught.
+        let mut damaged = text.clone().into_bytes();
+        damaged[3] ^= 0b0100;
+        damaged[7] ^= 0b0100;
+        assert!(matches!(
+            Checkpoints::check_manifest(&damaged),
+            Err(Unreadable::HashMismatch | Unreadable::Json(_))
+        ));
+        // A checkpoint an earlier version wrote: FNV-1a for the manifest and its segment.
+        let mut legacy = first.clone();
+        let bytes = std::fs::read(dir.join(&legacy.segments[0].file)).unwrap();
+        legacy.segments[0].hash = format!("{:016x}", fnv1a(&bytes));
+        let body = serde_json::to_string(&legacy).unwrap();
+        let text = format!("{body}\nfnv1a:{:016x}\n", fnv1a(body.as_bytes()));
+        std::fs::write(dir.join(manifest_name(1)), text).unwrap();
+        assert_eq!(c.latest().unwrap().unwrap().checkpoint, legacy);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,6 +3,10 @@
 //! Columns are named and typed exactly as the view schemas say (SPEC §2): strings as UTF-8,
 //! integers and epoch-millisecond times as int64, flags as boolean. Each file records the
 //! logical time it reflects in its key-value metadata (`weir.as_of`).
+//!
+//! It owns the byte layout only: where a file goes and when it is written are its callers' to
+//! decide, and it never masks or filters what it is given (quarantined inputs arrive already
+//! scrubbed).
 
 use std::path::Path;
 use std::sync::Arc;

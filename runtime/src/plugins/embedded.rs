@@ -6,6 +6,10 @@
 //! [`MODULES`]. A core module built with the guest SDK (`plugin-sdk/`) carries its WIT world in
 //! a `component-type` custom section written by `wit-bindgen`; [`componentize`] reads that
 //! section and wraps the module into a component the host can load.
+//!
+//! It owns bytes, not instances: it never compiles, links or runs a component (that is
+//! [`super::wasm`]'s), and writes no file itself: `weir plugin build` saves what
+//! [`build_crate`] returns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

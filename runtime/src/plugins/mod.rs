@@ -8,6 +8,10 @@
 //!
 //! [`native`] holds Rust implementations of the default plugins. They are the reference the
 //! sandboxed versions are measured against.
+//!
+//! This module owns the plugin interfaces and the values that cross them: a plugin sees only
+//! these types, never a card number (admission masked it), the dataflow, the store or the API.
+//! Nothing under `plugins/` imports the dataflow or serve.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,8 @@
 //! Native Rust implementations of the default plugins: `normalize-payments` and the three
 //! fraud rules of SPEC §2 with their thresholds.
+//!
+//! They read only their input and keep no state between calls (no clock, no I/O, no feature
+//! they compute themselves), so they hold to the same contract as a sandboxed plugin.
 
 use std::sync::Arc;
 

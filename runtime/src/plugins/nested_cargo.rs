@@ -1,5 +1,8 @@
 // Shared by `build.rs` (through `include!`) and the `weir plugin build` command: both run a
 // nested cargo for the plugins, which must not inherit the surrounding cargo's settings.
+//
+// It uses std alone and no `crate::` path, because `build.rs` compiles it outside the crate; it
+// only prepares commands and asks rustc about a target, and never runs the nested cargo itself.
 
 /// Removes the variables the outer cargo sets for this build script (and a few a user may
 /// set for the host build) that would misdirect a nested cargo building another workspace for

@@ -6,6 +6,10 @@
 //! Deployments are data in the dataflow: changing them at time `T` makes differential
 //! re-evaluate exactly the rule inputs whose judge changed, retracting the old verdicts and
 //! adding the new ones at `T`.
+//!
+//! The registry only keeps the record and returns the changes: it never sends a deployment to
+//! the workers (the pipeline does), compiles or validates a component (that is
+//! [`super::set`]'s), or writes the checkpoint that saves it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -96,6 +100,9 @@ pub struct RuleVersion {
     /// The component, for a version uploaded while running (a checkpoint keeps it, since the
     /// configuration cannot bring it back).
     pub component: Option<Arc<[u8]>>,
+    /// The test vectors an uploaded version passed: a restart validates it against them
+    /// again before it judges anything.
+    pub vectors: Option<Arc<str>>,
     maker: RuleMaker,
 }
 
@@ -165,15 +172,24 @@ impl RuleRegistry {
             deployed: Vec::new(),
             disabled_at: None,
             component: None,
+            vectors: None,
             maker,
         });
         id
     }
 
-    /// As [`RuleRegistry::register`], for a component uploaded while running.
-    pub fn register_uploaded(&self, spec: RuleSpec, component: Arc<[u8]>) -> VersionId {
+    /// As [`RuleRegistry::register`], for a component uploaded while running, with the test
+    /// vectors it passed.
+    pub fn register_uploaded(
+        &self,
+        spec: RuleSpec,
+        component: Arc<[u8]>,
+        vectors: Arc<str>,
+    ) -> VersionId {
         let id = self.register(spec);
-        self.versions.write().unwrap()[id as usize].component = Some(component);
+        let version = &mut self.versions.write().unwrap()[id as usize];
+        version.component = Some(component);
+        version.vectors = Some(vectors);
         id
     }
 
@@ -190,6 +206,7 @@ impl RuleRegistry {
                     deployed: v.deployed.clone(),
                     disabled_at: v.disabled_at,
                     uploaded: v.component.is_some(),
+                    vectors: v.vectors.as_deref().map(str::to_owned),
                 })
                 .collect(),
             active: self.active.read().unwrap().clone(),
@@ -325,6 +342,9 @@ pub struct SavedVersion {
     pub disabled_at: Option<Time>,
     /// Uploaded while running: the checkpoint holds its component, named by `hash`.
     pub uploaded: bool,
+    /// The test vectors an uploaded version passed when it was deployed.
+    #[serde(default)]
+    pub vectors: Option<String>,
 }
 
 /// The rules as a checkpoint records them.

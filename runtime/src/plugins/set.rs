@@ -3,6 +3,10 @@
 //! The default set is the example plugins compiled to WebAssembly and embedded in the binary;
 //! `--plugin name=file.wasm` replaces one by name or adds one. The native implementations
 //! remain available as the reference (`--plugins native`).
+//!
+//! It owns what runs for whom (order, tenant scope) and the checks an uploaded rule passes
+//! before it is registered; it never deploys a version (the pipeline does) and reads no file:
+//! components arrive as bytes.
 
 use std::sync::Arc;
 
@@ -328,7 +332,10 @@ pub fn upload_rule(
 ) -> Result<(VersionId, String), UploadError> {
     let spec = validate_rule(name, &bytes, vectors, tenant)?;
     let hash = spec.hash.clone();
-    Ok((registry.register_uploaded(spec, bytes), hash))
+    Ok((
+        registry.register_uploaded(spec, bytes, vectors.into()),
+        hash,
+    ))
 }
 
 fn validate_rule(

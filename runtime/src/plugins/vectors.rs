@@ -5,6 +5,10 @@
 //! `{"input": <event>, "error": true}`, events in the SPEC §1 wire format (plus
 //! `provider_status`, `card_bin`, `card_last4` where set). Rules:
 //! `{"input": {"event": <rule event>, "features": <features>}, "alerts": ["<subject>", ...]}`.
+//!
+//! A transform's input goes through admission's own decoder, so a plugin is checked on exactly
+//! what admission would hand it, card data masked. It reads no file and registers nothing:
+//! callers pass the text and act on the [`Report`].
 
 use serde::Deserialize;
 use serde_json::Value;

@@ -10,6 +10,10 @@
 //! per-event budget, and a batch that fails is re-run one event at a time so that exactly the
 //! events that fail are reported. The epoch deadline is only a backstop for host bugs. Traps
 //! become typed [`PluginError`]s.
+//!
+//! A component that imports anything beyond types is refused, so a plugin cannot reach a clock,
+//! a file, the network or weir's state. The host reports a failure as its typed error and never
+//! decides where the event goes: admission quarantines it, `fraud_alerts` dead-letters it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,6 +16,10 @@
 //! [`Durability::recover`] feeds the state it holds back to a fresh dataflow, removes landed
 //! files past its offsets, and returns the offsets to resume at: what was read after it is
 //! read again, and counted once.
+//!
+//! It owns when and what is landed and checkpointed. It never polls a source (it is handed the
+//! records, and only tells the source how far it got), never decodes or admits, and writes only
+//! through the landing zone and checkpoints of `output/`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +69,8 @@ pub enum RecoverError {
     Upload(#[from] crate::plugins::set::UploadError),
     #[error(transparent)]
     Rules(#[from] crate::dataflow::pipeline::PipelineError),
+    #[error("its state never became visible: {0}")]
+    Replay(#[from] crate::dataflow::store::DataflowFailed),
 }
 
 impl DurableError {
@@ -201,13 +207,10 @@ impl Durability {
             events,
             inputs,
             mut rejected,
+            claimed,
         } = admitted;
         if let Some(c) = self.checkpointing.as_mut() {
-            c.segment.seen.extend(
-                inputs
-                    .iter()
-                    .map(|(_, input)| (input.tenant_id.clone(), input.event_id.clone())),
-            );
+            c.segment.seen.extend(claimed);
             c.segment
                 .events
                 .extend(events.iter().map(|e| (epoch, e.clone())));
@@ -228,6 +231,7 @@ impl Durability {
             events,
             inputs: Vec::new(),
             rejected,
+            claimed: Vec::new(),
         }
     }
 
@@ -380,11 +384,12 @@ impl Durability {
                         }));
                     }
                     let bytes = c.checkpoints.component(&v.name, &v.hash)?;
+                    // Validated again, against the vectors it passed when it was deployed.
                     crate::plugins::set::upload_rule(
                         pipeline.rules(),
                         &v.name,
                         bytes.into(),
-                        "",
+                        v.vectors.as_deref().unwrap_or_default(),
                         v.tenant.as_deref(),
                     )
                     .map_err(|e| recover_error(e.into()))?;
@@ -410,7 +415,9 @@ impl Durability {
                 }
                 pipeline.resume_at(checkpoint.epoch);
                 if let Some(restored) = checkpoint.epoch.checked_sub(1) {
-                    store.wait_for(restored);
+                    store
+                        .wait_for(restored)
+                        .map_err(|e| recover_error(e.into()))?;
                 }
                 self.offsets = checkpoint
                     .offsets

@@ -27,7 +27,7 @@ use crate::output::landing::{Landing, LandingError};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
 use crate::row::ViewId;
-use crate::serve::{AdminQueue, ServeConfig, ServeError, Server};
+use crate::serve::{AdminQueue, Deployed, ServeConfig, ServeError, Server};
 use crate::settings::{Input, Settings};
 use crate::source::file::FileSource;
 use crate::source::generator::live::GeneratorSource;
@@ -522,6 +522,9 @@ impl Driver {
         let mut records = Vec::with_capacity(max);
         let (mut last_input, mut last_tick) = (Instant::now(), Instant::now());
         while !stop.load(Ordering::SeqCst) {
+            if let Some(failed) = self.pipeline.failure() {
+                return Err(failed.into());
+            }
             let published = self.store.as_of().map_or(0, |t| t + 1);
             if max_lag.is_some_and(|lag| self.pipeline.epoch().saturating_sub(published) > lag) {
                 // Backpressure: the dataflow is behind and the source is not read (Kafka's
@@ -539,7 +542,7 @@ impl Driver {
                     }
                 }
             }
-            let mut deployed = false;
+            let mut deployed = Vec::new();
             if let Clock::Every(tick) = self.clock
                 && last_tick.elapsed() >= tick
             {
@@ -547,14 +550,17 @@ impl Driver {
                 deployed = self.tick();
             }
             if let Some(durability) = self.durability.as_mut() {
+                // A deploy is checkpointed at once, and acknowledged only after: a restart
+                // must not forget what a caller was told took effect.
                 durability.after_input(
                     &mut self.pipeline,
                     &self.admission,
                     &self.store,
                     source,
-                    deployed,
+                    !deployed.is_empty(),
                 )?;
             }
+            deployed.into_iter().for_each(Deployed::acknowledge);
             if let Some(status) = self.status.as_mut() {
                 status.tick(self.admission.stats(), &self.store);
             }
@@ -589,7 +595,7 @@ impl Driver {
             ..
         } = self;
         let stats = admission.stats().clone();
-        let store = pipeline.finish();
+        let store = pipeline.finish()?;
         let result = RunResult {
             store,
             stats,
@@ -631,11 +637,11 @@ impl Driver {
     }
 
     /// A live run's tick: applies waiting deploys, books the counters, closes a logical time.
-    /// Returns whether a deploy took effect.
-    fn tick(&mut self) -> bool {
+    /// Returns the deploys that took effect.
+    fn tick(&mut self) -> Vec<Deployed> {
         let deployed = match self.served.as_mut() {
-            Some((_, admin)) => admin.drain(&mut self.pipeline) > 0,
-            None => false,
+            Some((_, admin)) => admin.drain(&mut self.pipeline),
+            None => Vec::new(),
         };
         let source_id = Arc::as_ptr(&self.store) as usize;
         crate::metrics::global().sync_admission(source_id, self.admission.stats());
@@ -692,8 +698,9 @@ impl Driver {
                     if *done == *per {
                         *done = 0;
                         let closed = self.pipeline.advance();
-                        if self.lockstep {
-                            self.store.wait_for(closed);
+                        // A failed worker ends the run at the next poll.
+                        if self.lockstep && self.store.wait_for(closed).is_err() {
+                            return;
                         }
                     }
                 }

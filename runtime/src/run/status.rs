@@ -1,4 +1,8 @@
 //! The status line of a live run, every so often.
+//!
+//! It only reads: the admission counters it is handed and the published views, under the
+//! store's read lock, so it never holds the workers back; it writes nothing but that line on
+//! stderr.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,9 @@
 //! The `weir.v1` services: views (list, query, subscribe) and plugins (deploy, list,
 //! rollback), plus gRPC health and server reflection.
+//!
+//! It reads only published state and the registry's listing and never drives the pipeline: a
+//! deploy is validated and registered here, then handed to the run loop through the admin
+//! queue, so no call blocks a worker or changes a view directly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,17 +156,21 @@ pub struct Api {
 
 /// Serves gRPC on `listener` until `stopped` fires.
 pub async fn serve(listener: tokio::net::TcpListener, api: Api, stopped: oneshot::Receiver<()>) {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let reflection = match reflection {
-        Ok(service) => service,
-        Err(e) => {
-            eprintln!("weir: error: gRPC reflection cannot start: {e}");
-            return;
-        }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    // Both protocol versions: Python's grpc_reflection, Postman and older grpcurl speak only
+    // v1alpha.
+    let (reflection, reflection_alpha) =
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("weir: error: gRPC reflection cannot start: {e}");
+                return;
+            }
+        };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<views_server::ViewsServer<Api>>().await;
     health
@@ -171,6 +179,7 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api, stopped: oneshot
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(views_server::ViewsServer::new(api.clone()))
         .add_service(plugins_server::PluginsServer::new(api))
         .serve_with_incoming_shutdown(

@@ -3,6 +3,10 @@
 //! Tokens come from the config file. A tenant's token confines every read to rows whose
 //! `tenant_id` is that tenant (every view's first key column), enforced here on the server:
 //! a client cannot widen it. Admin reads every tenant and alone may change plugins.
+//!
+//! This file owns the token table and the caller a token resolves to. It reads no file (the
+//! configuration hands it the tokens), never shows a token in a message or a debug print, and
+//! leaves filtering rows by tenant to the API.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,6 +1,10 @@
 //! The command-line clients of the API: `weir query`, `weir subscribe`, `weir plugin
 //! deploy|list|rollback`. Each call opens a connection, presents the bearer token, and
 //! prints rows as an aligned table or as JSON lines.
+//!
+//! A client speaks only the wire protocol: it shares the API's value conversions and the view
+//! schemas, never the pipeline, the store or the registry, so it works against any running
+//! weir. The only files it reads are the component and vectors a deploy sends.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -57,11 +57,27 @@ pub struct AdminQueue {
     receiver: mpsc::UnboundedReceiver<AdminRequest>,
 }
 
+/// A deploy that took effect and whose caller has not been told yet: a durable run answers
+/// only once the checkpoint that holds it is committed, so an acknowledged deploy survives
+/// a crash.
+pub struct Deployed {
+    reply: oneshot::Sender<Result<Time, PipelineError>>,
+    at: Time,
+}
+
+impl Deployed {
+    /// Tells the caller the deploy took effect.
+    pub fn acknowledge(self) {
+        let _ = self.reply.send(Ok(self.at));
+    }
+}
+
 impl AdminQueue {
-    /// Applies every waiting deploy at the pipeline's current logical time; returns how many
-    /// took effect.
-    pub fn drain(&mut self, pipeline: &mut Pipeline) -> usize {
-        let mut applied = 0;
+    /// Applies every waiting deploy at the pipeline's current logical time. Refused ones are
+    /// answered at once; the ones that took effect are returned, for the driver to
+    /// acknowledge once they are durable.
+    pub fn drain(&mut self, pipeline: &mut Pipeline) -> Vec<Deployed> {
+        let mut applied = Vec::new();
         while let Ok(request) = self.receiver.try_recv() {
             let result = pipeline.deploy_rule(request.version, request.mode);
             if let Ok(at) = &result
@@ -72,8 +88,15 @@ impl AdminQueue {
                     v.name, v.id, v.hash, request.mode
                 );
             }
-            applied += usize::from(result.is_ok());
-            let _ = request.reply.send(result);
+            match result {
+                Ok(at) => applied.push(Deployed {
+                    reply: request.reply,
+                    at,
+                }),
+                Err(e) => {
+                    let _ = request.reply.send(Err(e));
+                }
+            }
         }
         applied
     }

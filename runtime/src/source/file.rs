@@ -1,4 +1,7 @@
 //! NDJSON from a file or stdin: one record per non-blank line, numbered from 0.
+//!
+//! It only reads and numbers lines: it never decodes or judges one (a malformed line is
+//! admission's to quarantine), and it cannot seek, so a run on it never checkpoints.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};

@@ -4,6 +4,9 @@
 //! named, in path order, goes through admission and the current plugins like any NDJSON line.
 //! The records are numbered like a file's lines, so the replay lands under
 //! [`super::file::STREAM`] too.
+//!
+//! It only reads landed files, never writes or removes one, and trusts nothing it reads: every
+//! replayed line is decoded and deduplicated again by admission.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! The `conversion_hour` view (SPEC §2.5): sessions and converted sessions per tenant and
 //! hour of the session's start, over the sessions of `sessions` (§2.4).
+//!
+//! It owns the hourly grouping only: sessions come whole from `sessions`, so it never sees an
+//! event or splits activity into sessions itself.
 
 use crate::event::Millis;
 use crate::row::{Cell, Row};

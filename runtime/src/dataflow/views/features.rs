@@ -5,6 +5,10 @@
 //! of those before the order, for `velocity` and `amount_anomaly`), [`payment_features`] (the
 //! distinct cards failed on the device in the card-testing window, for `card_testing`) and
 //! the two windows.
+//!
+//! The features are computed here, never judged: nothing in this file calls a rule or decides
+//! what a feature is worth, and the plugin types it builds are plain data (no plugin host, no
+//! registry).
 
 use crate::event::{Millis, status};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
@@ -34,11 +38,11 @@ pub(super) fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, (Ru
         .reduce(|(tenant, user), input, output| {
             // Sorted by time; expand multiplicities so positions count orders.
             let mut times = Vec::with_capacity(input.len());
-            let mut prefix = vec![0i64];
+            let mut prefix = vec![0i128];
             for &(v, count) in input {
                 for _ in 0..count {
                     times.push(v.0);
-                    prefix.push(prefix[prefix.len() - 1] + v.3);
+                    prefix.push(prefix[prefix.len() - 1] + i128::from(v.3));
                 }
             }
             for &((time, event_id, order_id, total, device, admitted), count) in input {
@@ -62,7 +66,7 @@ pub(super) fn order_features<'s>(orders: Coll<'s, (Key, Order)>) -> Coll<'s, (Ru
                     features: Features {
                         user_orders_10m: (upto - window_start) as u32,
                         user_prior_orders: prior as u32,
-                        user_prior_total_cents: prefix[prior],
+                        user_prior_total_cents: super::saturate(prefix[prior]),
                         device_failed_cards_5m: 0,
                     },
                 };

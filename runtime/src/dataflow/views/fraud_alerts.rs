@@ -5,6 +5,10 @@
 //! inputs of its tenants admitted in its range, a batch at a time, with the rule version the
 //! registry holds. Alerts keep the earliest flagging event per subject; a failed evaluation
 //! becomes a dead letter, kept with its error until a fixed rule is deployed.
+//!
+//! It is the only view that calls a plugin. It computes no feature itself and never registers a
+//! version or changes a deployment: deployments arrive here as data, and the pipeline changes
+//! them.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

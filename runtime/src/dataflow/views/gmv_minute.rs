@@ -3,6 +3,10 @@
 //!
 //! Owns the per-minute grouping; which orders are cancelled (the semijoin and antijoin with
 //! the cancellations) is decided in `build_selected`, where `inventory` shares it.
+//!
+//! It sees only the orders handed to it, already split into cancelled and live, never a
+//! cancellation event, and it never converts between currencies: each currency keeps its own
+//! rows.
 
 use crate::row::{Cell, Row};
 

@@ -3,6 +3,9 @@
 //!
 //! Owns the order statuses (that of each order's latest payment event, pending without one)
 //! and the reservations of the live orders they leave pending or authorized.
+//!
+//! It never decides which orders are cancelled (it is handed the live ones, as `gmv_minute` is)
+//! and never floors available at zero: it is on hand minus reserved, negative when oversold.
 
 use crate::event::status;
 use crate::row::{Cell, Row};
@@ -52,7 +55,7 @@ pub(super) fn inventory<'s>(
                 Cell::Str(sku),
                 Cell::Int(on_hand),
                 Cell::Int(reserved),
-                Cell::Int(on_hand - reserved),
+                Cell::Int(on_hand.saturating_sub(reserved)),
             ]
         })
 }

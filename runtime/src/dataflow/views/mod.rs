@@ -185,7 +185,19 @@ pub fn build_selected<'s>(
 
 /// Σ over a group's values with their multiplicities.
 fn sum_by<V>(input: &[(&V, Diff)], f: impl Fn(&V) -> i64) -> i64 {
-    input.iter().map(|(v, r)| f(v) * *r as i64).sum()
+    saturate(
+        input
+            .iter()
+            .map(|(v, r)| i128::from(f(v)) * *r as i128)
+            .sum(),
+    )
+}
+
+/// An exact sum, as the `i64` a view column holds: past `i64::MAX` (over 9,000 orders of the
+/// largest admissible total in one group) it stays at the bound rather than wrapping or
+/// stopping the worker.
+pub(super) fn saturate(sum: i128) -> i64 {
+    i64::try_from(sum).unwrap_or(if sum < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The latest record of each group, by the record's own order.

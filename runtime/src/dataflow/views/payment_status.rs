@@ -1,5 +1,8 @@
 //! The `payment_status` view (SPEC §2.2): each payment at the status, provider and amount of
 //! its latest event, counted and summed per tenant, provider and status.
+//!
+//! It owns the latest status of each payment and the totals over them; it reads only the
+//! `PaymentRec`s `route` narrowed, never a whole event or an order.
 
 use crate::row::{Cell, Row};
 

@@ -4,6 +4,10 @@
 //! [`Order`] (`gmv_minute` §2.1, `inventory` §2.3, `sessions` §2.4 and the fraud features of
 //! `fraud_alerts` §2.6), [`PaymentRec`] (`payment_status` §2.2, `inventory` §2.3, the fraud
 //! features) and the activity kinds that make up sessions (§2.4).
+//!
+//! It is the only view code that reads a whole [`Event`]: every view downstream sees these
+//! narrow records, so a field no view reads goes no further. It computes nothing (no grouping,
+//! no join); it only moves fields.
 
 use serde::{Deserialize, Serialize};
 

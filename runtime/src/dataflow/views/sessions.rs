@@ -3,6 +3,9 @@
 //!
 //! Owns the [`Session`] record, the sessionisation and the view's rows; `conversion_hour`
 //! (§2.5) reads the same sessions.
+//!
+//! It reads only the `(time, kind)` activity `build_selected` gathers (orders included), never
+//! a whole event, and knows nothing of hours or conversion: those are `conversion_hour`'s.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,10 @@
 //! SKUs, the vocabulary their events are dressed in (currencies, user agents, locales,
 //! referrers, campaigns, categories, warehouses), and the payment providers with their status
 //! words.
+//!
+//! Identities (ids, devices, cards) are derived from counters and each tenant's salt rather
+//! than stored, and card numbers are synthetic: Luhn-valid, never real. It plans no event and
+//! emits no line; journeys and fraud dress their events from it.
 
 use serde::Serialize;
 

@@ -1,5 +1,9 @@
 //! Ordinary traffic: shoppers browsing, filling carts, placing orders and paying through their
 //! provider's status flow, and the tenants' inventory adjustments.
+//!
+//! It plans ordinary traffic only: `fraud` reuses its orders and payment flows, and broken
+//! lines are `malformed`'s. It emits nothing itself: every line goes through `plan`, which
+//! decides how late it is, into the emission queue.
 
 use serde::Serialize;
 

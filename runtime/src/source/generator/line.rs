@@ -1,5 +1,9 @@
 //! How an event line is built: a JSON object whose field order is fixed, and the header every
 //! event starts with.
+//!
+//! It owns the formatting (field order, timestamps, the occasional non-UTC offset) and none of
+//! the content: what a line says is its caller's, breaking one is `malformed`'s, and nothing
+//! here checks a line against the event contract.
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde::Serialize;

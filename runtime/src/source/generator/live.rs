@@ -1,4 +1,8 @@
 //! The built-in generator as a live source: its events at a fixed rate, from now on.
+//!
+//! It is the only part of the generator that knows the runtime: it adapts the stream to
+//! [`Source`] and paces it by the wall clock, which sets the start time and the pace and
+//! nothing else of the stream. It cannot seek, so a live run on it never checkpoints.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

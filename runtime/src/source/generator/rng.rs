@@ -1,5 +1,8 @@
 //! Randomness: the one PRNG every draw comes from, and the portable arithmetic that keeps its
 //! samples identical on every platform.
+//!
+//! It uses std alone and reads no clock or OS entropy: the seed is the only source of
+//! randomness, and every draw of the generator must come through here.
 
 use std::f64::consts::{LN_2, SQRT_2};
 
