@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::time::Millis;
 
+/// Largest accepted input, in bytes (SPEC §1).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
 /// The largest amount, price or discount in cents, and the largest `|delta|` (SPEC §1): far
 /// above any real order, and small enough that no per-event arithmetic can overflow.
 pub const MAX_CENTS: i64 = 1_000_000_000_000_000;

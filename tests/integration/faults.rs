@@ -8,7 +8,10 @@
 //!   input as `plugin_error:<plugin>:invalid_output`;
 //! - a dataflow worker that fails ends the run with an error instead of hanging it;
 //! - an event a transform rejected does not claim its id: a later copy counts;
+//! - a huge input line is read only up to the limit (Kafka messages likewise: a unit test in
+//!   `source::kafka`);
 //! - a run restarts from a checkpoint that holds a rule deployed while it ran;
+//! - a landing zone that fails is retried with backoff; the checkpoint waits for it;
 //! - checkpoints carry CRC-32C (unit tests in `output::checkpoint`);
 //! - server reflection answers v1alpha clients (Python, Postman, older grpcurl) as well as v1.
 
@@ -505,12 +508,34 @@ impl weir::source::Source for Lines {
     }
 }
 
+/// `driver` made durable over `dir`, checkpointing only when its source ends.
+fn durable(
+    driver: weir::run::Driver,
+    dir: &std::path::Path,
+    config: &RunConfig,
+) -> weir::run::Driver {
+    use weir::output::landing::Landing;
+    use weir::run::{CheckpointSettings, Durability};
+    let settings = CheckpointSettings {
+        dir: dir.join("checkpoints"),
+        every: std::time::Duration::from_secs(3_600),
+        export_every: std::time::Duration::from_secs(3_600),
+    };
+    let landing = Landing::open(&dir.to_string_lossy()).unwrap();
+    let transforms = config
+        .plugins
+        .transforms()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    driver.durable(Durability::checkpointed(landing, settings, transforms).unwrap())
+}
+
 #[test]
 fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
-    use weir::output::landing::Landing;
     use weir::plugins::embedded;
     use weir::plugins::registry::Mode;
-    use weir::run::{CheckpointSettings, Driver, Durability};
+    use weir::run::Driver;
 
     let dir = crate::common::scratch_dir("faults-restart");
     let lines = crate::common::mangled_input(5, 3_000, 50);
@@ -518,21 +543,7 @@ fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
         epoch_lines: 500,
         ..RunConfig::default()
     };
-    let durable = |driver: Driver| {
-        let settings = CheckpointSettings {
-            dir: dir.join("checkpoints"),
-            every: std::time::Duration::from_secs(3_600),
-            export_every: std::time::Duration::from_secs(3_600),
-        };
-        let landing = Landing::open(&dir.to_string_lossy()).unwrap();
-        let transforms = config
-            .plugins
-            .transforms()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .collect();
-        driver.durable(Durability::checkpointed(landing, settings, transforms).unwrap())
-    };
+    let durable = |driver| durable(driver, &dir, &config);
     let stop = std::sync::atomic::AtomicBool::new(false);
 
     // A rule version uploaded through the one upload path (as the API does), then a run that
@@ -575,5 +586,82 @@ fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
     assert!(listed.contains(&hash), "{hash} not in {listed:?}");
     let after = views_of(&second.finish().unwrap());
     assert_views_eq(&after, &before, "after the restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_huge_input_line_is_read_only_up_to_the_limit_and_quarantined_as_oversize() {
+    use weir::event::MAX_EVENT_BYTES;
+    use weir::source::file::read_lines;
+
+    // 8 MB on one line between two valid events: read past, never held whole.
+    let valid = payment("ok", "succeeded", json!(1));
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 20));
+    let text = format!("{valid}\n{huge}\r\n{valid}\n");
+    let lines = read_lines(&mut text.as_bytes(), 10).unwrap();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], valid.as_bytes());
+    assert_eq!(lines[1].len(), MAX_EVENT_BYTES + 1);
+    assert_eq!(lines[2], valid.as_bytes());
+    // Through a run: the oversize line is quarantined with its prefix, not its megabytes.
+    let result = run_bounded(&RunConfig::native(), text.as_bytes()).unwrap();
+    assert_eq!(result.stats.quarantined["oversize"], 1);
+    assert_eq!(result.stats.duplicates, 1);
+    assert!(result.quarantine[0].raw.len() <= MAX_EVENT_BYTES + 1);
+}
+
+#[test]
+fn a_landing_zone_that_fails_is_retried_until_it_takes_the_files() {
+    use weir::run::Driver;
+
+    let dir = crate::common::scratch_dir("faults-landing-retry");
+    std::fs::create_dir_all(&dir).unwrap();
+    // `raw` is a file: every raw write fails until it becomes a directory again.
+    let raw = dir.join("raw");
+    std::fs::write(&raw, b"in the way").unwrap();
+    let mended = std::thread::spawn({
+        let raw = raw.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_millis(1_500));
+            std::fs::remove_file(&raw).unwrap();
+        }
+    });
+    let lines = crate::common::mangled_input(9, 2_000, 20);
+    let config = RunConfig {
+        epoch_lines: 500,
+        ..RunConfig::native()
+    };
+    let mut driver = durable(
+        Driver::start(&config, Arc::default()).unwrap(),
+        &dir,
+        &config,
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    driver
+        .run(
+            &mut Lines {
+                lines: lines.clone(),
+                next: 0,
+            },
+            &stop,
+        )
+        .expect("the checkpoint waits for the store instead of failing the run");
+    let result = driver.finish().unwrap();
+    mended.join().unwrap();
+    assert_views_eq(
+        &views_of(&result),
+        &oracle(&lines, &Params::default()).views,
+        "after the landing retries",
+    );
+    let landed = weir::source::replay::raw_files(&dir.to_string_lossy()).unwrap();
+    let events: usize = landed
+        .iter()
+        .map(|f| weir::source::replay::read_raw(f).unwrap().len())
+        .sum();
+    assert_eq!(
+        events as u64, result.stats.admitted,
+        "every admitted event landed once"
+    );
+    assert!(dir.join("checkpoints").read_dir().unwrap().count() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

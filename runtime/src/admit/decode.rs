@@ -24,8 +24,7 @@ use crate::event::{
     MAX_CENTS, MAX_QUANTITY, Millis, OrderCancelled, OrderPlaced, PageView, Payment,
 };
 
-/// Largest accepted input, in bytes (SPEC §1).
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+pub use crate::event::MAX_EVENT_BYTES;
 
 /// Why an input was quarantined; `Display` gives the SPEC's machine-readable reason.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admission, Admitted, Quarantined};
@@ -37,6 +38,9 @@ use crate::time::Time;
 
 /// Offsets per landed file of a bounded run.
 pub const SPAN: i64 = 200_000;
+/// The first wait before landing again after the store failed, doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often a durable run checkpoints and exports, and where checkpoints go.
 #[derive(Clone, Debug)]
@@ -256,7 +260,7 @@ impl Durability {
 
     /// Lands one range and forgets it.
     fn land(&mut self, key: &(String, i32)) -> Result<(), LandingError> {
-        let Some(range) = self.ranges.remove(key) else {
+        let Some(range) = self.ranges.get(key) else {
             return Ok(());
         };
         let (stream, partition) = (key.0.as_str(), key.1);
@@ -267,7 +271,35 @@ impl Durability {
             self.landing
                 .write_quarantine(stream, partition, span, &range.rejected)?;
         }
+        // Forgotten only once landed: a failed write is tried again whole (its files are
+        // named by the range, so a retry replaces what a failed one left).
+        self.ranges.remove(key);
         Ok(())
+    }
+
+    /// Lands one range of a durable run, retrying with backoff while the store fails:
+    /// nothing is checkpointed, and so nothing acknowledged, until it is landed. Gives up only
+    /// when the run is told to stop.
+    fn land_retrying(
+        &mut self,
+        key: &(String, i32),
+        stop: &AtomicBool,
+    ) -> Result<(), LandingError> {
+        let mut wait = RETRY_FIRST;
+        loop {
+            match self.land(key) {
+                Ok(()) => return Ok(()),
+                Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
+                Err(e) => {
+                    eprintln!(
+                        "weir: landing: {e}; retrying in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
     }
 
     /// After each poll: bounded runs land full spans; durable runs checkpoint when one is
@@ -280,6 +312,7 @@ impl Durability {
         store: &ViewStore,
         source: &mut dyn Source,
         deployed: bool,
+        stop: &AtomicBool,
     ) -> Result<(), DurableError> {
         let Some(c) = self.checkpointing.as_mut() else {
             self.flush_spans();
@@ -287,14 +320,18 @@ impl Durability {
         };
         if deployed || c.last.elapsed() >= c.settings.every {
             c.last = Instant::now();
-            self.checkpoint(pipeline, admission, source, deployed)?;
+            self.checkpoint(pipeline, admission, source, deployed, stop)?;
         }
         let Some(c) = self.checkpointing.as_mut() else {
             return Ok(());
         };
         if c.last_export.elapsed() >= c.settings.export_every {
             c.last_export = Instant::now();
-            super::export_views(&self.landing, store)?;
+            // An export is a copy of published state: one that fails is simply made again at
+            // the next interval (and at the end).
+            if let Err(e) = super::export_views(&self.landing, store) {
+                eprintln!("weir: landing: cannot export the views: {e}; exporting again later");
+            }
         }
         Ok(())
     }
@@ -307,6 +344,7 @@ impl Durability {
         admission: &Admission,
         source: &mut dyn Source,
         force: bool,
+        stop: &AtomicBool,
     ) -> Result<(), DurableError> {
         if self.checkpointing.is_none() || (self.ranges.is_empty() && !force) {
             return Ok(());
@@ -314,7 +352,7 @@ impl Durability {
         pipeline.advance();
         let keys: Vec<(String, i32)> = self.ranges.keys().cloned().collect();
         for key in &keys {
-            self.land(key)?;
+            self.land_retrying(key, stop)?;
         }
         let Some(c) = self.checkpointing.as_mut() else {
             return Ok(());

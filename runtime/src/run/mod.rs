@@ -558,6 +558,7 @@ impl Driver {
                     &self.store,
                     source,
                     !deployed.is_empty(),
+                    stop,
                 )?;
             }
             deployed.into_iter().for_each(Deployed::acknowledge);
@@ -577,7 +578,7 @@ impl Driver {
         if let Some(durability) = self.durability.as_mut()
             && durability.checkpoints()
         {
-            durability.checkpoint(&mut self.pipeline, &self.admission, source, false)?;
+            durability.checkpoint(&mut self.pipeline, &self.admission, source, false, stop)?;
         }
         Ok(())
     }

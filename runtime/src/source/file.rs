@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Polled, Record, Source, SourceError, numbered};
+use crate::event::MAX_EVENT_BYTES;
 
 /// The stream name of NDJSON input (its landed raw files are `input-0-<first>-<last>`).
 pub const STREAM: &str = "input";
@@ -48,11 +49,15 @@ impl<'a> FileSource<'a> {
 }
 
 /// Reads up to `max` lines without their `\n` / `\r\n`; blank lines are skipped.
+///
+/// A line is kept only up to one byte past [`MAX_EVENT_BYTES`] (enough for admission to call
+/// it `oversize`); the rest of it is read past, never held, so one huge line cannot exhaust
+/// memory.
 pub fn read_lines(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::with_capacity(max);
     while lines.len() < max {
         let mut line = Vec::new();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        if read_line_capped(input, &mut line, MAX_EVENT_BYTES + 1)? == 0 {
             break;
         }
         while matches!(line.last(), Some(b'\n' | b'\r')) {
@@ -63,6 +68,33 @@ pub fn read_lines(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8
         }
     }
     Ok(lines)
+}
+
+/// As `read_until(b'\n')`, keeping at most `cap` bytes of the line (and its newline, when
+/// the line is shorter); returns the bytes read, kept or not.
+fn read_line_capped(input: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(read);
+        }
+        let (used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = cap.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..used.min(room)]);
+        input.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
+        }
+    }
 }
 
 impl Source for FileSource<'_> {

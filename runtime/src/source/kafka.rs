@@ -26,6 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 pub use super::Offsets;
 use super::{Polled, Record, Source, SourceError};
+use crate::event::MAX_EVENT_BYTES;
 
 /// A failure of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -306,7 +307,12 @@ impl KafkaSource {
                         stream: topic,
                         partition: message.partition(),
                         offset: message.offset(),
-                        payload: message.payload().unwrap_or_default().to_vec(),
+                        // A message is kept only up to one byte past the event limit: enough
+                        // for admission to call it oversize, never the whole of a huge one.
+                        payload: message
+                            .payload()
+                            .map(|p| p[..p.len().min(MAX_EVENT_BYTES + 1)].to_vec())
+                            .unwrap_or_default(),
                     });
                     got += 1;
                 }
@@ -490,5 +496,35 @@ mod tests {
             .collect();
         got.sort_unstable();
         assert_eq!(got, (300..400).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_huge_message_is_kept_only_up_to_one_byte_past_the_event_limit() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("big", 1, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("message.max.bytes", "4000000")
+            .create()
+            .unwrap();
+        let huge = vec![b'x'; 1_000_000];
+        producer
+            .send(BaseRecord::to("big").key("k").payload(&huge))
+            .unwrap();
+        producer
+            .send(BaseRecord::to("big").key("k").payload("small"))
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let url = KafkaUrl::parse(&format!("kafka://{}/big", cluster.bootstrap_servers())).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut source = KafkaSource::connect(&url, "weir-test", &Offsets::new(), &stop).unwrap();
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while records.len() < 2 && Instant::now() < deadline {
+            source.poll(10, Duration::from_millis(100), &mut records);
+        }
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].payload.len(), MAX_EVENT_BYTES + 1);
+        assert_eq!(records[1].payload, b"small");
     }
 }
