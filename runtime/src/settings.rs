@@ -189,6 +189,14 @@ pub enum SettingsError {
     },
     #[error(transparent)]
     Plugin(#[from] crate::plugins::set::ConfigError),
+    #[error("cannot make an admin token: {0}")]
+    Random(String),
+    #[error("cannot write the admin token to {path}: {source}")]
+    TokenFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl SettingsError {
@@ -206,8 +214,48 @@ impl SettingsError {
             SettingsError::NativeWithComponents => "native_with_components",
             SettingsError::PluginFile { .. } => "plugin_file",
             SettingsError::Plugin(e) => e.code(),
+            SettingsError::Random(_) => "random",
+            SettingsError::TokenFile { .. } => "token_file",
         }
     }
+}
+
+/// Where a run without configured tokens keeps the admin token it made.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// A fresh random admin token, written to `dir/admin-token` readable by its owner alone: a
+/// run that names no tokens still serves, to whoever can read that file.
+fn generated_admin(dir: &std::path::Path) -> Result<crate::serve::Tokens, SettingsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| SettingsError::Random(e.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let write = |path: &std::path::Path| {
+        std::fs::create_dir_all(dir)?;
+        let _ = std::fs::remove_file(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(token.as_bytes())?;
+        file.sync_all()
+    };
+    write(&path).map_err(|source| SettingsError::TokenFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    eprintln!(
+        "weir: no tokens configured: made an admin token, in {} (readable by this user only)",
+        path.display()
+    );
+    let mut tokens = crate::serve::Tokens::default();
+    tokens
+        .insert(&token, crate::serve::Caller::Admin)
+        .map_err(|error| crate::config::ConfigFileError::Token { index: 0, error })?;
+    Ok(tokens)
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, SettingsError> {
@@ -224,15 +272,15 @@ impl Config {
     /// Loads the config file the flags name (or the embedded demo) and merges the flags over
     /// it.
     pub fn resolve(flags: &RunFlags) -> Result<Settings, SettingsError> {
-        let config = match &flags.config {
-            Some(path) => Config::load(path)?,
-            None => Config::demo(),
-        };
-        config.merge(flags)
+        match &flags.config {
+            Some(path) => Config::load(path)?.merge(flags, false),
+            None => Config::demo().merge(flags, true),
+        }
     }
 
-    /// The flags over this config, every default filled in.
-    pub fn merge(&self, flags: &RunFlags) -> Result<Settings, SettingsError> {
+    /// The flags over this config, every default filled in. With `demo` (the embedded demo
+    /// config), its published tokens serve only the demo itself: a run on the generator.
+    pub fn merge(&self, flags: &RunFlags, demo: bool) -> Result<Settings, SettingsError> {
         let (p, src) = (&self.pipeline, &self.source);
         let implementation = flags.plugins.unwrap_or(match self.plugins.implementation {
             Some(Implementation::Native) => PluginImpl::Native,
@@ -263,7 +311,33 @@ impl Config {
             .clone()
             .or_else(|| src.out.clone())
             .map(|o| o.to_string_lossy().into_owned());
+        let on_generator = flags.source.is_none()
+            && flags.input.is_none()
+            && matches!(src.kind, SourceKind::Generator);
+        // Beside the checkpoints (local and private, never the landing zone a warehouse
+        // reads), or in the temporary directory of a run that has none.
+        let token_dir = flags
+            .checkpoint_dir
+            .clone()
+            .or_else(|| src.checkpoint_dir.clone())
+            .or_else(|| {
+                let local = out
+                    .as_deref()
+                    .filter(|o| kafka.is_some() && !o.contains("://"));
+                local.map(|o| PathBuf::from(o).join("checkpoints"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
         let serve = || -> Result<ServeConfig, SettingsError> {
+            let tokens = match self.tokens()? {
+                tokens if demo && on_generator => {
+                    eprintln!(
+                        "weir: demo: the tokens of examples/pulsecart/weir.toml are active (pulsecart-admin-demo is admin); any other run uses the tokens of its --config"
+                    );
+                    tokens
+                }
+                tokens if !demo && !tokens.is_empty() => tokens,
+                _ => generated_admin(&token_dir)?,
+            };
             let grpc = match &flags.grpc {
                 Some(a) => crate::config::address("--grpc", a)?,
                 None => self.grpc_addr(),
@@ -276,7 +350,7 @@ impl Config {
             Ok(ServeConfig {
                 grpc,
                 metrics,
-                tokens: self.tokens()?,
+                tokens,
             })
         };
         let live = |until_idle: Option<Duration>, max_lag: Option<u64>| {

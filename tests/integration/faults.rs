@@ -8,6 +8,8 @@
 //!   input as `plugin_error:<plugin>:invalid_output`;
 //! - a dataflow worker that fails ends the run with an error instead of hanging it;
 //! - an event a transform rejected does not claim its id: a later copy counts;
+//! - only the demo run uses the demo tokens: any other run without tokens makes a private
+//!   admin token (and tokens compare in constant time);
 //! - a huge input line is read only up to the limit (Kafka messages likewise: a unit test in
 //!   `source::kafka`);
 //! - a run restarts from a checkpoint that holds a rule deployed while it ran;
@@ -663,5 +665,61 @@ fn a_landing_zone_that_fails_is_retried_until_it_takes_the_files() {
         "every admitted event landed once"
     );
     assert!(dir.join("checkpoints").read_dir().unwrap().count() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_run_that_is_not_the_demo_refuses_the_demo_tokens_and_makes_a_private_admin_token() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = crate::common::scratch_dir("faults-tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("lake");
+    // A Kafka run whose broker is not there yet: it serves while it waits for it.
+    let weir = crate::common::WeirProcess::start(
+        &[
+            "run",
+            "--source",
+            "kafka://127.0.0.1:9/events",
+            "--out",
+            out.to_str().unwrap(),
+            "--grpc",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+        ],
+        &dir,
+        "tokens",
+    );
+    let token_file = out
+        .join("checkpoints")
+        .join(weir::settings::ADMIN_TOKEN_FILE);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is its owner's alone");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.len() >= 32, "a token worth guessing at: {token:?}");
+    assert!(
+        weir.log().contains(&token_file.display().to_string()),
+        "{}",
+        weir.log()
+    );
+    let query = |token: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "query",
+                "gmv_minute",
+                "--addr",
+                &weir.grpc().to_string(),
+                "--token",
+                token,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(query("pulsecart-admin-demo").contains("Unauthenticated"));
+    let with_own = query(&token);
+    assert!(!with_own.contains("Unauthenticated"), "{with_own}");
+    weir.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
