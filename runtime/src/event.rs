@@ -11,6 +11,11 @@ pub use crate::time::Millis;
 /// Largest accepted input, in bytes (SPEC §1).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
+/// How much of one input line or message a source holds: an oversize input up to this is
+/// quarantined whole; of a larger one, only its first this many bytes (with reason
+/// `oversize`), so no producer can make weir hold a line of any size.
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+
 /// The largest amount, price or discount in cents, and the largest `|delta|` (SPEC §1): far
 /// above any real order, and small enough that no per-event arithmetic can overflow.
 pub const MAX_CENTS: i64 = 1_000_000_000_000_000;

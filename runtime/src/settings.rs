@@ -88,6 +88,11 @@ pub struct RunFlags {
     /// outputs.
     #[arg(long)]
     pub until_idle: Option<f64>,
+    /// Kafka runs: a partition whose checkpointed offset it no longer holds (the topic was
+    /// recreated, truncated, or aged out) is read from its earliest offset instead of
+    /// stopping the run.
+    #[arg(long)]
+    pub reset_offsets: bool,
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256),
         help = format!("Dataflow worker threads [default: {DEFAULT_WORKERS}]"))]
     pub workers: Option<u16>,
@@ -138,7 +143,11 @@ pub enum Input {
         tenants: usize,
     },
     /// Kafka topics, live and durable.
-    Kafka { url: KafkaUrl, group: String },
+    Kafka {
+        url: KafkaUrl,
+        group: String,
+        reset_offsets: bool,
+    },
 }
 
 /// A resolved `weir run`.
@@ -418,7 +427,11 @@ impl Config {
                     .unwrap_or_else(|| DEFAULT_GROUP.into());
                 Ok(Settings {
                     run,
-                    input: Input::Kafka { url, group },
+                    input: Input::Kafka {
+                        url,
+                        group,
+                        reset_offsets: flags.reset_offsets,
+                    },
                     out: Some(out),
                     live: Some(live(until_idle, Some(MAX_LAG))?),
                     checkpoints: Some(checkpoints),

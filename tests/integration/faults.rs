@@ -593,7 +593,7 @@ fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
 
 #[test]
 fn a_huge_input_line_is_read_only_up_to_the_limit_and_quarantined_as_oversize() {
-    use weir::event::MAX_EVENT_BYTES;
+    use weir::event::MAX_INPUT_BYTES;
     use weir::source::file::read_lines;
 
     // 8 MB on one line between two valid events: read past, never held whole.
@@ -603,13 +603,13 @@ fn a_huge_input_line_is_read_only_up_to_the_limit_and_quarantined_as_oversize() 
     let lines = read_lines(&mut text.as_bytes(), 10).unwrap();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0], valid.as_bytes());
-    assert_eq!(lines[1].len(), MAX_EVENT_BYTES + 1);
+    assert_eq!(lines[1].len(), MAX_INPUT_BYTES);
     assert_eq!(lines[2], valid.as_bytes());
     // Through a run: the oversize line is quarantined with its prefix, not its megabytes.
     let result = run_bounded(&RunConfig::native(), text.as_bytes()).unwrap();
     assert_eq!(result.stats.quarantined["oversize"], 1);
     assert_eq!(result.stats.duplicates, 1);
-    assert!(result.quarantine[0].raw.len() <= MAX_EVENT_BYTES + 1);
+    assert!(result.quarantine[0].raw.len() <= MAX_INPUT_BYTES);
 }
 
 #[test]

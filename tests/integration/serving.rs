@@ -989,14 +989,29 @@ fn metrics_are_prometheus_text_with_the_pipelines_metrics(run: &WeirRun) {
     use std::io::{Read, Write};
 
     let metrics = &run.metrics;
-    let mut http = std::net::TcpStream::connect(metrics).unwrap();
-    write!(
-        http,
-        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    http.read_to_string(&mut response).unwrap();
+    let scrape = || {
+        let mut http = std::net::TcpStream::connect(metrics).unwrap();
+        write!(
+            http,
+            "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        response
+    };
+    // The first payments reach normalize-payments a little after the first orders are
+    // visible; on a loaded machine, scrape again until they have.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        let response = scrape();
+        if response.contains("weir_plugin_calls_total{plugin=\"normalize-payments\"}")
+            || Instant::now() > deadline
+        {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");

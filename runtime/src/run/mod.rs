@@ -275,14 +275,18 @@ pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunE
             );
             Box::new(GeneratorSource::new(*seed, *tenants, *rate))
         }
-        Input::Kafka { url, group } => {
+        Input::Kafka {
+            url,
+            group,
+            reset_offsets,
+        } => {
             eprintln!(
                 "weir: reading {} from {} with {} workers; landing in {out}; Ctrl-C stops",
                 url.topics.join(","),
                 url.brokers,
                 run.workers
             );
-            Box::new(KafkaInput::new(url.clone(), group))
+            Box::new(KafkaInput::new(url.clone(), group, *reset_offsets))
         }
     };
     let landing = settings.out.as_deref().map(Landing::open).transpose()?;
@@ -641,7 +645,7 @@ impl Driver {
     /// Returns the deploys that took effect.
     fn tick(&mut self) -> Vec<Deployed> {
         let deployed = match self.served.as_mut() {
-            Some((_, admin)) => admin.drain(&mut self.pipeline),
+            Some((_, admin)) => admin.drain_unacknowledged(&mut self.pipeline),
             None => Vec::new(),
         };
         let source_id = Arc::as_ptr(&self.store) as usize;

@@ -73,10 +73,19 @@ impl Deployed {
 }
 
 impl AdminQueue {
-    /// Applies every waiting deploy at the pipeline's current logical time. Refused ones are
-    /// answered at once; the ones that took effect are returned, for the driver to
-    /// acknowledge once they are durable.
-    pub fn drain(&mut self, pipeline: &mut Pipeline) -> Vec<Deployed> {
+    /// Applies every waiting deploy at the pipeline's current logical time and answers each;
+    /// returns how many took effect.
+    pub fn drain(&mut self, pipeline: &mut Pipeline) -> usize {
+        let applied = self.drain_unacknowledged(pipeline);
+        let count = applied.len();
+        applied.into_iter().for_each(Deployed::acknowledge);
+        count
+    }
+
+    /// As [`AdminQueue::drain`], but the deploys that took effect are returned unanswered,
+    /// for a durable run to acknowledge once the checkpoint holding them is committed.
+    /// Refused ones are answered at once.
+    pub fn drain_unacknowledged(&mut self, pipeline: &mut Pipeline) -> Vec<Deployed> {
         let mut applied = Vec::new();
         while let Ok(request) = self.receiver.try_recv() {
             let result = pipeline.deploy_rule(request.version, request.mode);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Polled, Record, Source, SourceError, numbered};
-use crate::event::MAX_EVENT_BYTES;
+use crate::event::MAX_INPUT_BYTES;
 
 /// The stream name of NDJSON input (its landed raw files are `input-0-<first>-<last>`).
 pub const STREAM: &str = "input";
@@ -50,14 +50,14 @@ impl<'a> FileSource<'a> {
 
 /// Reads up to `max` lines without their `\n` / `\r\n`; blank lines are skipped.
 ///
-/// A line is kept only up to one byte past [`MAX_EVENT_BYTES`] (enough for admission to call
-/// it `oversize`); the rest of it is read past, never held, so one huge line cannot exhaust
-/// memory.
+/// A line is kept only up to [`MAX_INPUT_BYTES`] (an oversize line up to that is quarantined
+/// whole); the rest of a longer one is read past, never held, so one huge line cannot
+/// exhaust memory.
 pub fn read_lines(input: &mut impl BufRead, max: usize) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::with_capacity(max);
     while lines.len() < max {
         let mut line = Vec::new();
-        if read_line_capped(input, &mut line, MAX_EVENT_BYTES + 1)? == 0 {
+        if read_line_capped(input, &mut line, MAX_INPUT_BYTES)? == 0 {
             break;
         }
         while matches!(line.last(), Some(b'\n' | b'\r')) {

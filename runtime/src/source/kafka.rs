@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 pub use super::Offsets;
 use super::{Polled, Record, Source, SourceError};
-use crate::event::MAX_EVENT_BYTES;
+use crate::event::MAX_INPUT_BYTES;
 
 /// A failure of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,24 @@ pub enum KafkaSourceError {
     },
     #[error("stopped before the broker answered")]
     Stopped,
+    #[error(
+        "topic {topic} partition {partition}: the checkpoint resumes at offset {next}, but the partition ends at {high}: was the topic recreated or truncated? Start with --reset-offsets to read it again from its earliest offset, or with a fresh --out"
+    )]
+    OffsetsAhead {
+        topic: String,
+        partition: i32,
+        next: i64,
+        high: i64,
+    },
+    #[error(
+        "topic {topic} partition {partition}: the checkpoint resumes at offset {next}, but the partition now starts at {low}: offsets {next}..{low} were deleted unread (retention?). Start with --reset-offsets to read on from offset {low}, or with a fresh --out"
+    )]
+    OffsetsGone {
+        topic: String,
+        partition: i32,
+        next: i64,
+        low: i64,
+    },
 }
 
 impl KafkaSourceError {
@@ -53,6 +71,8 @@ impl KafkaSourceError {
             KafkaSourceError::Client(_) => "kafka_client",
             KafkaSourceError::Assign { .. } => "kafka_assign",
             KafkaSourceError::Stopped => "kafka_stopped",
+            KafkaSourceError::OffsetsAhead { .. } => "kafka_offsets_ahead",
+            KafkaSourceError::OffsetsGone { .. } => "kafka_offsets_gone",
         }
     }
 }
@@ -142,14 +162,18 @@ pub struct KafkaSource {
 pub struct KafkaInput {
     url: KafkaUrl,
     group: String,
+    reset_offsets: bool,
     consumer: Option<KafkaSource>,
 }
 
 impl KafkaInput {
-    pub fn new(url: KafkaUrl, group: &str) -> KafkaInput {
+    /// With `reset_offsets`, a partition whose recorded offset it no longer has is read from
+    /// its earliest offset instead of stopping the run.
+    pub fn new(url: KafkaUrl, group: &str, reset_offsets: bool) -> KafkaInput {
         KafkaInput {
             url,
             group: group.to_owned(),
+            reset_offsets,
             consumer: None,
         }
     }
@@ -165,7 +189,7 @@ impl Source for KafkaInput {
     }
 
     fn seek(&mut self, from: &Offsets, stop: &AtomicBool) -> Result<bool, SourceError> {
-        match KafkaSource::connect(&self.url, &self.group, from, stop) {
+        match KafkaSource::connect_checked(&self.url, &self.group, from, stop, self.reset_offsets) {
             Ok(consumer) => {
                 self.consumer = Some(consumer);
                 Ok(true)
@@ -205,6 +229,20 @@ impl KafkaSource {
         from: &Offsets,
         stop: &AtomicBool,
     ) -> Result<KafkaSource, KafkaSourceError> {
+        Self::connect_checked(url, group, from, stop, false)
+    }
+
+    /// As [`KafkaSource::connect`], first checking every recorded offset against its
+    /// partition's watermarks: an offset past the end (a recreated or truncated topic) or
+    /// before the start (deleted unread) stops with a message saying so, unless
+    /// `reset_offsets`, which reads such a partition from its earliest offset.
+    pub fn connect_checked(
+        url: &KafkaUrl,
+        group: &str,
+        from: &Offsets,
+        stop: &AtomicBool,
+        reset_offsets: bool,
+    ) -> Result<KafkaSource, KafkaSourceError> {
         let consumer: BaseConsumer<Context> = ClientConfig::new()
             .set("bootstrap.servers", &url.brokers)
             .set("group.id", group)
@@ -225,7 +263,16 @@ impl KafkaSource {
             let partitions = Self::partitions(&consumer, url, topic, stop)?;
             for p in partitions {
                 let offset = match from.get(&(topic.clone(), p)) {
-                    Some(&next) => Offset::Offset(next),
+                    Some(&next) => match Self::check_offset(&consumer, topic, p, next, stop)? {
+                        Ok(()) => Offset::Offset(next),
+                        Err(e) if reset_offsets => {
+                            eprintln!(
+                                "weir: kafka: warning: {e}; --reset-offsets: reading it from its earliest offset"
+                            );
+                            Offset::Beginning
+                        }
+                        Err(e) => return Err(e),
+                    },
                     None => Offset::Beginning,
                 };
                 assignment
@@ -247,6 +294,47 @@ impl KafkaSource {
             url: url.clone(),
             topics: HashMap::new(),
         })
+    }
+
+    /// Whether the partition still holds `next`: `Ok(Err(_))` says why not. Asks until the
+    /// broker answers or `stop` is set.
+    fn check_offset(
+        consumer: &BaseConsumer<Context>,
+        topic: &str,
+        partition: i32,
+        next: i64,
+        stop: &AtomicBool,
+    ) -> Result<Result<(), KafkaSourceError>, KafkaSourceError> {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Err(KafkaSourceError::Stopped);
+            }
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
+                Ok((_, high)) if next > high => {
+                    return Ok(Err(KafkaSourceError::OffsetsAhead {
+                        topic: topic.to_owned(),
+                        partition,
+                        next,
+                        high,
+                    }));
+                }
+                Ok((low, _)) if next < low => {
+                    return Ok(Err(KafkaSourceError::OffsetsGone {
+                        topic: topic.to_owned(),
+                        partition,
+                        next,
+                        low,
+                    }));
+                }
+                Ok(_) => return Ok(Ok(())),
+                Err(e) => {
+                    eprintln!(
+                        "weir: kafka: cannot read the offsets of {topic} partition {partition}: {e}; retrying in 1 s"
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     /// The partitions of `topic`, asking the broker until it answers with at least one.
@@ -307,11 +395,11 @@ impl KafkaSource {
                         stream: topic,
                         partition: message.partition(),
                         offset: message.offset(),
-                        // A message is kept only up to one byte past the event limit: enough
-                        // for admission to call it oversize, never the whole of a huge one.
+                        // A message is kept only up to MAX_INPUT_BYTES: an oversize one up to
+                        // that is quarantined whole, a huge one only in part.
                         payload: message
                             .payload()
-                            .map(|p| p[..p.len().min(MAX_EVENT_BYTES + 1)].to_vec())
+                            .map(|p| p[..p.len().min(MAX_INPUT_BYTES)].to_vec())
                             .unwrap_or_default(),
                     });
                     got += 1;
@@ -499,15 +587,15 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_message_is_kept_only_up_to_one_byte_past_the_event_limit() {
+    fn a_huge_message_is_kept_only_up_to_the_input_limit() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("big", 1, 1).unwrap();
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("message.max.bytes", "4000000")
+            .set("message.max.bytes", "8000000")
             .create()
             .unwrap();
-        let huge = vec![b'x'; 1_000_000];
+        let huge = vec![b'x'; 3_000_000];
         producer
             .send(BaseRecord::to("big").key("k").payload(&huge))
             .unwrap();
@@ -524,7 +612,48 @@ mod tests {
             source.poll(10, Duration::from_millis(100), &mut records);
         }
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].payload.len(), MAX_EVENT_BYTES + 1);
+        assert_eq!(records[0].payload.len(), MAX_INPUT_BYTES);
         assert_eq!(records[1].payload, b"small");
+    }
+
+    #[test]
+    fn offsets_past_a_partitions_end_stop_the_run_unless_reset() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("events", 1, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        for i in 0..10 {
+            producer
+                .send(BaseRecord::to("events").key("k").payload(&format!("m{i}")))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let url =
+            KafkaUrl::parse(&format!("kafka://{}/events", cluster.bootstrap_servers())).unwrap();
+        let stop = AtomicBool::new(false);
+        // A checkpoint from before the topic was recreated: offset 500 of a 10-message topic.
+        let from: Offsets = [(("events".to_owned(), 0), 500)].into();
+        let refused = KafkaSource::connect(&url, "weir-test", &from, &stop);
+        match refused {
+            Err(KafkaSourceError::OffsetsAhead { next, high, .. }) => {
+                assert_eq!((next, high), (500, 10));
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("new messages below the checkpoint would be dropped unread"),
+        }
+        let mut reset =
+            KafkaSource::connect_checked(&url, "weir-test", &from, &stop, true).unwrap();
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while records.len() < 10 && Instant::now() < deadline {
+            reset.poll(100, Duration::from_millis(100), &mut records);
+        }
+        assert_eq!(records.len(), 10, "read again from the earliest offset");
+        assert_eq!(records[0].offset, 0);
+        // An offset inside the partition is accepted as it is.
+        let inside: Offsets = [(("events".to_owned(), 0), 4)].into();
+        assert!(KafkaSource::connect(&url, "weir-test", &inside, &stop).is_ok());
     }
 }
