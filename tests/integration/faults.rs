@@ -15,6 +15,7 @@
 //! - a run restarts from a checkpoint that holds a rule deployed while it ran;
 //! - a landing zone that fails is retried with backoff; the checkpoint waits for it;
 //! - checkpoints carry CRC-32C (unit tests in `output::checkpoint`);
+//! - an event's fuel verdict is its own: the same alone and in a batch;
 //! - server reflection answers v1alpha clients (Python, Postman, older grpcurl) as well as v1.
 
 use std::sync::Arc;
@@ -722,4 +723,71 @@ fn a_run_that_is_not_the_demo_refuses_the_demo_tokens_and_makes_a_private_admin_
     assert!(!with_own.contains("Unauthenticated"), "{with_own}");
     weir.kill();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_events_fuel_verdict_is_the_same_alone_and_in_a_batch() {
+    use weir::plugins::set::WasmPlugins;
+    use weir::plugins::wasm::Limits;
+
+    let burner = |id: &str, spins: i64| {
+        with(
+            envelope(id, "payment", T0),
+            json!({"user_id": "burner", "order_id": "o1", "payment_id": format!("p-{id}"),
+                   "provider": "stripe", "status": "succeeded", "amount_cents": spins}),
+        )
+    };
+    let ordinary: Vec<String> = (0..9)
+        .map(|i| payment(&format!("n{i}"), "succeeded", json!(1)))
+        .collect();
+    // What spinning costs, measured with fuel to spare.
+    let spins = 2_000_000;
+    let generous = Limits {
+        fuel_per_event: 10_000_000_000,
+        ..Limits::default()
+    };
+    let mut set = WasmPlugins::new(generous).unwrap();
+    set.add_embedded("fuel-burner", None).unwrap();
+    Admission::new(set.transforms()).admit(&[burner("probe", spins)], 0, false);
+    let cost = set.engine().fuel_by_tenant()["acme"];
+    assert!(cost > 4_000_000, "spinning costs fuel: {cost}");
+
+    // One event's budget is half of what the burner needs; nine ordinary events beside it
+    // bring a batch's pooled share to five times that.
+    let tight = Limits {
+        fuel_per_event: cost / 2,
+        base_fuel: 1_000_000,
+        ..Limits::default()
+    };
+    let verdicts = |lines: &[String]| {
+        let mut set = WasmPlugins::new(tight).unwrap();
+        set.add_embedded("fuel-burner", None).unwrap();
+        let admitted = Admission::new(set.transforms()).admit(lines, 0, false);
+        let mut rejected: Vec<String> = admitted
+            .rejected
+            .into_iter()
+            .map(|(i, q)| format!("{i}:{}", q.reason))
+            .collect();
+        rejected.sort();
+        (admitted.events.len(), rejected)
+    };
+    let alone = verdicts(&[burner("b", spins)]);
+    assert_eq!(
+        alone,
+        (0, vec!["0:plugin_error:fuel-burner:out_of_fuel".to_owned()])
+    );
+    let mut batch = ordinary.clone();
+    batch.insert(4, burner("b", spins));
+    let batched = verdicts(&batch);
+    assert_eq!(
+        batched,
+        (9, vec!["4:plugin_error:fuel-burner:out_of_fuel".to_owned()]),
+        "the same verdict in a batch; its neighbours pass"
+    );
+    // An event within one event's budget passes both ways.
+    let light = burner("l", spins / 8);
+    assert_eq!(verdicts(std::slice::from_ref(&light)), (1, vec![]));
+    let mut batch = ordinary;
+    batch.push(light);
+    assert_eq!(verdicts(&batch), (10, vec![]));
 }

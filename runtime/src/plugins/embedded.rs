@@ -325,6 +325,7 @@ mod tests {
         "hostile-stack",
         "hostile-trap",
         "hostile-output",
+        "fuel-burner",
     ];
     const RULES: &[&str] = &[
         "velocity",

@@ -6,10 +6,11 @@
 //! input alone — no state leaks from one batch to the next, which is what lets the dataflow
 //! re-run a rule to retract its earlier answer.
 //!
-//! Failure is decided by fuel, not wall time: a batch of `n` events may burn `n` times the
-//! per-event budget, and a batch that fails is re-run one event at a time so that exactly the
-//! events that fail are reported. The epoch deadline is only a backstop for host bugs. Traps
-//! become typed [`PluginError`]s.
+//! Failure is decided by fuel, not wall time, and per event: every call gets one event's budget
+//! whatever its batch size, and a batch that fails is split in halves down to single events,
+//! so an event fails exactly when it fails alone — never because of the events beside it. The
+//! epoch deadline is only a backstop (a call past it fails as `deadline`, its events judged
+//! alone like any failure). Traps become typed [`PluginError`]s.
 //!
 //! A component that imports anything beyond types is refused, so a plugin cannot reach a clock,
 //! a file, the network or weir's state. The host reports a failure as its typed error and never
@@ -43,7 +44,9 @@ use transform_world::weir::plugin::types as tt;
 /// Limits every plugin call runs under.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Fuel per input event; a batch gets this times its length, plus `base_fuel`.
+    /// Fuel one event may use. Every call gets this plus `base_fuel`, whatever its batch
+    /// size, and a batch that runs out is split until each event is judged within it alone:
+    /// an event's verdict never depends on the events that share its batch.
     pub fuel_per_event: u64,
     /// Fuel for the call itself (instantiation, lifting and lowering).
     pub base_fuel: u64,
@@ -247,9 +250,9 @@ impl WasmEngine {
         call: impl FnOnce(&mut Store<StoreState>) -> CallResult<O>,
     ) -> CallResult<O> {
         let started = Instant::now();
-        let mut store = self.store(items);
+        let mut store = self.store();
         let result = call(&mut store);
-        let fuel = self.budget(items) - store.get_fuel().unwrap_or(0);
+        let fuel = self.budget() - store.get_fuel().unwrap_or(0);
         let failed = match &result {
             Ok(results) => results.iter().filter(|r| r.is_err()).count() as u64,
             Err(_) if items == 1 => 1,
@@ -296,11 +299,12 @@ impl WasmEngine {
         self.limits
     }
 
-    fn budget(&self, events: usize) -> u64 {
-        self.limits.base_fuel + self.limits.fuel_per_event * events as u64
+    /// A call's fuel: one event's, whatever the batch (see [`Limits::fuel_per_event`]).
+    fn budget(&self) -> u64 {
+        self.limits.base_fuel + self.limits.fuel_per_event
     }
 
-    fn store(&self, events: usize) -> Store<StoreState> {
+    fn store(&self) -> Store<StoreState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
@@ -314,9 +318,7 @@ impl WasmEngine {
             },
         );
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store
-            .set_fuel(self.budget(events))
-            .expect("fuel is enabled");
+        store.set_fuel(self.budget()).expect("fuel is enabled");
         let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -357,7 +359,7 @@ impl WasmEngine {
         let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
         let pre = transform_world::TransformPre::new(pre).map_err(mismatch)?;
         // Asked once: which types it reads is part of what was deployed, not of each call.
-        let mut store = self.store(1);
+        let mut store = self.store();
         let types = pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_accepts(&mut store))
@@ -418,22 +420,41 @@ fn batched<I, O>(
     items: &[I],
     mut call: impl FnMut(&[I]) -> CallResult<O>,
 ) -> Vec<Result<O, PluginError>> {
-    let single = |call: &mut dyn FnMut(&[I]) -> CallResult<O>, item: &I| match call(
-        std::slice::from_ref(item),
-    ) {
-        Ok(mut out) if out.len() == 1 => out.pop().expect("one result"),
-        Ok(out) => Err(PluginError::InvalidOutput(format!(
-            "{} results for 1 input",
-            out.len()
-        ))),
-        Err(e) => Err(e),
-    };
+    items
+        .chunks(MAX_CALL_ITEMS)
+        .flat_map(|chunk| bisect(chunk, &mut call))
+        .collect()
+}
+
+/// Events one call carries at most, so a batch of ordinary events fits one event's fuel.
+const MAX_CALL_ITEMS: usize = 1024;
+
+/// Calls `items` as one batch; if the call fails, each half on its own, down to single
+/// events. Every call has one event's budget, so a batch that passes proves each of its events
+/// would pass alone, and an event that fails is judged alone: its verdict is its own. One
+/// hostile event costs a logarithmic number of calls, not one per event of its batch.
+fn bisect<I, O>(
+    items: &[I],
+    call: &mut dyn FnMut(&[I]) -> CallResult<O>,
+) -> Vec<Result<O, PluginError>> {
     match items {
         [] => Vec::new(),
-        [item] => vec![single(&mut call, item)],
+        [item] => vec![match call(std::slice::from_ref(item)) {
+            Ok(mut out) if out.len() == 1 => out.pop().expect("one result"),
+            Ok(out) => Err(PluginError::InvalidOutput(format!(
+                "{} results for 1 input",
+                out.len()
+            ))),
+            Err(e) => Err(e),
+        }],
         _ => match call(items) {
             Ok(out) if out.len() == items.len() => out,
-            _ => items.iter().map(|item| single(&mut call, item)).collect(),
+            _ => {
+                let (first, second) = items.split_at(items.len() / 2);
+                let mut out = bisect(first, call);
+                out.extend(bisect(second, call));
+                out
+            }
         },
     }
 }
