@@ -18,6 +18,12 @@
 //! - an event's fuel verdict is its own: the same alone and in a batch;
 //! - server reflection answers v1alpha clients (Python, Postman, older grpcurl) as well as v1.
 
+mod oracle;
+mod readers;
+mod storage;
+mod tenants;
+mod tls;
+
 use std::sync::Arc;
 
 use serde_json::{Value, json};
