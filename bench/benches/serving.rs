@@ -62,6 +62,7 @@ fn point_queries(c: &mut Criterion) {
             key_prefix: prefix.iter().map(to_value).collect(),
             limit: 0,
             as_of: None,
+            page_token: String::new(),
         };
         bearer(query, TOKEN).expect("an ASCII token")
     };

@@ -72,6 +72,7 @@ fn query_request(view: &str, prefix: &[Cell], as_of: Option<u64>) -> proto::Quer
         key_prefix: prefix.iter().map(to_value).collect(),
         limit: 0,
         as_of,
+        page_token: String::new(),
     }
 }
 

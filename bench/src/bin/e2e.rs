@@ -248,6 +248,7 @@ fn query_load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) 
                     key_prefix: vec![],
                     limit: 0,
                     as_of: None,
+                    page_token: String::new(),
                 };
                 if let Ok(answer) = client.query(request(all)).await {
                     keys = answer
@@ -268,6 +269,7 @@ fn query_load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) 
                 key_prefix: key,
                 limit: 0,
                 as_of: None,
+                page_token: String::new(),
             };
             let started = Instant::now();
             let answer = client.query(request(point)).await;

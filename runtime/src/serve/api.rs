@@ -343,6 +343,7 @@ impl Api {
             as_of: answer.as_of,
             rows: answer.rows.iter().map(to_row).collect(),
             truncated: answer.truncated,
+            next_page_token: String::new(),
         })
     }
 

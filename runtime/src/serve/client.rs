@@ -250,6 +250,7 @@ pub fn query(
         key_prefix: prefix_values(view, prefix)?,
         limit,
         as_of,
+        page_token: String::new(),
     };
     let response = runtime()?.block_on(async {
         let mut client = ViewsClient::new(target.channel().await?);
