@@ -39,7 +39,9 @@ fn point_queries(c: &mut Criterion) {
     let config = ServeConfig {
         grpc: "127.0.0.1:0".parse().expect("an address"),
         metrics: None,
+        tls: None,
         tokens,
+        max_subscriptions_per_token: weir::serve::api::DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN,
     };
     let (server, _admin) =
         Server::start(&config, store.clone(), Arc::new(RuleRegistry::default())).expect("serve");
@@ -82,7 +84,11 @@ fn point_queries(c: &mut Criterion) {
         })
     });
     group.bench_function("store point read (no network)", |b| {
-        b.iter(|| store.query(gmv, &gmv_key, 0, None).expect("an answer"))
+        b.iter(|| {
+            store
+                .query(gmv, &gmv_key, &weir::dataflow::store::Page::first(0), None)
+                .expect("an answer")
+        })
     });
     group.finish();
     drop(server);

@@ -1,9 +1,12 @@
 //! Inputs shared by weir's benchmarks: realistic batches built from the built-in generator,
 //! and the allocator the `weir` binary ships with, so that every bench linking this crate
-//! measures allocation as it happens in production.
+//! measures allocation as it happens in production; and reader load on the gRPC API
+//! ([`readers`]).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub mod readers;
 
 use weir::admit::decode::decode;
 use weir::event::{Body, Event};

@@ -1,4 +1,5 @@
-//! The `weir run --config FILE` file: source, pipeline, plugins, serving addresses and tokens.
+//! The `weir run --config FILE` file: source, pipeline, plugins, serving addresses, TLS and
+//! tokens.
 //!
 //! Every key is known: an unknown key or a bad value stops the start with a message naming
 //! it, so a typo never silently falls back to a default. Flags given on the command line win
@@ -28,6 +29,10 @@ pub struct Config {
     pub plugins: Plugins,
     #[serde(default)]
     pub serve: Serve,
+    /// Absent: gRPC and metrics are plaintext.
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub tenants: Tenants,
     #[serde(default)]
     pub tokens: Vec<Token>,
 }
@@ -125,6 +130,32 @@ pub struct Serve {
     pub history: Option<usize>,
     /// Publications a subscriber may fall behind before it is dropped.
     pub subscriber_buffer: Option<usize>,
+    /// Subscriptions one token may hold open at once.
+    pub max_subscriptions_per_token: Option<usize>,
+}
+
+/// Which tenants a run accepts, and how many get their own metrics labels.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tenants {
+    /// When set, events of any other tenant are quarantined as `unknown_tenant`.
+    pub allow: Option<Vec<String>>,
+    /// Tenants labelled by name in the metrics; the rest share `tenant="other"`.
+    pub metric_labels: Option<usize>,
+}
+
+/// TLS on both listeners, gRPC and metrics. The files are read and checked when the run
+/// starts; relative paths are relative to the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates: when set, both listeners serve only clients presenting a
+    /// certificate one of them signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -185,6 +216,8 @@ pub enum ConfigFileError {
     NoCaller { index: usize },
     #[error("tokens[{index}].token: {error}")]
     Token { index: usize, error: TokenError },
+    #[error("{key}: must name a file")]
+    EmptyPath { key: &'static str },
 }
 
 impl ConfigFileError {
@@ -210,6 +243,7 @@ impl ConfigFileError {
             ConfigFileError::TenantAndAdmin { .. } => "config_tenant_and_admin",
             ConfigFileError::NoCaller { .. } => "config_token_for_nobody",
             ConfigFileError::Token { error, .. } => error.code(),
+            ConfigFileError::EmptyPath { .. } => "config_empty_path",
         }
     }
 }
@@ -229,6 +263,16 @@ impl Config {
         for plugin in &mut config.plugins.load {
             if plugin.file.is_relative() {
                 plugin.file = base.join(&plugin.file);
+            }
+        }
+        if let Some(tls) = &mut config.tls {
+            for file in [&mut tls.cert, &mut tls.key]
+                .into_iter()
+                .chain(tls.client_ca.as_mut())
+            {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
             }
         }
         Ok(config)
@@ -304,7 +348,26 @@ impl Config {
             "serve.subscriber_buffer",
             v.subscriber_buffer.map(|n| n as u64),
         )?;
+        positive(
+            "serve.max_subscriptions_per_token",
+            v.max_subscriptions_per_token.map(|n| n as u64),
+        )?;
+        for (i, tenant) in self.tenants.allow.iter().flatten().enumerate() {
+            tenant_id(&format!("tenants.allow[{i}]"), tenant)?;
+        }
         self.tokens()?;
+        if let Some(tls) = &self.tls {
+            let files = [
+                ("tls.cert", Some(&tls.cert)),
+                ("tls.key", Some(&tls.key)),
+                ("tls.client_ca", tls.client_ca.as_ref()),
+            ];
+            for (key, file) in files {
+                if file.is_some_and(|f| f.as_os_str().is_empty()) {
+                    return Err(ConfigFileError::EmptyPath { key });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -417,6 +480,12 @@ mod tests {
             ),
             ("[pipeline]\nworkers = 0\n", "pipeline.workers"),
             ("colour = \"blue\"\n", "colour"),
+            ("[tls]\ncert = \"c.pem\"\n", "key"),
+            ("[tls]\ncert = \"c.pem\"\nkey = \"\"\n", "tls.key"),
+            (
+                "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"x\"\n",
+                "ca",
+            ),
         ];
         for (text, named) in cases {
             let err = Config::parse(text).expect_err(text).to_string();

@@ -44,7 +44,8 @@ enum Command {
     Run(Box<RunFlags>),
     /// Print generated events as NDJSON.
     Gen(GenArgs),
-    /// Build and test WebAssembly plugins; deploy, list and roll back rules on a running weir.
+    /// Build and test WebAssembly plugins; deploy, list and roll back rules and transforms on a
+    /// running weir.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Query a view of a running weir.
@@ -56,19 +57,44 @@ enum Command {
 /// How a client reaches the API.
 #[derive(Args)]
 struct ClientArgs {
-    /// The gRPC address of `weir run`.
+    /// The gRPC address of `weir run`: HOST:PORT, http://HOST:PORT, or https://HOST:PORT for
+    /// a run with [tls] (HOST:PORT with --ca or --client-cert is https too).
     #[arg(long, env = "WEIR_ADDR", default_value_t = DEFAULT_GRPC.to_string())]
     addr: String,
     /// Bearer token (see the config's [[tokens]]; the demo admin token is pulsecart-admin-demo).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https address instead of the system's roots
+    /// (a private CA).
+    #[arg(long, env = "WEIR_CA", value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for a run whose [tls] has client_ca (with --client-key).
+    #[arg(
+        long,
+        env = "WEIR_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "WEIR_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
 }
 
 impl ClientArgs {
-    fn target(&self) -> weir::serve::client::Target {
-        weir::serve::client::Target {
+    fn target(&self) -> client::Target {
+        client::Target {
             addr: self.addr.clone(),
             token: self.token.clone(),
+            tls: client::ClientTls {
+                ca: self.ca.clone(),
+                identity: self.client_cert.clone().zip(self.client_key.clone()),
+            },
         }
     }
 }
@@ -128,17 +154,19 @@ enum PluginCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Deploy a rule component to a running weir as a new version of NAME.
+    /// Deploy a rule or transform component (the world is read off it) to a running weir as
+    /// a new version of NAME.
     Deploy {
         /// The component.
         wasm: PathBuf,
-        /// The rule's name (fraud_alerts.rule).
+        /// The rule's name (fraud_alerts.rule) or the transform's.
         #[arg(long)]
         name: String,
         /// Only this tenant's events.
         #[arg(long)]
         tenant: Option<String>,
-        /// from_now (events admitted from now on) or retroactive (every retained event).
+        /// from_now (events admitted from now on) or retroactive (every retained event; a
+        /// transform only on a run that retains history).
         #[arg(long, default_value = "from_now")]
         mode: String,
         /// Test vectors it must pass first (JSON lines).
@@ -147,12 +175,13 @@ enum PluginCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List every rule version of a running weir and where it is deployed.
+    /// List every rule and transform version of a running weir and where it is deployed.
     List {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Deploy an earlier version of a rule again (by default the one before the active one).
+    /// Deploy an earlier version of a rule or transform again (by default the one before the
+    /// active one; for a transform, the one its last deploy replaced).
     Rollback {
         name: String,
         #[arg(long)]

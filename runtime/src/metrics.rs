@@ -1,5 +1,6 @@
 //! Prometheus metrics: what the pipeline admitted and dropped, how fresh the views are, what
-//! plugins cost, how the API answers; served as text at `/metrics`.
+//! plugins cost, how the API answers; served as text at `/metrics` (over HTTPS when the run has
+//! `[tls]`).
 //!
 //! One registry per process ([`global`]): the stages that count (admission, the store's
 //! publication, the plugin host, the API) write to it wherever they run, and a scrape encodes
@@ -49,6 +50,26 @@ struct PluginLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginTenantLabel {
+    plugin: String,
+    tenant: String,
+}
+
+/// Tenants labelled by name before the rest are folded into `tenant="other"`, unless
+/// configured: a producer spraying tenant ids cannot grow the scrape without bound.
+pub const DEFAULT_MAX_TENANT_LABELS: usize = 100;
+
+/// The label every tenant past the cap shares.
+pub const OTHER_TENANT: &str = "other";
+
+/// The tenants that have a label of their own, first come first served.
+#[derive(Debug)]
+struct TenantLabels {
+    max: usize,
+    named: std::collections::BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabel {
     method: String,
     code: String,
@@ -74,6 +95,8 @@ pub struct Metrics {
     plugin_failures: Family<PluginLabel, Counter>,
     plugin_fuel: Family<PluginLabel, Counter>,
     plugin_latency: HistogramFamily<PluginLabel>,
+    plugin_disabled: Family<PluginTenantLabel, Gauge>,
+    tenant_labels: Mutex<TenantLabels>,
     grpc_latency: HistogramFamily<MethodLabel>,
     subscribers: Gauge,
     subscriber_lag: Gauge,
@@ -101,6 +124,11 @@ impl Metrics {
             plugin_failures: Family::default(),
             plugin_fuel: Family::default(),
             plugin_latency: Family::new_with_constructor(latency_histogram),
+            plugin_disabled: Family::default(),
+            tenant_labels: Mutex::new(TenantLabels {
+                max: DEFAULT_MAX_TENANT_LABELS,
+                named: Default::default(),
+            }),
             grpc_latency: Family::new_with_constructor(latency_histogram),
             subscribers: Gauge::default(),
             subscriber_lag: Gauge::default(),
@@ -159,6 +187,11 @@ impl Metrics {
             m.plugin_latency.clone(),
         );
         m.registry.register(
+            "weir_plugin_disabled",
+            "1 while a plugin is disabled for a tenant's events after repeated failures",
+            m.plugin_disabled.clone(),
+        );
+        m.registry.register(
             "weir_grpc_request_seconds",
             "gRPC request handling time, by method and status code",
             m.grpc_latency.clone(),
@@ -203,13 +236,42 @@ impl Metrics {
             if *count > before {
                 self.admitted
                     .get_or_create(&TenantType {
-                        tenant: tenant.clone(),
+                        tenant: self.tenant_label(tenant),
                         r#type: (*kind).to_owned(),
                     })
                     .inc_by(count - before);
             }
         }
         *last = stats.clone();
+    }
+
+    /// How many tenants get a label of their own (the rest share `tenant="other"`).
+    pub fn set_max_tenant_labels(&self, max: usize) {
+        self.tenant_labels.lock().unwrap().max = max;
+    }
+
+    /// The label `tenant` is counted under: its own while fewer than the cap have one.
+    pub fn tenant_label(&self, tenant: &str) -> String {
+        let mut labels = self.tenant_labels.lock().unwrap();
+        if labels.named.contains(tenant) {
+            return tenant.to_owned();
+        }
+        if labels.named.len() < labels.max && tenant != OTHER_TENANT {
+            labels.named.insert(tenant.to_owned());
+            return tenant.to_owned();
+        }
+        OTHER_TENANT.to_owned()
+    }
+
+    /// Books whether `plugin` is disabled for `tenant`'s events.
+    pub fn plugin_health(&self, plugin: &str, tenant: &str, disabled: bool) {
+        let label = PluginTenantLabel {
+            plugin: plugin.to_owned(),
+            tenant: self.tenant_label(tenant),
+        };
+        self.plugin_disabled
+            .get_or_create(&label)
+            .set(i64::from(disabled));
     }
 
     /// Books one plugin call over `failed` failing events.
@@ -340,11 +402,34 @@ pub async fn serve(listener: tokio::net::TcpListener) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        tokio::spawn(serve_connection(stream));
+    }
+}
+
+/// As [`serve`], HTTPS only: a connection that has not finished the TLS handshake within
+/// `handshake` is dropped, so a plaintext or stalled client holds nothing for long.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    handshake: Duration,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, hyper::service::service_fn(handle))
-                .await;
+            if let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                serve_connection(stream).await;
+            }
         });
     }
+}
+
+async fn serve_connection(stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, hyper::service::service_fn(handle))
+        .await;
 }

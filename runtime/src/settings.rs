@@ -8,7 +8,7 @@
 //!
 //! It only resolves: it opens no source, binds no address, starts no worker and writes no file;
 //! [`crate::run::execute`] does that with the [`Settings`] it returns. The only files it reads
-//! are the config file and the plugin components the configuration names.
+//! are the config file and the plugin components and TLS files the configuration names.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use crate::plugins::set::WasmPlugins;
 use crate::run::{
     CheckpointSettings, DEFAULT_EPOCH_LINES, DEFAULT_WORKERS, LiveConfig, MAX_LAG, RunConfig,
 };
-use crate::serve::ServeConfig;
+use crate::serve::{ServeConfig, TlsIdentity};
 use crate::source::kafka::KafkaUrl;
 
 /// Live runs: generated events per second.
@@ -71,8 +71,9 @@ pub struct RunFlags {
     /// Kafka topics to consume: kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…].
     #[arg(long)]
     pub source: Option<String>,
-    /// Output: views/*.parquet, quarantine and the raw landing zone; a directory, or for
-    /// Kafka runs also an s3://bucket/prefix URL (required with --input and --source).
+    /// Output: views/*.parquet, quarantine and the raw landing zone; a directory or an
+    /// s3://bucket/prefix URL, configured by AWS_* variables (required with --input and
+    /// --source).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Kafka runs: where checkpoints go [default: OUT/checkpoints].
@@ -162,6 +163,10 @@ pub struct Settings {
     /// Kafka runs: checkpoints.
     pub checkpoints: Option<CheckpointSettings>,
     pub ready_file: Option<PathBuf>,
+    /// `[tenants] allow`: when set, only these tenants' events are admitted.
+    pub allowed_tenants: Option<Vec<String>>,
+    /// Tenants labelled by name in the metrics.
+    pub tenant_labels: usize,
 }
 
 /// Why a `weir run` cannot start.
@@ -206,6 +211,8 @@ pub enum SettingsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::serve::TlsError),
 }
 
 impl SettingsError {
@@ -225,6 +232,7 @@ impl SettingsError {
             SettingsError::Plugin(e) => e.code(),
             SettingsError::Random(_) => "random",
             SettingsError::TokenFile { .. } => "token_file",
+            SettingsError::Tls(e) => e.code(),
         }
     }
 }
@@ -337,6 +345,8 @@ impl Config {
             })
             .unwrap_or_else(std::env::temp_dir);
         let serve = || -> Result<ServeConfig, SettingsError> {
+            // First, so a refused certificate leaves no generated token file behind.
+            let tls = self.tls_identity()?;
             let tokens = match self.tokens()? {
                 tokens if demo && on_generator => {
                     eprintln!(
@@ -360,6 +370,11 @@ impl Config {
                 grpc,
                 metrics,
                 tokens,
+                tls,
+                max_subscriptions_per_token: self
+                    .serve
+                    .max_subscriptions_per_token
+                    .unwrap_or(crate::serve::api::DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN),
             })
         };
         let live = |until_idle: Option<Duration>, max_lag: Option<u64>| {
@@ -382,6 +397,11 @@ impl Config {
             })
         };
         let ready_file = flags.ready_file.clone();
+        let allowed_tenants = self.tenants.allow.clone();
+        let tenant_labels = self
+            .tenants
+            .metric_labels
+            .unwrap_or(crate::metrics::DEFAULT_MAX_TENANT_LABELS);
         match (kafka, input) {
             (Some(url), Some(input)) => Err(SettingsError::TwoSources { input, url }),
             (Some(url), None) => {
@@ -436,6 +456,8 @@ impl Config {
                     live: Some(live(until_idle, Some(MAX_LAG))?),
                     checkpoints: Some(checkpoints),
                     ready_file,
+                    allowed_tenants: allowed_tenants.clone(),
+                    tenant_labels,
                 })
             }
             (None, Some(input)) => {
@@ -452,6 +474,8 @@ impl Config {
                     live: None,
                     checkpoints: None,
                     ready_file,
+                    allowed_tenants: allowed_tenants.clone(),
+                    tenant_labels,
                 })
             }
             (None, None) => Ok(Settings {
@@ -465,8 +489,30 @@ impl Config {
                 live: Some(live(None, None)?),
                 checkpoints: None,
                 ready_file,
+                allowed_tenants,
+                tenant_labels,
             }),
         }
+    }
+
+    /// The `[tls]` certificate and key, read and checked, if the config has them.
+    fn tls_identity(&self) -> Result<Option<TlsIdentity>, SettingsError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let identity = TlsIdentity::load(&tls.cert, &tls.key, tls.client_ca.as_deref())?;
+        match identity.client_ca() {
+            Some(ca) => eprintln!(
+                "weir: TLS on gRPC and metrics with {}; clients need a certificate signed by {}",
+                identity.cert().display(),
+                ca.display()
+            ),
+            None => eprintln!(
+                "weir: TLS on gRPC and metrics with {}",
+                identity.cert().display()
+            ),
+        }
+        Ok(Some(identity))
     }
 
     /// The plugins a run starts with: the defaults in `implementation`, then the components

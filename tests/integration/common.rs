@@ -1,7 +1,7 @@
 //! Helpers shared by the test modules: seeded inputs, runs, the oracle, Parquet read-back,
 //! and [`WeirProcess`], the `weir` binary started as a child process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use weir::row::{Cell, Row, VIEWS, ViewId};
 use weir::run::{RunConfig, RunResult, run_bounded};
 use weir::source::generator::{GenConfig, Generator};
 
-use crate::oracle::{OracleViews, Params, compute};
+use crate::oracle::{self, OracleViews, Params, compute};
 
 /// A small deterministic PRNG for test input mangling (SplitMix64).
 pub struct Rng(u64);
@@ -79,10 +79,24 @@ pub fn run_lines(lines: &[String], config: &RunConfig) -> RunResult {
     run_bounded(config, text.as_bytes()).expect("bounded run")
 }
 
+/// The oracle's result with its rows in weir's cells, to compare with what a run published.
+pub type Expected = OracleViews<Cell>;
+
 /// The independent batch oracle's views over `lines`.
-pub fn oracle(lines: &[String], params: &Params) -> OracleViews {
+pub fn oracle(lines: &[String], params: &Params) -> Expected {
     let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    compute(&refs, params)
+    let expected = compute(&refs, params).map_cells(|cell| match cell {
+        oracle::Cell::Int(v) => Cell::Int(v),
+        oracle::Cell::Str(v) => Cell::Str(v),
+        oracle::Cell::Bool(v) => Cell::Bool(v),
+    });
+    // The oracle names its views after SPEC §2 on its own; a view it named differently would
+    // otherwise be compared with nothing.
+    let names: Vec<&str> = expected.views.keys().copied().collect();
+    let mut weirs: Vec<&str> = VIEWS.iter().map(|v| v.name).collect();
+    weirs.sort_unstable();
+    assert_eq!(names, weirs, "the oracle's views and weir's");
+    expected
 }
 
 /// The published rows of every view, by name.
@@ -378,4 +392,208 @@ fn parse_ready(text: &str) -> Result<Ready, String> {
         grpc: addr("grpc")?.ok_or("no grpc address")?,
         metrics: addr("metrics")?,
     })
+}
+
+/// Every card number `lines` carry in a `card_number` member, digits only (12 or more).
+pub fn card_numbers(lines: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in lines {
+        for (i, _) in line.match_indices("\"card_number\":\"") {
+            let value: String = line[i + 15..].chars().take_while(|c| *c != '"').collect();
+            let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+            if digits.len() >= 12 {
+                out.insert(digits);
+            }
+        }
+    }
+    out
+}
+
+/// Panics if `text` holds any of `cards` (in its digits, however they are grouped) or a digit
+/// within 16 characters after a `cvv`: a key name may survive in a line too broken to parse,
+/// but never the value after it.
+pub fn assert_no_card_data(text: &str, cards: &BTreeSet<String>, context: &str) {
+    for (i, _) in text.to_ascii_lowercase().match_indices("cvv") {
+        let after: String = text[i..].chars().take(16).collect();
+        assert!(
+            !after.chars().any(|c| c.is_ascii_digit()),
+            "{context}: a cvv survived: {after}"
+        );
+    }
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    for card in cards {
+        assert!(
+            !digits.contains(card.as_str()),
+            "{context}: card {card} leaked: {text:.200}"
+        );
+    }
+}
+
+/// How an input is compared with what a quarantine stored for it: as a JSON value with the
+/// oracle's card masking applied, or, for text that is not JSON, with every digit and `*`
+/// blurred, so that masking may star digits but change nothing else.
+fn quarantine_form(text: &str, mask: bool) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(mut value) => {
+            if mask {
+                oracle::mask_value(&mut value);
+            }
+            format!("json {value}")
+        }
+        Err(_) => {
+            let blurred: String = text
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_digit() || c == '*' {
+                        '#'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            format!("text {blurred}")
+        }
+    }
+}
+
+/// Asserts that `stored`, the `(raw, reason)` rows of a quarantine, are exactly the inputs of
+/// `lines` that the oracle quarantines, each once, with the oracle's reason, whole but for card
+/// data, and that no card number or cvv of the input survives in any of them.
+pub fn assert_quarantine_is_the_bad_lines(
+    stored: &[(String, String)],
+    lines: &[String],
+    context: &str,
+) {
+    let mut want: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for line in lines {
+        if let Err(reason) = oracle::validate(line.as_bytes()) {
+            *want
+                .entry((quarantine_form(line, true), reason))
+                .or_default() += 1;
+        }
+    }
+    let cards = card_numbers(lines);
+    let mut got: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (raw, reason) in stored {
+        assert_no_card_data(raw, &cards, context);
+        *got.entry((quarantine_form(raw, false), reason.clone()))
+            .or_default() += 1;
+    }
+    if got != want {
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, n)| got.get(*k) != Some(*n))
+            .map(|((raw, reason), n)| format!("{n} × {reason}: {raw:.300}"))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, n)| want.get(*k) != Some(*n))
+            .map(|((raw, reason), n)| format!("{n} × {reason}: {raw:.300}"))
+            .take(3)
+            .collect();
+        panic!(
+            "{context}: {} quarantined vs {} bad lines; missing {missing:#?}; extra {extra:#?}",
+            stored.len(),
+            want.values().sum::<usize>()
+        );
+    }
+}
+
+/// One row of the raw landing zone.
+#[derive(Clone, Debug)]
+pub struct Landed {
+    pub tenant_id: String,
+    pub event_id: String,
+    pub kind: String,
+    pub event_time_ms: i64,
+    /// The event as landed, JSON.
+    pub event: String,
+}
+
+/// Asserts the raw landing holds each event the oracle admits exactly once and nothing else,
+/// each with the oracle's type and time, and card data only as the oracle masks it: no
+/// `card_number` or `cvv` member anywhere, `card_bin` and `card_last4` where the input had a
+/// card number.
+pub fn assert_landed_events_are_masked(landed: &[Landed], expected: &Expected, context: &str) {
+    let by_key: BTreeMap<(&str, &str), &oracle::Event> = expected
+        .admitted
+        .iter()
+        .map(|(_, e)| ((e.tenant_id.as_str(), e.event_id.as_str()), e))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for row in landed {
+        let key = (row.tenant_id.as_str(), row.event_id.as_str());
+        assert!(seen.insert(key), "{context}: {key:?} landed twice");
+        let want = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("{context}: {key:?} landed but is no admitted event"));
+        let kind = match &want.body {
+            oracle::Body::PageView { .. } => "page_view",
+            oracle::Body::AddToCart { .. } => "add_to_cart",
+            oracle::Body::OrderPlaced(_) => "order_placed",
+            oracle::Body::OrderCancelled { .. } => "order_cancelled",
+            oracle::Body::Payment(_) => "payment",
+            oracle::Body::InventoryAdjusted { .. } => "inventory_adjusted",
+        };
+        assert_eq!(
+            (row.kind.as_str(), row.event_time_ms),
+            (kind, want.time),
+            "{context}: {key:?}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&row.event)
+            .unwrap_or_else(|e| panic!("{context}: {key:?} landed as no JSON ({e})"));
+        assert_eq!(json["tenant_id"], row.tenant_id.as_str(), "{context}");
+        assert_eq!(json["event_id"], row.event_id.as_str(), "{context}");
+        // Masking changes nothing in what was masked before it landed.
+        let mut masked = json.clone();
+        oracle::mask_value(&mut masked);
+        assert_eq!(
+            masked, json,
+            "{context}: {key:?} landed with a card number or cvv"
+        );
+        if let oracle::Body::Payment(oracle::Payment {
+            card: Some((bin, last4)),
+            ..
+        }) = &want.body
+        {
+            assert_eq!(
+                (&json["card_bin"], &json["card_last4"]),
+                (&serde_json::json!(bin), &serde_json::json!(last4)),
+                "{context}: {key:?}"
+            );
+        }
+    }
+    let missing: Vec<_> = by_key
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && seen.len() == expected.valid,
+        "{context}: {} landed of {} admitted; not landed: {missing:?}",
+        seen.len(),
+        expected.valid
+    );
+}
+
+/// Every `*.parquet` under `dir`, at any depth, sorted; none if `dir` does not exist.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -1,15 +1,17 @@
 //! WebAssembly plugins: hostile components cost only their own events, bad components are
 //! refused with a reason, rule failures are dead-lettered, vectors pass.
 
+use std::collections::BTreeMap;
+
 use weir::admit::Admission;
 use weir::plugins::set::{ConfigError, WasmPlugins, World};
 use weir::plugins::wasm::{Limits, LoadError};
 use weir::plugins::{PluginError, PluginFactory};
-use weir::row::{DEAD_LETTERS, view_schema};
+use weir::row::{Cell, DEAD_LETTERS, Row, view_schema};
 use weir::run::RunConfig;
 
-use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
-use crate::oracle::Params;
+use crate::common::{Expected, assert_views_eq, mangled_input, oracle, run_lines, views_of};
+use crate::oracle::{self, Params};
 
 fn payment(tenant: &str, id: &str, user: &str) -> String {
     format!(
@@ -160,8 +162,10 @@ fn a_plugin_trapping_on_every_call_costs_only_its_tenant() {
     assert!(events.iter().all(|e| e.tenant_id == "acme"));
 }
 
+/// Two million copies of an event do not fit the sandbox: the guest fails on the memory cap
+/// before the host lifts a single output.
 #[test]
-fn a_huge_output_is_refused() {
+fn an_output_too_big_for_the_sandbox_hits_its_memory_cap() {
     let (events, quarantined) = admit_with("hostile-output", None);
     let mut ids = evil_ids("payment");
     ids.extend(evil_ids("page_view"));
@@ -170,6 +174,64 @@ fn a_huge_output_is_refused() {
         &quarantined,
         &ids,
         "plugin_error:hostile-output:memory_limit",
+    );
+}
+
+fn add_to_cart(tenant: &str, id: &str, user: &str, quantity: usize) -> String {
+    format!(
+        r#"{{"event_id":"{id}","tenant_id":"{tenant}","type":"add_to_cart","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"{user}","sku":"SKU-1","quantity":{quantity},"price_cents":100}}"#
+    )
+}
+
+/// Outputs that fit the sandbox but pass the host's cap on events per input are lifted and
+/// refused by the host: the input fails as `invalid_output` (not on memory or fuel), at the
+/// cap it passes whole, and the other events of the batch are untouched.
+#[test]
+fn outputs_past_the_hosts_cap_per_event_fail_as_invalid_output_and_the_cap_itself_passes() {
+    let cap = Limits::default().max_outputs_per_event;
+    let mut set = WasmPlugins::new(Limits::default()).unwrap();
+    assert_eq!(
+        set.add_embedded("hostile-fanout", None).unwrap(),
+        World::Transform
+    );
+    let mut admission = Admission::new(set.transforms());
+    let mut lines = mixed_lines();
+    let fanouts = [
+        ("at-cap", cap),
+        ("past-cap", cap + 1),
+        ("far-past-cap", 10 * cap),
+    ];
+    for (i, (id, copies)) in fanouts.iter().enumerate() {
+        lines.insert(i * 37, add_to_cart("mallory", id, "fanout", *copies));
+    }
+    let admitted = admission.admit(&lines, 0, false);
+    let mut rejected: Vec<(String, String)> = admitted
+        .rejected
+        .into_iter()
+        .map(|(index, q)| {
+            let v: serde_json::Value = serde_json::from_str(&lines[index]).unwrap();
+            (v["event_id"].as_str().unwrap().to_owned(), q.reason)
+        })
+        .collect();
+    rejected.sort();
+    let refused = "plugin_error:hostile-fanout:invalid_output".to_owned();
+    assert_eq!(
+        rejected,
+        vec![
+            ("far-past-cap".to_owned(), refused.clone()),
+            ("past-cap".to_owned(), refused),
+        ]
+    );
+    let copies_of = |id: &str| admitted.events.iter().filter(|e| e.event_id == id).count();
+    assert_eq!(copies_of("at-cap"), cap);
+    // Every ordinary event passed once.
+    assert_eq!(admitted.events.len(), 160 + cap);
+    assert!(
+        mixed_lines().iter().all(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            copies_of(v["event_id"].as_str().unwrap()) == 1
+        }),
+        "an ordinary event was lost or doubled"
     );
 }
 
@@ -252,26 +314,50 @@ fn a_failing_rule_dead_letters_and_the_views_still_count_every_event() {
     let oracle = oracle(&lines, &Params::default());
     assert_views_eq(&views_of(&result), &oracle.views, "with a failing rule");
     let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
-    let dead_letters = result.store.read(|p| p.rows(dead));
-    // One per rule input: every order and every failed payment with a device and a card.
-    let orders = oracle.views["gmv_minute"]
+    let mut dead_letters = result.store.read(|p| p.rows(dead));
+    dead_letters.sort();
+    let want = failing_rule_dead_letters(&oracle, |_, _| true);
+    assert!(want.len() > 100, "the input must feed the rules");
+    assert_eq!(
+        dead_letters.len(),
+        want.len(),
+        "dead letters vs rule inputs"
+    );
+    assert_eq!(dead_letters, want);
+}
+
+/// The dead letters `failing-rule` leaves, computed from the oracle's admitted events that
+/// `judged(tenant, line)` says it judged: one per rule input, and the rules of SPEC §2.6 read
+/// every order (`velocity`, `amount_anomaly`) and every payment whose canonical status is
+/// `failed` with a device and a card fingerprint (`card_testing`).
+fn failing_rule_dead_letters(
+    expected: &Expected,
+    judged: impl Fn(&str, usize) -> bool,
+) -> Vec<Row> {
+    let mut rows: Vec<Row> = expected
+        .admitted
         .iter()
-        .map(|r| match r[3] {
-            weir::row::Cell::Int(n) => n,
-            _ => unreachable!(),
+        .filter(|(line, e)| judged(&e.tenant_id, *line))
+        .filter(|(_, e)| match &e.body {
+            oracle::Body::OrderPlaced(_) => true,
+            oracle::Body::Payment(p) => {
+                oracle::canonical_status(&p.provider, &p.status) == "failed"
+                    && p.device_id.is_some()
+                    && p.card_fingerprint.is_some()
+            }
+            _ => false,
         })
-        .sum::<i64>();
-    assert!(
-        dead_letters.len() as i64 >= orders,
-        "{} < {orders}",
-        dead_letters.len()
-    );
-    assert!(
-        dead_letters
-            .iter()
-            .all(|r| r[1] == weir::row::Cell::Str("failing_rule".into())
-                && r[3] == weir::row::Cell::Str("rejected".into()))
-    );
+        .map(|(_, e)| {
+            vec![
+                Cell::Str(e.tenant_id.clone()),
+                Cell::Str("failing_rule".into()),
+                Cell::Str(e.event_id.clone()),
+                Cell::Str("rejected".into()),
+            ]
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 #[test]
@@ -324,7 +410,10 @@ fn a_transform_that_keeps_failing_is_disabled() {
             .all(|r| r == "plugin_error:hostile-trap:disabled"),
         "{reasons:?}"
     );
-    assert_eq!(set.engine().disabled(), vec!["hostile-trap".to_owned()]);
+    assert_eq!(
+        set.engine().disabled(),
+        vec![("hostile-trap".to_owned(), "mallory".to_owned())]
+    );
     // Fuel is booked per tenant: mallory's failures never count against acme.
     let fuel = set.engine().fuel_by_tenant();
     assert!(fuel["mallory"] > 0);
@@ -349,33 +438,55 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
     ] {
         set.add_embedded(name, None).unwrap();
     }
+    // In lockstep every logical time is judged before the next one opens, so when the rule
+    // is retired depends on the input alone, not on how fast the workers keep up.
     let config = RunConfig {
         workers: 2,
         epoch_lines: 1_000,
+        lockstep: true,
         plugins: std::sync::Arc::new(set),
-        ..RunConfig::default()
     };
     let mut runner = weir::run::Driver::start(
         &config,
         std::sync::Arc::new(weir::dataflow::store::ViewStore::default()),
     )
     .unwrap();
+    let rules = runner.pipeline().rules().clone();
     runner.feed(&lines);
-    let failing = runner
-        .pipeline()
-        .rules()
+    let result = runner.finish().unwrap();
+    let failing = rules
         .list()
         .into_iter()
         .find(|v| v.name == "failing_rule")
         .unwrap();
-    let result = runner.finish().unwrap();
-    let retired = failing.disabled_at.expect("the failing rule was retired");
-    assert!(retired > 0 && retired < 30, "retired at {retired}");
+    let retired: BTreeMap<String, u64> = failing.disabled_for.iter().cloned().collect();
+    assert!(!retired.is_empty(), "the failing rule was retired");
+    assert!(
+        retired.values().all(|t| *t > 0 && *t < 30),
+        "retired at {retired:?}"
+    );
     let oracle = oracle(&lines, &Params::default());
     assert_views_eq(&views_of(&result), &oracle.views, "with a retired rule");
     let (dead, _) = view_schema(DEAD_LETTERS.name).unwrap();
-    let dead_letters = result.store.read(|p| p.rows(dead)).len();
-    assert!(dead_letters >= 50, "{dead_letters}");
+    let mut dead_letters = result.store.read(|p| p.rows(dead));
+    dead_letters.sort();
+    // Retired for a tenant at T, the rule still judged that tenant's events admitted before
+    // T, and only those: the inputs of its lines before logical time T.
+    let judged = |tenant: &str, line: usize| {
+        retired
+            .get(tenant)
+            .is_none_or(|t| line < *t as usize * config.epoch_lines)
+    };
+    let want = failing_rule_dead_letters(&oracle, judged);
+    assert!(
+        want.len() >= 50,
+        "{} rule inputs before the retirement",
+        want.len()
+    );
+    assert_eq!(
+        dead_letters, want,
+        "dead letters of a rule retired at {retired:?}"
+    );
 }
 
 /// A transform that declares the types it reads is never called for the others: no fuel is

@@ -41,7 +41,9 @@ fn serve(store: Arc<ViewStore>, registry: Arc<RuleRegistry>) -> (Server, AdminQu
     let config = ServeConfig {
         grpc: "127.0.0.1:0".parse().unwrap(),
         metrics: None,
+        tls: None,
         tokens: tokens(),
+        max_subscriptions_per_token: weir::serve::api::DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN,
     };
     Server::start(&config, store, registry).unwrap()
 }
@@ -83,12 +85,20 @@ async fn query(
     prefix: &[Cell],
     as_of: Option<u64>,
 ) -> Result<(u64, Vec<Row>), Status> {
-    let response = client
-        .query(with_token(query_request(view, prefix, as_of), token))
-        .await?
-        .into_inner();
-    let rows = response.rows.iter().map(|r| from_row(r).unwrap()).collect();
-    Ok((response.as_of, rows))
+    // Every page of one answer is at the first page's `as_of`.
+    let mut request = query_request(view, prefix, as_of);
+    let mut rows = Vec::new();
+    loop {
+        let page = client
+            .query(with_token(request.clone(), token))
+            .await?
+            .into_inner();
+        rows.extend(page.rows.iter().map(|r| from_row(r).unwrap()));
+        if page.next_page_token.is_empty() {
+            return Ok((page.as_of, rows));
+        }
+        request.page_token = page.next_page_token;
+    }
 }
 
 fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
@@ -197,18 +207,29 @@ fn queries_return_exactly_the_oracle_rows_and_tenants_only_their_own() {
     });
 }
 
+/// An `as_of` still retained answers with the rows of that time — the oracle over the lines
+/// admitted by then, not the newest rows — in every view; one ahead or no longer retained gets
+/// a clear status.
 #[test]
-fn as_of_out_of_range_or_no_longer_retained_get_clear_statuses() {
+fn an_earlier_as_of_answers_with_that_times_rows_and_out_of_range_ones_get_clear_statuses() {
+    let epoch_lines = 100;
     let store = Arc::new(ViewStore::new(2, 8));
     let config = RunConfig {
-        epoch_lines: 100,
+        epoch_lines,
         lockstep: true,
         ..RunConfig::native()
     };
     let mut runner = Driver::start(&config, store.clone()).unwrap();
-    runner.feed(&mangled_input(8, 1_000, 50));
+    let lines = mangled_input(8, 1_000, 50);
+    runner.feed(&lines);
     let (server, _admin) = serve(store.clone(), Arc::default());
     let latest = store.as_of().unwrap();
+    // Lockstep publishes every closed time; time t holds the lines of times 0..=t.
+    let at_time = |t: u64| {
+        let upto = ((t as usize + 1) * epoch_lines).min(lines.len());
+        oracle(&lines[..upto], &Params::default())
+    };
+    let (earlier, newest) = (at_time(latest - 1), at_time(latest));
     runtime().block_on(async {
         let mut client = ViewsClient::new(channel(&server).await);
         let ahead = query(&mut client, ADMIN, "gmv_minute", &[], Some(latest + 5))
@@ -221,10 +242,34 @@ fn as_of_out_of_range_or_no_longer_retained_get_clear_statuses() {
             .unwrap_err();
         assert_eq!(old.code(), Code::FailedPrecondition, "{old:?}");
         assert!(old.message().contains("no longer retained"));
-        let (at, _) = query(&mut client, ADMIN, "gmv_minute", &[], Some(latest - 1))
-            .await
-            .unwrap();
-        assert_eq!(at, latest - 1);
+        let mut differing = 0;
+        for view in VIEWS {
+            let (at, rows) = query(&mut client, ADMIN, view.name, &[], Some(latest - 1))
+                .await
+                .unwrap();
+            assert_eq!(at, latest - 1);
+            assert_eq!(
+                sorted(rows),
+                earlier.views[view.name],
+                "{} at {at}",
+                view.name
+            );
+            let (at, rows) = query(&mut client, ADMIN, view.name, &[], Some(latest))
+                .await
+                .unwrap();
+            assert_eq!(at, latest);
+            assert_eq!(
+                sorted(rows),
+                newest.views[view.name],
+                "{} at {at}",
+                view.name
+            );
+            if earlier.views[view.name] != newest.views[view.name] {
+                differing += 1;
+            }
+        }
+        // Otherwise an answer with the newest rows would pass for the earlier ones.
+        assert!(differing >= 3, "only {differing} views changed in one time");
     });
     runner.finish().unwrap();
 }

@@ -1,21 +1,75 @@
-//! The independent batch oracle for weir's views (SPEC §2).
+//! The independent batch oracle for weir's event contract (SPEC §1) and views (SPEC §2).
 //!
-//! Given the raw input lines in admission order, [`compute`] decodes them, quarantines the bad
-//! ones, deduplicates the rest and then computes every view from scratch with plain sorting,
-//! grouping and scanning over the whole input — no timely, no differential dataflow, no
-//! incremental state.
+//! Given the raw input lines in admission order, [`compute`] validates them, quarantines the
+//! bad ones, deduplicates the rest and then computes every view from scratch with plain
+//! sorting, grouping and scanning over the whole input — no timely, no differential dataflow,
+//! no incremental state.
 //!
-//! It is deliberately *independent* of the runtime: apart from the decoder
-//! (`weir::admit::decode::decode`), the event types (`weir::event`) and the row schemas (`weir::row`),
-//! nothing here comes from `weir`. Deduplication, the canonical payment-status table (SPEC §1),
-//! and every view and fraud rule are re-implemented here in the most direct form, so that the
-//! exactness tests compare two implementations that could only agree by both being right.
+//! Nothing here comes from `weir`. Each line is read as a `serde_json::Value` and checked by
+//! [`validate`], written from the text of SPEC §1 (and README's naming of item fields): the
+//! size limit, the envelope and per-type fields with their types and ranges, the quarantine
+//! reasons and the card masking. Deduplication, the canonical payment-status table, every
+//! view and every fraud rule are re-implemented here in the most direct form, and rows are
+//! this file's own [`Cell`]s, converted to weir's only where tests compare them. The exactness
+//! tests therefore compare two implementations that could only agree by both being right.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use weir::admit::decode::decode;
-use weir::event::{Body, Event, Millis, OrderPlaced, Payment};
-use weir::row::{self, Cell, Row};
+use serde_json::{Map, Value};
+
+/// Epoch milliseconds UTC.
+pub type Millis = i64;
+
+/// One value of a view row: SPEC §4's column types (int64, UTF-8 text, boolean).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cell {
+    Int(i64),
+    Str(String),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Int(v) => write!(f, "{v}"),
+            Cell::Str(v) => f.write_str(v),
+            Cell::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A view row, columns in SPEC §2 order (keys first).
+pub type Row = Vec<Cell>;
+
+/// The six views of SPEC §2, by the names every output uses.
+pub const VIEW_NAMES: [&str; 6] = [
+    "gmv_minute",
+    "payment_status",
+    "inventory",
+    "sessions",
+    "conversion_hour",
+    "fraud_alerts",
+];
+
+/// SPEC §1: an input is at most 64 KiB.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// SPEC §1 ranges: cents fields and `|delta|` at most 10^15, `quantity` at most 10^6.
+pub const MAX_CENTS: i64 = 1_000_000_000_000_000;
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// SPEC §1: event times from 2000-01-01T00:00:00Z (inclusive) to 2100-01-01T00:00:00Z
+/// (exclusive); checked against the calendar arithmetic in the unit tests.
+pub const EARLIEST_EVENT_MS: Millis = 946_684_800_000;
+pub const END_EVENT_MS: Millis = 4_102_444_800_000;
+
+/// The event types of SPEC §1.
+pub const EVENT_TYPES: [&str; 6] = [
+    "page_view",
+    "add_to_cart",
+    "order_placed",
+    "order_cancelled",
+    "payment",
+    "inventory_adjusted",
+];
 
 /// Tunables of the views that tests may vary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,21 +91,498 @@ impl Default for Params {
     }
 }
 
-/// The batch result over one input.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OracleViews {
-    /// Every view by its schema name (all six always present), rows in schema column order,
+/// The batch result over one input. `C` is the cell type of the rows: the oracle's own
+/// [`Cell`], or whatever a test converts them to for comparing with a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OracleViews<C = Cell> {
+    /// Every view by its SPEC name (all six always present), rows in schema column order,
     /// each `Vec` sorted.
-    pub views: BTreeMap<&'static str, Vec<Row>>,
-    /// Valid events that count: decoded successfully and not a duplicate (|E| in SPEC §2).
+    pub views: BTreeMap<&'static str, Vec<Vec<C>>>,
+    /// Valid events that count: valid and not a duplicate (|E| in SPEC §2).
     pub valid: usize,
     /// Valid events dropped as later copies of an earlier `(tenant_id, event_id)`.
     pub duplicates: usize,
-    /// Quarantined lines by reason (`Reason`'s `Display`).
+    /// Quarantined lines by reason.
     ///
     /// `valid + duplicates + Σ quarantined` is the number of input lines.
     pub quarantined: BTreeMap<String, usize>,
+    /// The events that count, in input order, each with the index of its line.
+    pub admitted: Vec<(usize, Event)>,
 }
+
+impl<C> OracleViews<C> {
+    /// The same result with every cell converted by `f`, each view re-sorted.
+    pub fn map_cells<D: Ord>(self, f: impl Fn(C) -> D) -> OracleViews<D> {
+        let views = self
+            .views
+            .into_iter()
+            .map(|(name, rows)| {
+                let mut rows: Vec<Vec<D>> = rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(&f).collect())
+                    .collect();
+                rows.sort();
+                (name, rows)
+            })
+            .collect();
+        OracleViews {
+            views,
+            valid: self.valid,
+            duplicates: self.duplicates,
+            quarantined: self.quarantined,
+            admitted: self.admitted,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The event contract (SPEC §1)
+// ------------------------------------------------------------------------------------------
+
+/// A valid event, as much of it as the views and the PCI checks need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub tenant_id: String,
+    pub event_id: String,
+    pub time: Millis,
+    pub schema_version: i64,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    PageView {
+        user_id: String,
+    },
+    AddToCart {
+        user_id: String,
+        sku: String,
+        quantity: i64,
+        price_cents: i64,
+    },
+    OrderPlaced(Order),
+    OrderCancelled {
+        user_id: String,
+        order_id: String,
+    },
+    Payment(Payment),
+    InventoryAdjusted {
+        sku: String,
+        delta: i64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub user_id: String,
+    pub order_id: String,
+    /// `(sku, quantity, price_cents)` of each item.
+    pub items: Vec<(String, i64, i64)>,
+    pub total_cents: i64,
+    /// `USD` for a v1 order.
+    pub currency: String,
+    pub discount_cents: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub user_id: String,
+    pub order_id: String,
+    pub payment_id: String,
+    pub provider: String,
+    /// The provider's own word; [`canonical_status`] maps it.
+    pub status: String,
+    pub amount_cents: i64,
+    pub device_id: Option<String>,
+    pub card_fingerprint: Option<String>,
+    /// `(card_bin, card_last4)` of the card number the event carried, if any.
+    pub card: Option<(String, String)>,
+}
+
+fn missing(field: &str) -> String {
+    format!("missing_field:{field}")
+}
+
+fn wrong_type(field: &str) -> String {
+    format!("wrong_type:{field}")
+}
+
+fn invalid(field: &str) -> String {
+    format!("invalid_value:{field}")
+}
+
+/// A required string member.
+fn text<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
+    match object.get(field) {
+        None => Err(missing(field)),
+        Some(Value::String(s)) => Ok(s),
+        // `null` is a value of the wrong type, not an absent member.
+        Some(_) => Err(wrong_type(field)),
+    }
+}
+
+/// An optional string member: absent and `null` both mean "not given".
+fn optional_text<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong_type(field)),
+    }
+}
+
+/// What an integer member holds.
+enum Integer {
+    /// Fits `i64`.
+    Small(i64),
+    /// An integer above `i64::MAX`: outside every range of SPEC §1.
+    Huge,
+}
+
+/// A JSON number written as an integer. serde_json holds integers up to `u64::MAX` as
+/// integers and everything else (fractions, exponents, and integers past 64 bits, `-0`) as
+/// floats, which count as not integers here.
+fn as_integer(value: &Value) -> Option<Integer> {
+    match value {
+        Value::Number(n) if n.is_i64() => n.as_i64().map(Integer::Small),
+        Value::Number(n) if n.is_u64() => Some(Integer::Huge),
+        _ => None,
+    }
+}
+
+/// A required integer member within `lo..=hi`.
+fn integer(object: &Map<String, Value>, field: &str, lo: i64, hi: i64) -> Result<i64, String> {
+    let value = object.get(field).ok_or_else(|| missing(field))?;
+    match as_integer(value) {
+        Some(Integer::Small(v)) if (lo..=hi).contains(&v) => Ok(v),
+        Some(_) => Err(invalid(field)),
+        None => Err(wrong_type(field)),
+    }
+}
+
+/// An optional integer member within `lo..=hi` (`null` means not given).
+fn optional_integer(
+    object: &Map<String, Value>,
+    field: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<i64>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => integer(object, field, lo, hi).map(Some),
+    }
+}
+
+fn is_tenant_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Epoch milliseconds (floored) of an RFC 3339 `date-time`, which always carries an offset:
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`. RFC 3339 §5.6 lets `T` and `Z` be lower case and
+/// the separator be a space; a second of 60 is its leap second, the instant the next second
+/// starts. `None` for anything else, impossible dates included.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    let number = |at: usize, len: usize| -> Option<i64> {
+        let digits = b.get(at..at + len)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let punct = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
+    let year = number(0, 4)?;
+    let month = number(5, 2)?;
+    let day = number(8, 2)?;
+    let hour = number(11, 2)?;
+    let minute = number(14, 2)?;
+    let second = number(17, 2)?;
+    let shape =
+        punct(4, b"-") && punct(7, b"-") && punct(10, b"Tt ") && punct(13, b":") && punct(16, b":");
+    if !shape
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if punct(at, b".") {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        // Floored to the millisecond: the first three digits, padded.
+        for i in 0..3 {
+            let d = if start + i < at {
+                b[start + i] - b'0'
+            } else {
+                0
+            };
+            millis = millis * 10 + i64::from(d);
+        }
+    }
+    let offset_minutes = match b.get(at) {
+        Some(b'Z' | b'z') => {
+            at += 1;
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            let (h, m) = (number(at + 1, 2)?, number(at + 4, 2)?);
+            if !punct(at + 3, b":") || h > 23 || m > 59 {
+                return None;
+            }
+            at += 6;
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
+        }
+        _ => return None,
+    };
+    if at != b.len() {
+        return None;
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
+        - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+/// `(card_bin, card_last4)` of a card number: 12 to 19 digits (the lengths of a primary
+/// account number), optionally grouped by spaces or dashes as people write them. `None` for
+/// anything else, which cannot be masked and so cannot be admitted.
+pub fn mask_card(number: &str) -> Option<(String, String)> {
+    let digits: String = number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if !(12..=19).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((
+        digits[..6].to_owned(),
+        digits[digits.len() - 4..].to_owned(),
+    ))
+}
+
+/// Masks restricted card data in a JSON value as SPEC §1's PCI rule does, at any depth:
+/// `card_number` becomes `card_bin` and `card_last4` (or just goes, if it cannot be masked)
+/// and `cvv` is dropped.
+pub fn mask_value(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("cvv");
+            if let Some(number) = map.remove("card_number")
+                && let Some((bin, last4)) = number.as_str().and_then(mask_card)
+            {
+                map.insert("card_bin".into(), Value::String(bin));
+                map.insert("card_last4".into(), Value::String(last4));
+            }
+            map.values_mut().for_each(mask_value);
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_value),
+        _ => {}
+    }
+}
+
+/// Validates one input line (without its newline) against SPEC §1: the event it is, or the
+/// quarantine reason.
+///
+/// Checks run in one fixed order, so a line with several faults always gets the same reason:
+/// size, JSON, the envelope fields in SPEC's order (`event_id`, `tenant_id`, `type`,
+/// `event_time`, `schema_version`), whether `type` names a known type, then the type's fields
+/// in SPEC's order, items one after the other (their fields named `items.sku`,
+/// `items.quantity`, `items.price_cents`).
+pub fn validate(line: &[u8]) -> Result<Event, String> {
+    if line.len() > MAX_EVENT_BYTES {
+        return Err("oversize".into());
+    }
+    // One JSON object per line: any other JSON value is not an event either.
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
+        return Err("invalid_json".into());
+    };
+    let o = &object;
+    let event_id = text(o, "event_id")?;
+    if !(1..=128).contains(&event_id.chars().count()) {
+        return Err(invalid("event_id"));
+    }
+    let tenant_id = text(o, "tenant_id")?;
+    if !is_tenant_id(tenant_id) {
+        return Err(invalid("tenant_id"));
+    }
+    let kind = text(o, "type")?;
+    let time = parse_rfc3339(text(o, "event_time")?)
+        .filter(|t| (EARLIEST_EVENT_MS..END_EVENT_MS).contains(t))
+        .ok_or_else(|| invalid("event_time"))?;
+    let schema_version = match o.get("schema_version") {
+        None => return Err(missing("schema_version")),
+        Some(v) => match as_integer(v) {
+            Some(Integer::Small(version @ (1 | 2))) => version,
+            Some(_) => return Err("unsupported_schema_version".into()),
+            None => return Err(wrong_type("schema_version")),
+        },
+    };
+    // The types are those of the contract's versions: which one a `type` names can only be
+    // judged once the envelope, its version included, is whole.
+    if !EVENT_TYPES.contains(&kind) {
+        return Err("unknown_type".into());
+    }
+    let owned = |s: &str| s.to_owned();
+    let body = match kind {
+        "page_view" => {
+            let user_id = text(o, "user_id")?;
+            text(o, "url")?;
+            optional_text(o, "sku")?;
+            optional_text(o, "device_id")?;
+            Body::PageView {
+                user_id: owned(user_id),
+            }
+        }
+        "add_to_cart" => Body::AddToCart {
+            user_id: owned(text(o, "user_id")?),
+            sku: owned(text(o, "sku")?),
+            quantity: integer(o, "quantity", 1, MAX_QUANTITY)?,
+            price_cents: integer(o, "price_cents", 0, MAX_CENTS)?,
+        },
+        "order_placed" => Body::OrderPlaced(order(o, schema_version)?),
+        "order_cancelled" => Body::OrderCancelled {
+            user_id: owned(text(o, "user_id")?),
+            order_id: owned(text(o, "order_id")?),
+        },
+        "payment" => Body::Payment(payment(o)?),
+        "inventory_adjusted" => {
+            let sku = text(o, "sku")?;
+            let delta = integer(o, "delta", -MAX_CENTS, MAX_CENTS)?;
+            text(o, "reason")?;
+            optional_text(o, "warehouse")?;
+            Body::InventoryAdjusted {
+                sku: owned(sku),
+                delta,
+            }
+        }
+        _ => unreachable!("the type was checked against EVENT_TYPES"),
+    };
+    Ok(Event {
+        tenant_id: owned(tenant_id),
+        event_id: owned(event_id),
+        time,
+        schema_version,
+        body,
+    })
+}
+
+fn order(o: &Map<String, Value>, schema_version: i64) -> Result<Order, String> {
+    let user_id = text(o, "user_id")?.to_owned();
+    let order_id = text(o, "order_id")?.to_owned();
+    let items = match o.get("items") {
+        None => return Err(missing("items")),
+        Some(Value::Array(items)) if items.is_empty() => return Err(invalid("items")),
+        Some(Value::Array(items)) => {
+            // An item's member `sku` is reported as `items.sku`: the reason names the field
+            // of the event, not of the item.
+            let of_items = |reason: String| reason.replacen(':', ":items.", 1);
+            items
+                .iter()
+                .map(|item| {
+                    let Value::Object(item) = item else {
+                        return Err(wrong_type("items"));
+                    };
+                    let sku = text(item, "sku").map_err(of_items)?.to_owned();
+                    let quantity = integer(item, "quantity", 1, MAX_QUANTITY).map_err(of_items)?;
+                    let price = integer(item, "price_cents", 0, MAX_CENTS).map_err(of_items)?;
+                    Ok((sku, quantity, price))
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        }
+        Some(_) => return Err(wrong_type("items")),
+    };
+    let total_cents = integer(o, "total_cents", 0, MAX_CENTS)?;
+    optional_text(o, "device_id")?;
+    // `currency` and `discount_cents` exist in v2 only: in a v1 order they are unknown extra
+    // fields, ignored whatever they hold.
+    let (currency, discount_cents) = if schema_version == 1 {
+        ("USD".to_owned(), 0)
+    } else {
+        let currency = text(o, "currency")?;
+        if !is_currency(currency) {
+            return Err(invalid("currency"));
+        }
+        let discount = optional_integer(o, "discount_cents", 0, MAX_CENTS)?;
+        (currency.to_owned(), discount.unwrap_or(0))
+    };
+    Ok(Order {
+        user_id,
+        order_id,
+        items,
+        total_cents,
+        currency,
+        discount_cents,
+    })
+}
+
+fn payment(o: &Map<String, Value>) -> Result<Payment, String> {
+    let user_id = text(o, "user_id")?.to_owned();
+    let order_id = text(o, "order_id")?.to_owned();
+    let payment_id = text(o, "payment_id")?.to_owned();
+    let provider = text(o, "provider")?.to_owned();
+    let status = text(o, "status")?.to_owned();
+    let amount_cents = integer(o, "amount_cents", 0, MAX_CENTS)?;
+    let device_id = optional_text(o, "device_id")?.map(str::to_owned);
+    let card_fingerprint = optional_text(o, "card_fingerprint")?.map(str::to_owned);
+    let card = match optional_text(o, "card_number")? {
+        None => None,
+        Some(number) => Some(mask_card(number).ok_or_else(|| invalid("card_number"))?),
+    };
+    // `cvv` is dropped unread: whatever it holds, nothing keeps it.
+    Ok(Payment {
+        user_id,
+        order_id,
+        payment_id,
+        provider,
+        status,
+        amount_cents,
+        device_id,
+        card_fingerprint,
+        card,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The views (SPEC §2)
+// ------------------------------------------------------------------------------------------
 
 const MINUTE_MS: Millis = 60_000;
 const HOUR_MS: Millis = 60 * MINUTE_MS;
@@ -116,47 +647,48 @@ fn count(n: usize) -> Cell {
 pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     let mut quarantined: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut events: Vec<Event> = Vec::new();
-    let mut line_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut admitted: Vec<(usize, Event)> = Vec::new();
     let mut duplicates = 0;
     for (index, line) in lines.iter().enumerate() {
-        match decode(line) {
-            Err(reason) => *quarantined.entry(reason.to_string()).or_default() += 1,
+        match validate(line) {
+            Err(reason) => *quarantined.entry(reason).or_default() += 1,
             Ok(ev) => {
                 if seen.insert((ev.tenant_id.clone(), ev.event_id.clone())) {
-                    line_of.insert((ev.tenant_id.clone(), ev.event_id.clone()), index);
-                    events.push(ev);
+                    admitted.push((index, ev));
                 } else {
                     duplicates += 1;
                 }
             }
         }
     }
+    let events: Vec<Event> = admitted.iter().map(|(_, e)| e.clone()).collect();
+    let line_of: HashMap<(&str, &str), usize> = admitted
+        .iter()
+        .map(|(line, e)| ((e.tenant_id.as_str(), e.event_id.as_str()), *line))
+        .collect();
 
     let sessions = sessions(&events);
     let mut views: BTreeMap<&'static str, Vec<Row>> = BTreeMap::new();
-    views.insert(row::GMV_MINUTE.name, gmv_minute(&events));
-    views.insert(row::PAYMENT_STATUS.name, payment_status(&events));
-    views.insert(row::INVENTORY.name, inventory(&events));
-    views.insert(row::CONVERSION_HOUR.name, conversion_hour(&sessions));
-    views.insert(row::SESSIONS.name, sessions);
-    views.insert(
-        row::FRAUD_ALERTS.name,
-        fraud_alerts(&events, &line_of, params),
-    );
+    views.insert("gmv_minute", gmv_minute(&events));
+    views.insert("payment_status", payment_status(&events));
+    views.insert("inventory", inventory(&events));
+    views.insert("conversion_hour", conversion_hour(&sessions));
+    views.insert("sessions", sessions);
+    views.insert("fraud_alerts", fraud_alerts(&events, &line_of, params));
     for rows in views.values_mut() {
         rows.sort();
     }
 
     OracleViews {
         views,
-        valid: events.len(),
+        valid: admitted.len(),
         duplicates,
         quarantined,
+        admitted,
     }
 }
 
-fn orders(events: &[Event]) -> impl Iterator<Item = (&Event, &OrderPlaced)> {
+fn orders(events: &[Event]) -> impl Iterator<Item = (&Event, &Order)> {
     events.iter().filter_map(|e| match &e.body {
         Body::OrderPlaced(o) => Some((e, o)),
         _ => None,
@@ -175,13 +707,15 @@ fn cancelled_orders(events: &[Event]) -> HashSet<(&str, &str)> {
     events
         .iter()
         .filter_map(|e| match &e.body {
-            Body::OrderCancelled(c) => Some((e.tenant_id.as_str(), c.order_id.as_str())),
+            Body::OrderCancelled { order_id, .. } => {
+                Some((e.tenant_id.as_str(), order_id.as_str()))
+            }
             _ => None,
         })
         .collect()
 }
 
-/// The latest payment event of each key: greatest `(event_time_ms, event_id)`.
+/// The latest payment event of each key: greatest `(event_time, event_id)`.
 fn latest_payment_by<'a, K: std::hash::Hash + Eq>(
     events: &'a [Event],
     key: impl Fn(&'a Event, &'a Payment) -> K,
@@ -190,8 +724,7 @@ fn latest_payment_by<'a, K: std::hash::Hash + Eq>(
     for (e, p) in payments(events) {
         let k = key(e, p);
         match latest.get(&k) {
-            Some((cur, _))
-                if (cur.event_time_ms, &cur.event_id) >= (e.event_time_ms, &e.event_id) => {}
+            Some((cur, _)) if (cur.time, &cur.event_id) >= (e.time, &e.event_id) => {}
             _ => {
                 latest.insert(k, (e, p));
             }
@@ -199,7 +732,6 @@ fn latest_payment_by<'a, K: std::hash::Hash + Eq>(
     }
     latest
 }
-
 /// One `gmv_minute` group's values.
 #[derive(Default)]
 struct Gmv {
@@ -213,7 +745,7 @@ fn gmv_minute(events: &[Event]) -> Vec<Row> {
     let cancelled = cancelled_orders(events);
     let mut groups: BTreeMap<(&str, &str, Millis), Gmv> = BTreeMap::new();
     for (e, o) in orders(events) {
-        let minute = floor_to(e.event_time_ms, MINUTE_MS);
+        let minute = floor_to(e.time, MINUTE_MS);
         let g = groups
             .entry((&e.tenant_id, &o.currency, minute))
             .or_default();
@@ -267,8 +799,8 @@ fn inventory(events: &[Event]) -> Vec<Row> {
     // (on_hand, reserved)
     let mut skus: BTreeMap<(&str, &str), (i128, i128)> = BTreeMap::new();
     for e in events {
-        if let Body::InventoryAdjusted(a) = &e.body {
-            skus.entry((&e.tenant_id, &a.sku)).or_default().0 += i128::from(a.delta);
+        if let Body::InventoryAdjusted { sku, delta } = &e.body {
+            skus.entry((&e.tenant_id, sku)).or_default().0 += i128::from(*delta);
         }
     }
     for (e, o) in orders(events) {
@@ -278,10 +810,10 @@ fn inventory(events: &[Event]) -> Vec<Row> {
             None => "pending",
         };
         let reserves = !cancelled.contains(&key) && matches!(status, "pending" | "authorized");
-        for item in &o.items {
-            let entry = skus.entry((&e.tenant_id, &item.sku)).or_default();
+        for (sku, quantity, _) in &o.items {
+            let entry = skus.entry((&e.tenant_id, sku)).or_default();
             if reserves {
-                entry.1 += i128::from(item.quantity);
+                entry.1 += i128::from(*quantity);
             }
         }
     }
@@ -310,15 +842,15 @@ fn sessions(events: &[Event]) -> Vec<Row> {
     let mut by_user: BTreeMap<(&str, &str), Vec<(Millis, Activity)>> = BTreeMap::new();
     for e in events {
         let (user, kind) = match &e.body {
-            Body::PageView(v) => (&v.user_id, Activity::PageView),
-            Body::AddToCart(a) => (&a.user_id, Activity::AddToCart),
+            Body::PageView { user_id } => (user_id, Activity::PageView),
+            Body::AddToCart { user_id, .. } => (user_id, Activity::AddToCart),
             Body::OrderPlaced(o) => (&o.user_id, Activity::Order),
             _ => continue,
         };
         by_user
             .entry((&e.tenant_id, user))
             .or_default()
-            .push((e.event_time_ms, kind));
+            .push((e.time, kind));
     }
 
     let mut rows = Vec::new();
@@ -376,7 +908,7 @@ fn conversion_hour(sessions: &[Row]) -> Vec<Row> {
 
 fn fraud_alerts(
     events: &[Event],
-    line_of: &HashMap<(String, String), usize>,
+    line_of: &HashMap<(&str, &str), usize>,
     params: &Params,
 ) -> Vec<Row> {
     // (tenant, rule, subject) -> earliest flagged event time
@@ -390,15 +922,15 @@ fn fraud_alerts(
 
     // Orders of each user, sorted by time (ties in any order: they are all "at or before").
     // (tenant, user) -> (time, order, event id)
-    type UserOrders<'a> = HashMap<(&'a str, &'a str), Vec<(Millis, &'a OrderPlaced, &'a str)>>;
+    type UserOrders<'a> = HashMap<(&'a str, &'a str), Vec<(Millis, &'a Order, &'a str)>>;
     let mut user_orders: UserOrders = HashMap::new();
     let mut threshold_of: HashMap<(&str, &str), usize> = HashMap::new();
     for (e, o) in orders(events) {
         user_orders
             .entry((&e.tenant_id, &o.user_id))
             .or_default()
-            .push((e.event_time_ms, o, &e.event_id));
-        let line = line_of[&(e.tenant_id.clone(), e.event_id.clone())];
+            .push((e.time, o, &e.event_id));
+        let line = line_of[&(e.tenant_id.as_str(), e.event_id.as_str())];
         let threshold = match params.velocity_switch {
             Some((from, threshold)) if line >= from => threshold,
             _ => params.velocity_threshold,
@@ -445,7 +977,7 @@ fn fraud_alerts(
             device_failures
                 .entry((&e.tenant_id, device))
                 .or_default()
-                .push((e.event_time_ms, p, fingerprint));
+                .push((e.time, p, fingerprint));
         }
     }
     for ((tenant, _), mut list) in device_failures {
@@ -588,12 +1120,9 @@ mod tests {
     #[test]
     fn empty_input_has_all_views() {
         let out = compute(&[], &Params::default());
-        let names: Vec<&str> = row::VIEWS.iter().map(|v| v.name).collect();
-        assert_eq!(out.views.keys().copied().collect::<Vec<_>>(), {
-            let mut n = names.clone();
-            n.sort();
-            n
-        });
+        let mut names = VIEW_NAMES.to_vec();
+        names.sort();
+        assert_eq!(out.views.keys().copied().collect::<Vec<_>>(), names);
         assert!(out.views.values().all(Vec::is_empty));
         assert_eq!((out.valid, out.duplicates), (0, 0));
     }
@@ -871,5 +1400,680 @@ mod tests {
         )]);
         assert!(out.views["gmv_minute"].is_empty());
         assert_eq!(out.quarantined["invalid_value:event_time"], 1);
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Validation (SPEC §1)
+    // --------------------------------------------------------------------------------------
+
+    /// A valid v2 event of `ty` with `fields` on top (a `null` removes a member).
+    fn v2(ty: &str, fields: Value) -> String {
+        let mut v = json!({
+            "event_id": "e1",
+            "tenant_id": "acme",
+            "type": ty,
+            "event_time": "2026-11-21T07:00:00.123Z",
+            "schema_version": 2,
+        });
+        let base = match ty {
+            "page_view" => json!({"user_id": "u", "url": "/"}),
+            "add_to_cart" => json!({"user_id": "u", "sku": "S", "quantity": 1, "price_cents": 5}),
+            "order_placed" => json!({
+                "user_id": "u", "order_id": "o", "total_cents": 5, "currency": "EUR",
+                "items": [{"sku": "S", "quantity": 1, "price_cents": 5}],
+            }),
+            "order_cancelled" => json!({"user_id": "u", "order_id": "o"}),
+            "payment" => json!({
+                "user_id": "u", "order_id": "o", "payment_id": "p", "provider": "stripe",
+                "status": "succeeded", "amount_cents": 5,
+            }),
+            "inventory_adjusted" => json!({"sku": "S", "delta": -2, "reason": "sold"}),
+            _ => json!({}),
+        };
+        for (k, x) in base
+            .as_object()
+            .unwrap()
+            .iter()
+            .chain(fields.as_object().unwrap())
+        {
+            match x {
+                Value::Null => {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                _ => v[k] = x.clone(),
+            }
+        }
+        v.to_string()
+    }
+
+    fn reason(line: &str) -> String {
+        match validate(line.as_bytes()) {
+            Ok(e) => panic!("admitted: {e:?} from {line}"),
+            Err(r) => r,
+        }
+    }
+
+    fn admitted(line: &str) -> Event {
+        validate(line.as_bytes()).unwrap_or_else(|r| panic!("{r}: {line}"))
+    }
+
+    #[test]
+    fn every_type_validates_when_whole() {
+        for ty in EVENT_TYPES {
+            let e = admitted(&v2(ty, json!({})));
+            assert_eq!(e.time, 1_795_244_400_123, "{ty}");
+            assert_eq!((e.tenant_id.as_str(), e.schema_version), ("acme", 2));
+        }
+    }
+
+    #[test]
+    fn each_rule_of_the_contract_has_its_reason() {
+        let cases: Vec<(String, &str)> = vec![
+            ("{\"event_id\":".into(), "invalid_json"),
+            ("[1,2]".into(), "invalid_json"),
+            ("\"a string\"".into(), "invalid_json"),
+            (
+                v2("page_view", json!({"event_id": null})),
+                "missing_field:event_id",
+            ),
+            (
+                v2("page_view", json!({"event_id": 7})),
+                "wrong_type:event_id",
+            ),
+            (
+                v2("page_view", json!({"event_id": ""})),
+                "invalid_value:event_id",
+            ),
+            (
+                v2("page_view", json!({"tenant_id": null})),
+                "missing_field:tenant_id",
+            ),
+            (
+                v2("page_view", json!({"tenant_id": "acme corp"})),
+                "invalid_value:tenant_id",
+            ),
+            (
+                v2("page_view", json!({"tenant_id": "../globex"})),
+                "invalid_value:tenant_id",
+            ),
+            (
+                v2("page_view", json!({"tenant_id": "a".repeat(65)})),
+                "invalid_value:tenant_id",
+            ),
+            (
+                v2("page_view", json!({"tenant_id": "acmé"})),
+                "invalid_value:tenant_id",
+            ),
+            (v2("page_view", json!({"type": null})), "missing_field:type"),
+            (v2("page_view", json!({"type": 1})), "wrong_type:type"),
+            (v2("page_view", json!({"type": "PageView"})), "unknown_type"),
+            (
+                v2("page_view", json!({"event_time": null})),
+                "missing_field:event_time",
+            ),
+            (
+                v2("page_view", json!({"event_time": 1_763_596_800_000_i64})),
+                "wrong_type:event_time",
+            ),
+            (
+                v2("page_view", json!({"event_time": "yesterday"})),
+                "invalid_value:event_time",
+            ),
+            (
+                v2("page_view", json!({"event_time": "2026-11-21T07:00:00"})),
+                "invalid_value:event_time",
+            ),
+            (
+                v2("page_view", json!({"schema_version": null})),
+                "missing_field:schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": "2"})),
+                "wrong_type:schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": 2.0})),
+                "wrong_type:schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": 3})),
+                "unsupported_schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": 0})),
+                "unsupported_schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": -1})),
+                "unsupported_schema_version",
+            ),
+            (
+                v2("page_view", json!({"schema_version": u64::MAX})),
+                "unsupported_schema_version",
+            ),
+            (
+                v2("page_view", json!({"user_id": null})),
+                "missing_field:user_id",
+            ),
+            (
+                v2("page_view", json!({"user_id": 42})),
+                "wrong_type:user_id",
+            ),
+            (v2("page_view", json!({"url": null})), "missing_field:url"),
+            (v2("page_view", json!({"sku": 5})), "wrong_type:sku"),
+            (
+                v2("page_view", json!({"device_id": false})),
+                "wrong_type:device_id",
+            ),
+            (v2("add_to_cart", json!({"sku": null})), "missing_field:sku"),
+            (
+                v2("add_to_cart", json!({"quantity": "2"})),
+                "wrong_type:quantity",
+            ),
+            (
+                v2("add_to_cart", json!({"quantity": 0})),
+                "invalid_value:quantity",
+            ),
+            (
+                v2("add_to_cart", json!({"price_cents": 19.99})),
+                "wrong_type:price_cents",
+            ),
+            (
+                v2("add_to_cart", json!({"price_cents": -100})),
+                "invalid_value:price_cents",
+            ),
+            (
+                v2("order_placed", json!({"items": null})),
+                "missing_field:items",
+            ),
+            (
+                v2("order_placed", json!({"items": []})),
+                "invalid_value:items",
+            ),
+            (
+                v2("order_placed", json!({"items": {"sku": "S"}})),
+                "wrong_type:items",
+            ),
+            (
+                v2("order_placed", json!({"items": ["S"]})),
+                "wrong_type:items",
+            ),
+            (
+                v2(
+                    "order_placed",
+                    json!({"items": [{"quantity": 1, "price_cents": 1}]}),
+                ),
+                "missing_field:items.sku",
+            ),
+            (
+                v2(
+                    "order_placed",
+                    json!({"items": [{"sku": "S", "quantity": "2", "price_cents": 1}]}),
+                ),
+                "wrong_type:items.quantity",
+            ),
+            (
+                v2(
+                    "order_placed",
+                    json!({"items": [{"sku": "S", "quantity": 0, "price_cents": 1}]}),
+                ),
+                "invalid_value:items.quantity",
+            ),
+            (
+                v2(
+                    "order_placed",
+                    json!({"items": [{"sku": "S", "quantity": 1}]}),
+                ),
+                "missing_field:items.price_cents",
+            ),
+            (
+                v2("order_placed", json!({"total_cents": "1999"})),
+                "wrong_type:total_cents",
+            ),
+            (
+                v2("order_placed", json!({"total_cents": -1})),
+                "invalid_value:total_cents",
+            ),
+            (
+                v2("order_placed", json!({"currency": null})),
+                "missing_field:currency",
+            ),
+            (
+                v2("order_placed", json!({"currency": "usd"})),
+                "invalid_value:currency",
+            ),
+            (
+                v2("order_placed", json!({"currency": "EURO"})),
+                "invalid_value:currency",
+            ),
+            (
+                v2("order_placed", json!({"discount_cents": -250})),
+                "invalid_value:discount_cents",
+            ),
+            (
+                v2("order_cancelled", json!({"order_id": null})),
+                "missing_field:order_id",
+            ),
+            (
+                v2("order_cancelled", json!({"user_id": ["u"]})),
+                "wrong_type:user_id",
+            ),
+            (
+                v2("payment", json!({"payment_id": null})),
+                "missing_field:payment_id",
+            ),
+            (
+                v2("payment", json!({"provider": null})),
+                "missing_field:provider",
+            ),
+            (v2("payment", json!({"status": true})), "wrong_type:status"),
+            (
+                v2("payment", json!({"amount_cents": 12.5})),
+                "wrong_type:amount_cents",
+            ),
+            (
+                v2("payment", json!({"amount_cents": -500})),
+                "invalid_value:amount_cents",
+            ),
+            (
+                v2("payment", json!({"card_fingerprint": 1})),
+                "wrong_type:card_fingerprint",
+            ),
+            (
+                v2("payment", json!({"card_number": 4_111_111_111_111_111_i64})),
+                "wrong_type:card_number",
+            ),
+            (
+                v2("payment", json!({"card_number": "4111"})),
+                "invalid_value:card_number",
+            ),
+            (
+                v2("payment", json!({"card_number": "4111-1111-1111-111x"})),
+                "invalid_value:card_number",
+            ),
+            (
+                v2("inventory_adjusted", json!({"delta": "-3"})),
+                "wrong_type:delta",
+            ),
+            (
+                v2("inventory_adjusted", json!({"delta": 1.5})),
+                "wrong_type:delta",
+            ),
+            (
+                v2("inventory_adjusted", json!({"reason": null})),
+                "missing_field:reason",
+            ),
+            (
+                v2("inventory_adjusted", json!({"warehouse": 3})),
+                "wrong_type:warehouse",
+            ),
+        ];
+        for (line, want) in &cases {
+            assert_eq!(reason(line), *want, "{line}");
+        }
+        // SPEC §1 inputs are UTF-8: a line that is not is not JSON either.
+        let mut not_utf8 = v2("page_view", json!({"url": "/"})).into_bytes();
+        let at = not_utf8.len() - 2;
+        not_utf8.insert(at, 0xff);
+        assert_eq!(validate(&not_utf8), Err("invalid_json".to_owned()));
+    }
+
+    #[test]
+    fn the_size_limit_is_64_kib_of_the_line() {
+        let pad = |total: usize| {
+            let line = v2("page_view", json!({"url": ""}));
+            let url = "x".repeat(total - line.len());
+            v2("page_view", json!({"url": url}))
+        };
+        assert_eq!(pad(MAX_EVENT_BYTES).len(), MAX_EVENT_BYTES);
+        admitted(&pad(MAX_EVENT_BYTES));
+        assert_eq!(reason(&pad(MAX_EVENT_BYTES + 1)), "oversize");
+        // Size comes first: a huge line that is not JSON is oversize, not invalid JSON.
+        assert_eq!(reason(&"{".repeat(MAX_EVENT_BYTES + 1)), "oversize");
+    }
+
+    #[test]
+    fn every_range_admits_its_bounds_and_quarantines_one_past() {
+        let item =
+            |q: i64, p: i64| json!({"items": [{"sku": "S", "quantity": q, "price_cents": p}]});
+        let cases: Vec<(&str, Value, Value, &str)> = vec![
+            (
+                "add_to_cart",
+                json!({"quantity": 1}),
+                json!({"quantity": 0}),
+                "quantity",
+            ),
+            (
+                "add_to_cart",
+                json!({"quantity": MAX_QUANTITY}),
+                json!({"quantity": MAX_QUANTITY + 1}),
+                "quantity",
+            ),
+            (
+                "add_to_cart",
+                json!({"price_cents": 0}),
+                json!({"price_cents": -1}),
+                "price_cents",
+            ),
+            (
+                "add_to_cart",
+                json!({"price_cents": MAX_CENTS}),
+                json!({"price_cents": MAX_CENTS + 1}),
+                "price_cents",
+            ),
+            (
+                "order_placed",
+                item(MAX_QUANTITY, 1),
+                item(MAX_QUANTITY + 1, 1),
+                "items.quantity",
+            ),
+            (
+                "order_placed",
+                item(1, MAX_CENTS),
+                item(1, MAX_CENTS + 1),
+                "items.price_cents",
+            ),
+            ("order_placed", item(1, 0), item(1, -1), "items.price_cents"),
+            (
+                "order_placed",
+                json!({"total_cents": MAX_CENTS}),
+                json!({"total_cents": MAX_CENTS + 1}),
+                "total_cents",
+            ),
+            (
+                "order_placed",
+                json!({"discount_cents": MAX_CENTS}),
+                json!({"discount_cents": MAX_CENTS + 1}),
+                "discount_cents",
+            ),
+            (
+                "payment",
+                json!({"amount_cents": MAX_CENTS}),
+                json!({"amount_cents": MAX_CENTS + 1}),
+                "amount_cents",
+            ),
+            (
+                "payment",
+                json!({"amount_cents": 0}),
+                json!({"amount_cents": i64::MIN}),
+                "amount_cents",
+            ),
+            (
+                "payment",
+                json!({"amount_cents": 0}),
+                json!({"amount_cents": u64::MAX}),
+                "amount_cents",
+            ),
+            (
+                "inventory_adjusted",
+                json!({"delta": MAX_CENTS}),
+                json!({"delta": MAX_CENTS + 1}),
+                "delta",
+            ),
+            (
+                "inventory_adjusted",
+                json!({"delta": -MAX_CENTS}),
+                json!({"delta": -MAX_CENTS - 1}),
+                "delta",
+            ),
+            (
+                "inventory_adjusted",
+                json!({"delta": 0}),
+                json!({"delta": i64::MAX}),
+                "delta",
+            ),
+            (
+                "page_view",
+                json!({"event_time": "2000-01-01T00:00:00Z"}),
+                json!({"event_time": "1999-12-31T23:59:59.999Z"}),
+                "event_time",
+            ),
+            (
+                "page_view",
+                json!({"event_time": "2099-12-31T23:59:59.999Z"}),
+                json!({"event_time": "2100-01-01T00:00:00Z"}),
+                "event_time",
+            ),
+            (
+                "page_view",
+                // The bound is an instant: an offset moves a local time across it.
+                json!({"event_time": "2000-01-01T01:00:00+01:00"}),
+                json!({"event_time": "2000-01-01T00:59:59.999+01:00"}),
+                "event_time",
+            ),
+            (
+                "page_view",
+                json!({"event_time": "2099-12-31T19:59:59.9999-04:00"}),
+                json!({"event_time": "2099-12-31T20:00:00-04:00"}),
+                "event_time",
+            ),
+        ];
+        for (ty, inside, outside, field) in cases {
+            admitted(&v2(ty, inside.clone()));
+            assert_eq!(
+                reason(&v2(ty, outside.clone())),
+                format!("invalid_value:{field}"),
+                "{ty} {outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_time_bounds_are_the_calendar_instants() {
+        assert_eq!(EARLIEST_EVENT_MS, days_from_civil(2000, 1, 1) * 86_400_000);
+        assert_eq!(END_EVENT_MS, days_from_civil(2100, 1, 1) * 86_400_000);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+    }
+
+    #[test]
+    fn event_times_are_rfc_3339_with_an_offset_floored_to_the_millisecond() {
+        let t = |s: &str| parse_rfc3339(s);
+        let base = Some(1_795_244_400_000);
+        assert_eq!(t("2026-11-21T07:00:00Z"), base);
+        assert_eq!(t("2026-11-21t07:00:00z"), base);
+        assert_eq!(t("2026-11-21 07:00:00Z"), base);
+        assert_eq!(t("2026-11-21T08:00:00+01:00"), base);
+        assert_eq!(t("2026-11-21T06:30:00-00:30"), base);
+        assert_eq!(t("2026-11-21T07:00:00-00:00"), base);
+        assert_eq!(t("2026-11-21T07:00:00.5Z"), base.map(|b| b + 500));
+        assert_eq!(
+            t("2026-11-21T07:00:00.123999999999Z"),
+            base.map(|b| b + 123)
+        );
+        assert_eq!(t("2026-11-21T06:59:60Z"), base);
+        assert_eq!(t("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        for bad in [
+            "2026-11-21T07:00:00",
+            "2026-11-21T07:00Z",
+            "2026-11-21T07:00:00+0100",
+            "2026-11-21T07:00:00+01",
+            "2026-11-21T07:00:00+24:00",
+            "2026-11-21T07:00:00+01:60",
+            "2026-11-21T07:00:00.Z",
+            "2026-11-21T07:00:00,5Z",
+            "2026-11-21T07:00:00 Z",
+            "2026-11-21T24:00:00Z",
+            "2026-11-21T07:60:00Z",
+            "2026-11-21T07:00:61Z",
+            "2026-02-29T07:00:00Z",
+            "2100-02-29T07:00:00Z",
+            "2026-13-01T07:00:00Z",
+            "2026-00-01T07:00:00Z",
+            "2026-11-31T07:00:00Z",
+            "2026-1-21T07:00:00Z",
+            "+2026-11-21T07:00:00Z",
+            "2026-11-21_07:00:00Z",
+            "2026-11-21T07:00:00Zjunk",
+            "１９７０-01-01T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn checks_run_in_field_order() {
+        // Several faults: the first field in SPEC's order names the reason.
+        let cases = [
+            (
+                json!({"event_id": "", "tenant_id": "a b"}),
+                "invalid_value:event_id",
+            ),
+            (
+                json!({"tenant_id": "a b", "type": "refund"}),
+                "invalid_value:tenant_id",
+            ),
+            (
+                json!({"type": 7, "event_time": "yesterday"}),
+                "wrong_type:type",
+            ),
+            (
+                json!({"type": "refund", "event_time": "yesterday"}),
+                "invalid_value:event_time",
+            ),
+            (
+                json!({"event_time": "yesterday", "schema_version": 3}),
+                "invalid_value:event_time",
+            ),
+            (
+                json!({"type": "refund", "schema_version": 3}),
+                "unsupported_schema_version",
+            ),
+            (
+                json!({"schema_version": 3, "user_id": 5}),
+                "unsupported_schema_version",
+            ),
+            (json!({"type": "refund", "user_id": 5}), "unknown_type"),
+            (json!({"user_id": 5, "url": null}), "wrong_type:user_id"),
+            (json!({"url": null, "sku": 5}), "missing_field:url"),
+        ];
+        for (fields, want) in cases {
+            let line = v2("page_view", fields.clone());
+            assert_eq!(reason(&line), want, "{line}");
+        }
+        let order = v2(
+            "order_placed",
+            json!({"items": [{"sku": "A", "quantity": 1, "price_cents": -1}, {"sku": 7}], "total_cents": -1, "currency": "x"}),
+        );
+        assert_eq!(reason(&order), "invalid_value:items.price_cents");
+        let payment = v2("payment", json!({"amount_cents": -1, "card_number": "1"}));
+        assert_eq!(reason(&payment), "invalid_value:amount_cents");
+        // Size and JSON come before every field.
+        assert_eq!(reason("{\"event_id\": 7"), "invalid_json");
+    }
+
+    #[test]
+    fn nulls_are_absent_only_where_a_field_is_optional() {
+        let line = |fields: &str| {
+            format!(
+                r#"{{"event_id":"e","tenant_id":"t","type":"payment","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","order_id":"o","payment_id":"p","provider":"x","status":"y","amount_cents":1{fields}}}"#
+            )
+        };
+        let e = admitted(&line(
+            r#","device_id":null,"card_fingerprint":null,"card_number":null"#,
+        ));
+        let Body::Payment(p) = e.body else { panic!() };
+        assert_eq!(
+            (p.device_id, p.card_fingerprint, p.card),
+            (None, None, None)
+        );
+        assert_eq!(reason(&line(r#","user_id":null"#)), "wrong_type:user_id");
+        let order = v2("order_placed", json!({}));
+        let order = order.replace(
+            r#""currency":"EUR""#,
+            r#""currency":"EUR","discount_cents":null"#,
+        );
+        let Body::OrderPlaced(o) = admitted(&order).body else {
+            panic!()
+        };
+        assert_eq!(o.discount_cents, 0);
+    }
+
+    #[test]
+    fn a_v1_order_is_usd_and_ignores_the_v2_fields() {
+        let line = v2(
+            "order_placed",
+            json!({"schema_version": 1, "currency": "eur!", "discount_cents": "lots"}),
+        );
+        let Body::OrderPlaced(o) = admitted(&line).body else {
+            panic!()
+        };
+        assert_eq!((o.currency.as_str(), o.discount_cents), ("USD", 0));
+        let line = v2("order_placed", json!({"discount_cents": 70}));
+        let Body::OrderPlaced(o) = admitted(&line).body else {
+            panic!()
+        };
+        assert_eq!((o.currency.as_str(), o.discount_cents), ("EUR", 70));
+    }
+
+    #[test]
+    fn identifiers_are_counted_in_characters_and_extra_fields_are_ignored() {
+        admitted(&v2("page_view", json!({"event_id": "é".repeat(128)})));
+        assert_eq!(
+            reason(&v2("page_view", json!({"event_id": "é".repeat(129)}))),
+            "invalid_value:event_id"
+        );
+        admitted(&v2(
+            "page_view",
+            json!({"tenant_id": "A-z_09".repeat(10) + "abcd"}),
+        ));
+        admitted(&v2(
+            "page_view",
+            json!({"extra": {"nested": [1, null]}, "gateway": 1.5}),
+        ));
+    }
+
+    #[test]
+    fn a_card_number_becomes_bin_and_last4_and_the_cvv_goes() {
+        let line = v2(
+            "payment",
+            json!({"card_number": "4111 1111-1111 1234", "cvv": "987"}),
+        );
+        let Body::Payment(p) = admitted(&line).body else {
+            panic!()
+        };
+        assert_eq!(p.card, Some(("411111".into(), "1234".into())));
+        assert_eq!(
+            mask_card("4111111111111234"),
+            Some(("411111".into(), "1234".into()))
+        );
+        assert_eq!(mask_card("12345678901"), None);
+        assert_eq!(
+            mask_card("123456789012"),
+            Some(("123456".into(), "9012".into()))
+        );
+        assert_eq!(mask_card("12345678901234567890"), None);
+        assert_eq!(mask_card("4111 1111 1111 123a"), None);
+
+        let mut v = json!({
+            "card_number": "4111111111111234",
+            "cvv": 321,
+            "nested": [{"card_number": "5500-0000-0000-0004", "cvv": "1"}],
+            "bad": {"card_number": "12"},
+        });
+        mask_value(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "card_bin": "411111", "card_last4": "1234",
+                "nested": [{"card_bin": "550000", "card_last4": "0004"}],
+                "bad": {},
+            })
+        );
+    }
+
+    #[test]
+    fn a_later_copy_counts_once_per_tenant_and_event_id() {
+        let a = v2("page_view", json!({"event_id": "d1"}));
+        let b = v2(
+            "page_view",
+            json!({"event_id": "d1", "tenant_id": "globex"}),
+        );
+        let broken = "{\"event_id\":\"d1\", broken".to_owned();
+        let out = run(&[broken, a.clone(), b, a]);
+        assert_eq!((out.valid, out.duplicates), (2, 1));
+        assert_eq!(out.quarantined["invalid_json"], 1);
+        let lines: Vec<usize> = out.admitted.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, vec![1, 2]);
     }
 }

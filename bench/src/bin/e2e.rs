@@ -8,6 +8,11 @@
 //! batched plugin call cost against the native implementation. It writes
 //! `target/bench/report.json` and `target/bench/report.md` and prints the table.
 //!
+//! With `--readers N` (20 unless 0 is given) it runs (a) and (b) a second time, on the same
+//! input, with N more gRPC clients reading meanwhile: half page through whole views back to
+//! back, half hold subscriptions on whole views (`weir_bench::readers`). The report then
+//! compares throughput and freshness without and with them, and counts what the readers got.
+//!
 //! `cargo run --release -p weir-bench --bin e2e -- --events 2000000 --rate 10000 --seconds 30`
 
 use std::collections::BTreeMap;
@@ -23,6 +28,7 @@ use weir::row::{FRAUD_ALERTS, view_schema};
 use weir::run::{Driver, RunConfig};
 use weir::serve::{Caller, ServeConfig, Server, Tokens};
 use weir::source::generator::{GenConfig, Generator};
+use weir_bench::readers;
 
 struct Args {
     events: usize,
@@ -30,6 +36,10 @@ struct Args {
     seconds: u64,
     workers: usize,
     out: std::path::PathBuf,
+    /// Reader clients of the second pass; 0 skips it.
+    readers: usize,
+    /// Rows per page of the readers' full-view queries; 0 for the server's default.
+    page_rows: u32,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +49,8 @@ fn parse_args() -> Args {
         seconds: 30,
         workers: 2,
         out: "target/bench".into(),
+        readers: 20,
+        page_rows: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,9 +61,12 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds N"),
             "--workers" => args.workers = value().parse().expect("--workers N"),
             "--out" => args.out = value().into(),
-            other => {
-                panic!("unknown flag {other} (known: --events --rate --seconds --workers --out)")
-            }
+            "--readers" => args.readers = value().parse().expect("--readers N"),
+            "--page-rows" => args.page_rows = value().parse().expect("--page-rows N"),
+            other => panic!(
+                "unknown flag {other} (known: --events --rate --seconds --workers --out \
+                 --readers --page-rows)"
+            ),
         }
     }
     args
@@ -73,21 +88,53 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Events per second over the whole bounded input, epochs of 20,000 lines.
-fn throughput(args: &Args) -> (f64, usize) {
-    let lines: Vec<String> = generator(1).take(args.events).collect();
-    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+/// Events per second over the whole bounded input `lines`, epochs of 20,000 lines, with
+/// `readers` reader clients on the API meanwhile (and what they did).
+fn throughput(args: &Args, lines: &[String], readers: usize) -> (f64, Option<readers::Stats>) {
     let config = RunConfig {
         workers: args.workers,
         ..RunConfig::default()
     };
+    let store = Arc::new(ViewStore::default());
     let started = Instant::now();
-    let mut runner = Driver::start(&config, Arc::new(ViewStore::default())).expect("start");
+    let mut runner = Driver::start(&config, store.clone()).expect("start");
+    // Without readers there is no server either, as before the readers existed.
+    let load = (readers > 0).then(|| {
+        let serve = serve_config(readers);
+        let (server, _admin) =
+            Server::start(&serve, store, runner.pipeline().rules().clone()).expect("serve");
+        let load = readers::Load::start(server.grpc_addr(), readers, args.page_rows);
+        (server, load)
+    });
     for chunk in lines.chunks(4_096) {
         runner.feed(chunk);
     }
     runner.finish().unwrap();
-    (args.events as f64 / started.elapsed().as_secs_f64(), bytes)
+    let events_per_sec = lines.len() as f64 / started.elapsed().as_secs_f64();
+    let stats = load.map(|(server, load)| {
+        let stats = load.stop();
+        drop(server);
+        stats
+    });
+    (events_per_sec, stats)
+}
+
+/// The API's tokens: the point-query client's and one per reader.
+fn serve_config(readers: usize) -> ServeConfig {
+    let mut tokens = Tokens::default();
+    tokens.insert(BENCH_TOKEN, Caller::Admin).expect("a token");
+    for i in 0..readers {
+        tokens
+            .insert(&readers::token(i), Caller::Admin)
+            .expect("a token");
+    }
+    ServeConfig {
+        grpc: "127.0.0.1:0".parse().expect("an address"),
+        metrics: None,
+        tls: None,
+        tokens,
+        max_subscriptions_per_token: weir::serve::api::DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN,
+    }
 }
 
 /// Percentiles of a weighted sample, in milliseconds.
@@ -121,9 +168,11 @@ struct Latency {
     events: u64,
     queries: Percentiles,
     query_count: usize,
+    /// What the reader clients did, when there were any.
+    load: Option<readers::Stats>,
 }
 
-fn latency(args: &Args) -> Latency {
+fn latency(args: &Args, readers: usize) -> Latency {
     let store = Arc::new(ViewStore::default());
     let (alerts_view, _) = view_schema(FRAUD_ALERTS.name).expect("a view");
     // Publication wall times and whether fraud_alerts changed, by logical time.
@@ -146,13 +195,7 @@ fn latency(args: &Args) -> Latency {
         ..RunConfig::default()
     };
     let mut runner = Driver::start(&config, store.clone()).expect("start");
-    let mut tokens = Tokens::default();
-    tokens.insert(BENCH_TOKEN, Caller::Admin).expect("a token");
-    let serve = ServeConfig {
-        grpc: "127.0.0.1:0".parse().expect("an address"),
-        metrics: None,
-        tokens,
-    };
+    let serve = serve_config(readers);
     let (server, _admin) =
         Server::start(&serve, store, runner.pipeline().rules().clone()).expect("serve");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -160,6 +203,8 @@ fn latency(args: &Args) -> Latency {
         let (addr, stop) = (server.grpc_addr(), stop.clone());
         std::thread::spawn(move || query_load(addr, &stop))
     };
+    let load =
+        (readers > 0).then(|| readers::Load::start(server.grpc_addr(), readers, args.page_rows));
     let mut source = generator(2);
     // (logical time, admission instant, events) of each tick's input.
     let mut admitted: Vec<(u64, Instant, usize)> = Vec::new();
@@ -177,6 +222,7 @@ fn latency(args: &Args) -> Latency {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let queries = queries.join().expect("the query client");
+    let load = load.map(readers::Load::stop);
     drop(server);
     runner.finish().unwrap();
     let published = published.lock().unwrap();
@@ -212,6 +258,7 @@ fn latency(args: &Args) -> Latency {
         events,
         query_count: queries.len(),
         queries: percentiles(queries.into_iter().map(|ms| (ms, 1)).collect()),
+        load,
     }
 }
 
@@ -315,6 +362,94 @@ fn plugin_ratio() -> (f64, f64) {
     (n.as_secs_f64() * 1e6, w.as_secs_f64() * 1e6)
 }
 
+/// One pass of the bounded run and the fixed-rate run.
+struct Pass {
+    events_per_sec: f64,
+    mb_per_sec: f64,
+    bounded_load: Option<readers::Stats>,
+    latency: Latency,
+}
+
+fn load_json(stats: &readers::Stats) -> serde_json::Value {
+    serde_json::json!({
+        "full_view_queries": stats.queries,
+        "pages": stats.pages,
+        "rows_read": stats.rows,
+        "full_view_query_ms": percentiles(stats.query_ms.iter().map(|ms| (*ms, 1)).collect()),
+        "refused": stats.refused,
+        "refused_before_first_publication": stats.unpublished,
+        "subscription_snapshots": stats.snapshots,
+        "snapshot_rows": stats.snapshot_rows,
+        "subscription_updates": stats.updates,
+        "change_messages": stats.change_messages,
+        "resubscribes": stats.resubscribes,
+        "fell_behind": stats.fell_behind,
+    })
+}
+
+/// The comparison of a pass without readers and one with them, and what the readers did in
+/// each of its two runs.
+fn readers_table(args: &Args, base: &Pass, loaded: &Pass) -> String {
+    let (Some(bounded), Some(fixed)) = (&loaded.bounded_load, &loaded.latency.load) else {
+        return String::new();
+    };
+    let ms = |p: &Percentiles, digits: usize| {
+        format!(
+            "{:.digits$} / {:.digits$} / {:.digits$} ms",
+            p["p50"], p["p99"], p["max"]
+        )
+    };
+    let both = |f: &dyn Fn(&Pass) -> String| format!("{} | {}", f(base), f(loaded));
+    let each = |f: &dyn Fn(&readers::Stats) -> String| format!("{} | {}", f(bounded), f(fixed));
+    let page = match args.page_rows {
+        0 => "the server's default page".to_owned(),
+        n => format!("pages of {n} rows"),
+    };
+    format!(
+        "\n**Reader load**: {} clients, each on its own connection: {} page through whole views \
+         of {} back to back ({page}), {} hold subscriptions on them.\n\n\
+         | metric | without readers | with readers |\n|---|---|---|\n\
+         | throughput, JSON in → all views and plugins | {} |\n\
+         | admitted → visible in a view at {} events/s, p50 / p99 / max | {} |\n\
+         | admitted → fraud alert visible, p50 / p99 / max | {} |\n\
+         | gRPC point query, p50 / p99 / max | {} |\n\n\
+         | what the readers did | bounded run | fixed-rate run |\n|---|---|---|\n\
+         | full-view queries completed (pages) | {} |\n\
+         | rows read by queries | {} |\n\
+         | full-view query, p50 / p99 / max | {} |\n\
+         | subscription updates received (messages) | {} |\n\
+         | subscription snapshots (rows) | {} |\n\
+         | resubscribes (of them fell behind) | {} |\n\
+         | calls refused (of them before the first publication) | {} |\n",
+        args.readers,
+        bounded.queriers,
+        readers::VIEWS.join(", "),
+        bounded.subscribers,
+        both(&|p| format!(
+            "{:.0} events/s ({:.1} MB/s)",
+            p.events_per_sec, p.mb_per_sec
+        )),
+        args.rate,
+        both(&|p| ms(&p.latency.visible, 1)),
+        both(&|p| ms(&p.latency.alerts, 1)),
+        both(&|p| format!(
+            "{} ({} queries)",
+            ms(&p.latency.queries, 2),
+            p.latency.query_count
+        )),
+        each(&|s| format!("{} ({})", s.queries, s.pages)),
+        each(&|s| s.rows.to_string()),
+        each(&|s| ms(
+            &percentiles(s.query_ms.iter().map(|ms| (*ms, 1)).collect()),
+            1
+        )),
+        each(&|s| format!("{} ({})", s.updates, s.change_messages)),
+        each(&|s| format!("{} ({})", s.snapshots, s.snapshot_rows)),
+        each(&|s| format!("{} ({})", s.resubscribes, s.fell_behind)),
+        each(&|s| format!("{} ({})", s.refused, s.unpublished)),
+    )
+}
+
 fn main() {
     let args = parse_args();
     let commit = std::process::Command::new("git")
@@ -326,25 +461,87 @@ fn main() {
             || "unknown".to_owned(),
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         );
-    eprintln!(
-        "e2e: throughput over {} events on {} workers…",
-        args.events, args.workers
-    );
-    let (events_per_sec, bytes) = throughput(&args);
-    eprintln!(
-        "e2e: latency at {} events/s for {} s…",
-        args.rate, args.seconds
-    );
-    let Latency {
-        visible,
-        alerts,
-        events: measured,
-        queries,
-        query_count,
-    } = latency(&args);
+    let lines: Vec<String> = generator(1).take(args.events).collect();
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let passes: Vec<usize> = if args.readers > 0 {
+        vec![0, args.readers]
+    } else {
+        vec![0]
+    };
+    let with = |readers: usize| match readers {
+        0 => String::new(),
+        n => format!(" with {n} readers"),
+    };
+    // Every pass reads the same input, the one without readers first.
+    let bounded: Vec<_> = passes
+        .iter()
+        .map(|&readers| {
+            eprintln!(
+                "e2e: throughput over {} events on {} workers{}…",
+                args.events,
+                args.workers,
+                with(readers)
+            );
+            throughput(&args, &lines, readers)
+        })
+        .collect();
+    // As before the reader passes existed, the input is not held through the fixed-rate runs.
+    drop(lines);
+    let mut passes: Vec<Pass> = passes
+        .iter()
+        .zip(bounded)
+        .map(|(&readers, (events_per_sec, bounded_load))| {
+            eprintln!(
+                "e2e: latency at {} events/s for {} s{}…",
+                args.rate,
+                args.seconds,
+                with(readers)
+            );
+            Pass {
+                events_per_sec,
+                mb_per_sec: bytes as f64 / (args.events as f64 / events_per_sec) / 1e6,
+                bounded_load,
+                latency: latency(&args, readers),
+            }
+        })
+        .collect();
+    let loaded = (passes.len() > 1).then(|| passes.remove(1));
+    let base = passes.remove(0);
     let (native_us, wasm_us) = plugin_ratio();
     let rss = peak_rss().unwrap_or(0);
-    let mb_per_sec = bytes as f64 / (args.events as f64 / events_per_sec) / 1e6;
+    let Pass {
+        events_per_sec,
+        mb_per_sec,
+        latency:
+            Latency {
+                visible,
+                alerts,
+                events: measured,
+                queries,
+                query_count,
+                load: _,
+            },
+        ..
+    } = &base;
+    let readers_json = loaded.as_ref().map(|p| {
+        let load = |stats: &Option<readers::Stats>| stats.as_ref().map(load_json);
+        let queriers = p.bounded_load.as_ref().map_or(0, |s| s.queriers);
+        serde_json::json!({
+            "clients": args.readers,
+            "queriers": queriers,
+            "subscribers": args.readers - queriers,
+            "views": readers::VIEWS,
+            "page_rows": args.page_rows,
+            "throughput": { "events_per_sec": p.events_per_sec, "mb_per_sec": p.mb_per_sec,
+                            "readers": load(&p.bounded_load) },
+            "latency_ms": { "events": p.latency.events,
+                            "admitted_to_visible": p.latency.visible,
+                            "admitted_to_alert_visible": p.latency.alerts,
+                            "grpc_point_query": p.latency.queries,
+                            "grpc_point_queries": p.latency.query_count,
+                            "readers": load(&p.latency.load) },
+        })
+    });
     let report = serde_json::json!({
         "commit": commit,
         "workers": args.workers,
@@ -352,10 +549,11 @@ fn main() {
         "latency_ms": { "rate": args.rate, "seconds": args.seconds, "events": measured,
                         "admitted_to_visible": visible, "admitted_to_alert_visible": alerts,
                         "grpc_point_query": queries, "grpc_point_queries": query_count },
+        "with_readers": readers_json,
         "peak_rss_bytes": rss,
         "plugin_batch_1000_us": { "native": native_us, "wasm": wasm_us, "ratio": wasm_us / native_us },
     });
-    let table = format!(
+    let mut table = format!(
         "| metric | value | SPEC §6 target |\n|---|---|---|\n\
          | throughput, JSON in → all views and plugins ({} workers) | {:.0} events/s ({:.1} MB/s) | ≥ 250,000 events/s |\n\
          | admitted → visible in a view at {} events/s, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | p99 ≤ 100 ms |\n\
@@ -384,6 +582,9 @@ fn main() {
         rss as f64 / (1 << 20) as f64,
         commit,
     );
+    if let Some(loaded) = &loaded {
+        table.push_str(&readers_table(&args, &base, loaded));
+    }
     std::fs::create_dir_all(&args.out).expect("create the report directory");
     std::fs::write(
         args.out.join("report.json"),

@@ -36,6 +36,8 @@ pub enum Reason {
     UnknownType,
     UnsupportedSchemaVersion,
     Oversize,
+    /// A valid event of a tenant not in the configured `[tenants] allow` list.
+    UnknownTenant,
     /// A transform plugin failed on the event; `kind` is the error variant's stable code.
     PluginError {
         plugin: String,
@@ -53,6 +55,7 @@ impl fmt::Display for Reason {
             Reason::UnknownType => f.write_str("unknown_type"),
             Reason::UnsupportedSchemaVersion => f.write_str("unsupported_schema_version"),
             Reason::Oversize => f.write_str("oversize"),
+            Reason::UnknownTenant => f.write_str("unknown_tenant"),
             Reason::PluginError { plugin, kind } => write!(f, "plugin_error:{plugin}:{kind}"),
         }
     }

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod scrub;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::event::Event;
 use crate::plugins::Transform;
@@ -62,6 +63,10 @@ pub struct Admission {
     stats: AdmissionStats,
     retain: bool,
     retained: Vec<Retained>,
+    /// The tenants whose events are admitted, when the configuration lists them: any other
+    /// tenant's event is quarantined before it claims an id or reaches a plugin, so a
+    /// producer spraying tenant ids grows no state.
+    allowed: Option<Arc<HashSet<String>>>,
 }
 
 impl Admission {
@@ -72,7 +77,13 @@ impl Admission {
             stats: AdmissionStats::default(),
             retain: false,
             retained: Vec::new(),
+            allowed: None,
         }
+    }
+
+    /// Admits only events of `tenants`; others are quarantined as `unknown_tenant`.
+    pub fn allow_tenants(&mut self, tenants: Arc<HashSet<String>>) {
+        self.allowed = Some(tenants);
     }
 
     pub fn stats(&self) -> &AdmissionStats {
@@ -132,6 +143,14 @@ impl Admission {
             let line = line.as_ref();
             self.stats.read += 1;
             match decode::decode(line) {
+                Ok(event)
+                    if self
+                        .allowed
+                        .as_ref()
+                        .is_some_and(|allowed| !allowed.contains(&event.tenant_id)) =>
+                {
+                    rejected.push((index, self.reject(line, Reason::UnknownTenant)));
+                }
                 Ok(event) => {
                     if self.first_time(&event.tenant_id, &event.event_id) {
                         candidates.push((index, event));
@@ -300,7 +319,7 @@ impl Admission {
         self.retain = true;
     }
 
-    /// Replaces the transform of the same name (or appends `transform`). `FromNow`: events
+    /// Replaces the transforms of the same name (or appends `transform`). `FromNow`: events
     /// admitted from now on meet it. `Retroactive`: every retained event is transformed again
     /// and the returned updates — `(admitted at, event, ±1)` — turn the old outputs into the
     /// new ones; events that now fail go to quarantine.
@@ -309,17 +328,35 @@ impl Admission {
         transform: Box<dyn Transform>,
         mode: Mode,
     ) -> Result<Swapped, AdmitError> {
+        let name = transform.name().to_owned();
+        self.swap_transforms(&name, vec![transform], mode)
+    }
+
+    /// Whether admitted events are retained, so a transform can be swapped retroactively.
+    pub fn retains_history(&self) -> bool {
+        self.retain
+    }
+
+    /// As [`Admission::swap_transform`], for every version of one transform at once:
+    /// `group` (each scoped to its tenants) replaces every transform named `name`, where the
+    /// first of them ran (or at the end). A transform has a version per tenant scope, all
+    /// under one name, so they are swapped together.
+    pub fn swap_transforms(
+        &mut self,
+        name: &str,
+        group: Vec<Box<dyn Transform>>,
+        mode: Mode,
+    ) -> Result<Swapped, AdmitError> {
         if mode == Mode::Retroactive && !self.retain {
             return Err(AdmitError::NoHistory);
         }
-        match self
+        let at = self
             .transforms
             .iter()
-            .position(|t| t.name() == transform.name())
-        {
-            Some(at) => self.transforms[at] = transform,
-            None => self.transforms.push(transform),
-        }
+            .position(|t| t.name() == name)
+            .unwrap_or(self.transforms.len());
+        self.transforms.retain(|t| t.name() != name);
+        self.transforms.splice(at..at, group);
         if mode == Mode::FromNow {
             return Ok(Swapped::default());
         }

@@ -21,6 +21,7 @@ use crate::dataflow::views::{self, Diff, Time};
 use crate::event::Event;
 use crate::plugins::PluginFactory;
 use crate::plugins::registry::{Deployment, Mode, RegistryError, RuleRegistry, VersionId};
+use crate::plugins::wasm::{Limits, WasmEngine};
 
 enum Message {
     Events(Vec<(Time, Event)>),
@@ -97,6 +98,9 @@ pub struct Pipeline {
     store: Arc<ViewStore>,
     rules: Arc<RuleRegistry>,
     plugins: Arc<dyn PluginFactory>,
+    /// The engine rules uploaded while running execute on, when the configured plugins have
+    /// none (native ones): its health record is asked too.
+    uploads: Option<WasmEngine>,
     epoch: Time,
     next_worker: usize,
 }
@@ -111,6 +115,16 @@ impl Pipeline {
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
         let worker_store = store.clone();
         let rules = Arc::new(RuleRegistry::default());
+        let uploads = match config.plugins.engine() {
+            Some(engine) => {
+                rules.run_uploads_on(engine);
+                None
+            }
+            // Without an engine to share, uploads get one of their own, still asked for health.
+            None => WasmEngine::new(Limits::default()).ok().inspect(|engine| {
+                rules.run_uploads_on(engine.clone());
+            }),
+        };
         let worker_rules = rules.clone();
         install_worker_panic_hook();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
@@ -203,6 +217,7 @@ impl Pipeline {
             store,
             rules,
             plugins: config.plugins.clone(),
+            uploads,
             epoch: 0,
             next_worker: 0,
         };
@@ -224,7 +239,10 @@ impl Pipeline {
     pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, PipelineError> {
         let changes = self.rules.deploy(version, mode, self.epoch)?;
         if let Some(v) = self.rules.version(version) {
-            self.plugins.reset_health(&v.name);
+            self.plugins.reset_health(&v.name, v.tenant.as_deref());
+            if let Some(uploads) = &self.uploads {
+                uploads.reset_health(&v.name, v.tenant.as_deref());
+            }
         }
         // One worker feeds deployments; differential spreads them.
         self.senders[0]
@@ -261,11 +279,14 @@ impl Pipeline {
 
     /// Rules that keep failing stop judging new events from the current time on.
     fn retire_failing_rules(&mut self) {
-        for name in self.plugins.disabled() {
-            let changes = self.rules.retire(&name, self.epoch);
+        let uploads = self.uploads.iter().flat_map(WasmEngine::disabled);
+        let disabled: Vec<(String, String)> =
+            self.plugins.disabled().into_iter().chain(uploads).collect();
+        for (name, tenant) in disabled {
+            let changes = self.rules.retire(&name, &tenant, self.epoch);
             if !changes.is_empty() {
                 eprintln!(
-                    "weir: rule {name} retired at logical time {}: events admitted from then on are not judged by it",
+                    "weir: rule {name} retired for tenant {tenant} at logical time {}: that tenant's events admitted from then on are not judged by it",
                     self.epoch
                 );
                 let _ = self.senders[0].send(Message::Deploy(changes));

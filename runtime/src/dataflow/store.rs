@@ -3,20 +3,31 @@
 //! Workers push each view's updates here as they produce them (`stage`); nothing staged is
 //! visible. When the dataflow's frontier shows that every view has absorbed all input up to
 //! time `T`, the updates at or before `T` are applied together and `as_of` becomes `T`
-//! (`publish`). A reader therefore never sees one view ahead of another, and readers take a
-//! read lock on published state only: they never stop the workers.
+//! (`publish`). A reader therefore never sees one view ahead of another.
+//!
+//! Publication never waits for a reader. Each publication is an immutable [`Version`]: the
+//! views are persistent maps (`imbl::OrdMap`), so the next version shares every untouched
+//! node with the last and costs only the rows that changed, and it is swapped in atomically
+//! (`arc-swap`). A reader takes the current version and works on it for as long as it likes;
+//! the publisher is already building the next one. Queries come in bounded pages
+//! ([`Page`]), continued from the last row of the previous page at the same time.
 //!
 //! The updates of the last few publications are kept with their logical times, so a query can
 //! be answered as of any time back to the oldest one retained, and a subscriber gets exactly
 //! the updates after its snapshot. Subscribers hang off the publication through bounded
 //! channels: one that does not keep up is dropped (and told so) rather than holding the
-//! dataflow back.
+//! dataflow back. Registering a subscriber and delivering a publication share one short lock
+//! (a pointer copy and non-blocking sends), which is what makes "nothing missed or doubled"
+//! hold; the snapshot itself is read outside it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+use imbl::OrdMap;
 use tokio::sync::mpsc;
 
 use crate::row::{Cell, Row, TABLES, ViewId};
@@ -28,13 +39,22 @@ pub const DEFAULT_HISTORY: usize = 256;
 /// Publications a subscriber may fall behind by unless configured otherwise.
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
 
-/// Published state.
+/// Rows in a query page when the caller asks for none in particular.
+pub const DEFAULT_PAGE_ROWS: usize = 1_000;
+
+/// The most rows one query page holds, whatever the caller asks for.
+pub const MAX_PAGE_ROWS: usize = 10_000;
+
+/// One view's rows, each with its multiplicity (1 for a consistent view).
+pub type ViewRows = OrdMap<Row, Diff>;
+
+/// Published state. Cloning it is cheap (the maps are persistent).
 #[derive(Debug, Default, Clone)]
 pub struct Published {
     /// The logical time every view reflects; `None` before the first publication.
     pub as_of: Option<Time>,
-    /// Per view and table (indexed as [`TABLES`]), each row with its multiplicity (1 for a consistent view).
-    pub views: Vec<BTreeMap<Row, Diff>>,
+    /// Per view and table (indexed as [`TABLES`]).
+    pub views: Vec<ViewRows>,
 }
 
 impl Published {
@@ -50,27 +70,33 @@ impl Published {
     }
 
     /// One view's rows, each with its multiplicity.
-    pub fn view(&self, view: ViewId) -> &BTreeMap<Row, Diff> {
+    pub fn view(&self, view: ViewId) -> &ViewRows {
         &self.views[view.index()]
     }
 
     /// Rows whose leading columns equal `prefix`, in key order.
     pub fn rows_with_prefix(&self, view: ViewId, prefix: &[Cell]) -> Vec<Row> {
-        self.with_prefix(view, prefix)
-            .filter(|(_, count)| **count > 0)
+        self.with_prefix(view, prefix, None)
+            .filter(|(_, count)| *count > 0)
             .map(|(row, _)| row.clone())
             .collect()
     }
 
+    /// Rows under `prefix` strictly after `after` (from the first when `None`), in key order.
     fn with_prefix<'a>(
         &'a self,
         view: ViewId,
         prefix: &'a [Cell],
-    ) -> impl Iterator<Item = (&'a Row, &'a Diff)> + 'a {
-        let start: Row = prefix.to_vec();
+        after: Option<&Row>,
+    ) -> impl Iterator<Item = (&'a Row, Diff)> + 'a {
+        let start = match after {
+            Some(after) if after.as_slice() >= prefix => Bound::Excluded(after.clone()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
         self.view(view)
-            .range(start..)
+            .range((start, Bound::Unbounded))
             .take_while(move |(row, _)| row.starts_with(prefix))
+            .map(|(row, count)| (row, *count))
     }
 }
 
@@ -79,6 +105,16 @@ impl Published {
 pub struct Publication {
     pub time: Time,
     pub updates: Vec<Vec<(Row, Time, Diff)>>,
+}
+
+/// One immutable publication of every view, with the history needed to answer as of the
+/// retained earlier times. Readers hold it; the publisher never touches it again.
+#[derive(Debug, Default, Clone)]
+pub struct Version {
+    pub published: Published,
+    history: imbl::Vector<Arc<Publication>>,
+    /// Every update with a time after this is in `history`.
+    floor: Time,
 }
 
 /// A batch delivered to a subscriber: its view's updates under its prefix, then the progress
@@ -128,12 +164,34 @@ pub enum AsOfError {
     NoLongerRetained { requested: Time, oldest: Time },
 }
 
-/// A query's answer.
+/// Which rows of a query to return: at most `limit` (0 for [`DEFAULT_PAGE_ROWS`], never more
+/// than [`MAX_PAGE_ROWS`]), starting after the row `after` (the previous page's last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub limit: usize,
+    pub after: Option<Row>,
+}
+
+impl Page {
+    /// The first page of at most `limit` rows.
+    pub fn first(limit: usize) -> Page {
+        Page { limit, after: None }
+    }
+
+    fn rows(&self) -> usize {
+        match self.limit {
+            0 => DEFAULT_PAGE_ROWS,
+            n => n.min(MAX_PAGE_ROWS),
+        }
+    }
+}
+
+/// A query's answer: one page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub as_of: Time,
     pub rows: Vec<Row>,
-    /// More rows matched than the limit.
+    /// More rows follow; the next page starts after `rows`' last.
     pub truncated: bool,
 }
 
@@ -144,21 +202,16 @@ pub trait PublishHook: Send + Sync {
     fn published(&self, time: Time, waited: &[f64], subscribers: usize, lag: usize);
 }
 
-#[derive(Default)]
-struct State {
-    published: Published,
-    history: VecDeque<Arc<Publication>>,
-    /// Every update with a time after this is in `history`.
-    floor: Time,
-    subscribers: Vec<Subscriber>,
-}
-
 type Observer = Box<dyn FnMut(&Published) + Send>;
 
 /// The shared read-side store of all views.
 pub struct ViewStore {
     staged: Vec<Mutex<Vec<(Row, Time, Diff)>>>,
-    state: RwLock<State>,
+    /// The latest publication; readers load it without waiting for anyone.
+    current: ArcSwap<Version>,
+    /// Held by the publisher while it builds a version, so publications stay in time order.
+    publishing: Mutex<()>,
+    subscribers: Mutex<Vec<Subscriber>>,
     history_len: usize,
     subscriber_buffer: usize,
     /// Wall-clock admission of each logical time not yet published.
@@ -181,15 +234,18 @@ impl ViewStore {
     /// A store keeping the updates of the last `history` publications, giving each
     /// subscriber room for `subscriber_buffer` undelivered publications.
     pub fn new(history: usize, subscriber_buffer: usize) -> ViewStore {
+        let empty = Version {
+            published: Published {
+                as_of: None,
+                views: TABLES.iter().map(|_| OrdMap::new()).collect(),
+            },
+            ..Version::default()
+        };
         ViewStore {
             staged: TABLES.iter().map(|_| Mutex::new(Vec::new())).collect(),
-            state: RwLock::new(State {
-                published: Published {
-                    as_of: None,
-                    views: TABLES.iter().map(|_| BTreeMap::new()).collect(),
-                },
-                ..State::default()
-            }),
+            current: ArcSwap::from_pointee(empty),
+            publishing: Mutex::new(()),
+            subscribers: Mutex::new(Vec::new()),
             history_len: history.max(1),
             subscriber_buffer: subscriber_buffer.max(1),
             admitted: Mutex::new(VecDeque::new()),
@@ -228,9 +284,10 @@ impl ViewStore {
 
     /// Makes every staged update at or before `time` visible, all views at once.
     ///
-    /// Only worker 0 publishes, one time after another; the updates are gathered and
-    /// consolidated before the write lock is taken, so readers wait only for the apply.
+    /// Only worker 0 publishes, one time after another. The next version is built beside the
+    /// current one (sharing its untouched rows) and swapped in; no reader is waited for.
     pub fn publish(&self, time: Time) {
+        let _publishing = self.publishing.lock().unwrap();
         // A failed worker's state is gone: what the others computed is not the whole view.
         if self.failed.get().is_some() || self.as_of().is_some_and(|t| t >= time) {
             return;
@@ -249,31 +306,36 @@ impl ViewStore {
             consolidate(&mut applied);
             updates.push(applied);
         }
-        let mut state = self.state.write().unwrap();
+        let mut next = Version::clone(&self.current.load());
         for (view, applied) in updates.iter().enumerate() {
-            let view_state = &mut state.published.views[view];
+            let rows = &mut next.published.views[view];
             for (row, _, diff) in applied {
-                let count = view_state.entry(row.clone()).or_insert(0);
-                *count += diff;
-                if *count == 0 {
-                    view_state.remove(row);
+                let count = rows.get(row).copied().unwrap_or(0) + diff;
+                if count == 0 {
+                    rows.remove(row);
+                } else {
+                    rows.insert(row.clone(), count);
                 }
             }
         }
-        state.published.as_of = Some(time);
+        next.published.as_of = Some(time);
         let publication = Arc::new(Publication { time, updates });
-        state.history.push_back(publication.clone());
-        while state.history.len() > self.history_len {
-            if let Some(old) = state.history.pop_front() {
-                state.floor = old.time;
+        next.history.push_back(publication.clone());
+        while next.history.len() > self.history_len {
+            if let Some(old) = next.history.pop_front() {
+                next.floor = old.time;
             }
         }
-        let lag = deliver(&mut state.subscribers, &publication);
-        let subscribers = state.subscribers.len();
+        let next = Arc::new(next);
+        let (lag, subscribers) = {
+            let mut subscribers = self.subscribers.lock().unwrap();
+            self.current.store(next.clone());
+            let lag = deliver(&mut subscribers, &publication);
+            (lag, subscribers.len())
+        };
         if let Some(observer) = self.observer.lock().unwrap().as_mut() {
-            observer(&state.published);
+            observer(&next.published);
         }
-        drop(state);
         let now = Instant::now();
         let mut waited = Vec::new();
         {
@@ -291,84 +353,71 @@ impl ViewStore {
         cvar.notify_all();
     }
 
+    /// The latest publication, to read for as long as the caller likes.
+    pub fn version(&self) -> Arc<Version> {
+        self.current.load_full()
+    }
+
     /// A read of the published state.
     pub fn read<R>(&self, f: impl FnOnce(&Published) -> R) -> R {
-        f(&self.state.read().unwrap().published)
+        f(&self.current.load().published)
     }
 
     /// The published time, if any.
     pub fn as_of(&self) -> Option<Time> {
-        self.state.read().unwrap().published.as_of
+        self.current.load().published.as_of
     }
 
     /// The oldest logical time a query can still ask for.
     pub fn oldest(&self) -> Time {
-        self.state.read().unwrap().floor
+        self.current.load().floor
     }
 
-    /// The rows of `view` under `prefix` (at most `limit`, 0 for all) as of `as_of`, or the
-    /// latest published time. Every row reflects the same input prefix.
+    /// One page of the rows of `view` under `prefix` as of `as_of`, or the latest published
+    /// time. Every row reflects the same input prefix, and so does every later page asked
+    /// for at the answer's `as_of`.
     pub fn query(
         &self,
         view: ViewId,
         prefix: &[Cell],
-        limit: usize,
+        page: &Page,
         as_of: Option<Time>,
     ) -> Result<Answer, AsOfError> {
-        let state = self.state.read().unwrap();
-        let latest = state.published.as_of.ok_or(AsOfError::NothingPublished)?;
+        let version = self.current.load_full();
+        let latest = version.published.as_of.ok_or(AsOfError::NothingPublished)?;
         let requested = as_of.unwrap_or(latest);
         if requested > latest {
             return Err(AsOfError::NotYetPublished { requested, latest });
         }
-        if requested < state.floor {
+        if requested < version.floor {
             return Err(AsOfError::NoLongerRetained {
                 requested,
-                oldest: state.floor,
+                oldest: version.floor,
             });
         }
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        let mut rows = Vec::new();
-        let mut truncated = false;
-        let mut push = |row: &Row, count: Diff| {
-            for _ in 0..count.max(0) {
-                if rows.len() == limit {
-                    truncated = true;
-                    return false;
-                }
-                rows.push(row.clone());
-            }
-            true
-        };
-        if requested == latest {
-            for (row, count) in state.published.with_prefix(view, prefix) {
-                if !push(row, *count) {
-                    break;
-                }
-            }
+        let after = page.after.as_ref();
+        let current = version.published.with_prefix(view, prefix, after);
+        let (rows, truncated) = if requested == latest {
+            take_page(current, page.rows())
         } else {
-            // Undo, under the prefix, every update after the requested time.
-            let mut at: BTreeMap<&Row, Diff> = state
-                .published
-                .with_prefix(view, prefix)
-                .map(|(row, count)| (row, *count))
-                .collect();
-            for publication in state.history.iter().rev() {
+            // Undo, under the prefix and past the page's start, every update after the
+            // requested time: only the retained history is read, not the whole view.
+            let mut undo: BTreeMap<&Row, Diff> = BTreeMap::new();
+            for publication in version.history.iter().rev() {
                 if publication.time <= requested {
                     break;
                 }
                 for (row, t, diff) in &publication.updates[view.index()] {
-                    if *t > requested && row.starts_with(prefix) {
-                        *at.entry(row).or_insert(0) -= diff;
+                    if *t > requested
+                        && row.starts_with(prefix)
+                        && after.is_none_or(|after| row > after)
+                    {
+                        *undo.entry(row).or_insert(0) -= diff;
                     }
                 }
             }
-            for (row, count) in at {
-                if !push(row, count) {
-                    break;
-                }
-            }
-        }
+            take_page(merge(current, undo), page.rows())
+        };
         Ok(Answer {
             as_of: requested,
             rows,
@@ -379,20 +428,23 @@ impl ViewStore {
     /// Subscribes to the rows of `view` under `prefix`: the snapshot as of the latest
     /// publication and, through the channel, every publication's changes after it.
     pub fn subscribe(&self, view: ViewId, prefix: &[Cell]) -> Subscription {
-        // The write lock orders this against publications: nothing is missed or doubled.
-        let mut state = self.state.write().unwrap();
-        let snapshot = state.published.rows_with_prefix(view, prefix);
         let (sender, changes) = mpsc::channel(self.subscriber_buffer);
         let lagged = Arc::new(AtomicBool::new(false));
-        state.subscribers.push(Subscriber {
-            view,
-            prefix: prefix.to_vec(),
-            sender,
-            lagged: lagged.clone(),
-        });
+        // Taking the version and joining the subscribers under the delivery lock orders this
+        // against publications: nothing is missed or doubled.
+        let version = {
+            let mut subscribers = self.subscribers.lock().unwrap();
+            subscribers.push(Subscriber {
+                view,
+                prefix: prefix.to_vec(),
+                sender,
+                lagged: lagged.clone(),
+            });
+            self.current.load_full()
+        };
         Subscription {
-            as_of: state.published.as_of,
-            snapshot,
+            as_of: version.published.as_of,
+            snapshot: version.published.rows_with_prefix(view, prefix),
             changes,
             lagged,
         }
@@ -424,6 +476,48 @@ impl ViewStore {
     pub fn failure(&self) -> Option<&str> {
         self.failed.get().map(String::as_str)
     }
+}
+
+/// The first rows of `rows` (with their copies) up to `limit`, never splitting one row's
+/// copies across pages (a page holds at least one whole row); and whether more follow.
+fn take_page<'a>(rows: impl Iterator<Item = (&'a Row, Diff)>, limit: usize) -> (Vec<Row>, bool) {
+    let mut rows = rows.filter(|(_, count)| *count > 0).peekable();
+    let mut out = Vec::new();
+    while let Some(&(row, count)) = rows.peek() {
+        // An inconsistent view can hold a row many times; a page holds at most a page of it.
+        let copies = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(MAX_PAGE_ROWS);
+        if !out.is_empty() && out.len() + copies > limit {
+            return (out, true);
+        }
+        rows.next();
+        out.extend(std::iter::repeat_n(row, copies).cloned());
+    }
+    (out, false)
+}
+
+/// `current` (in key order) with `undo` added to it, in key order.
+fn merge<'a>(
+    current: impl Iterator<Item = (&'a Row, Diff)>,
+    undo: BTreeMap<&'a Row, Diff>,
+) -> impl Iterator<Item = (&'a Row, Diff)> {
+    let mut current = current.peekable();
+    let mut undo = undo.into_iter().peekable();
+    std::iter::from_fn(move || match (current.peek(), undo.peek()) {
+        (None, None) => None,
+        (Some(_), None) => current.next(),
+        (None, Some(_)) => undo.next(),
+        (Some((a, _)), Some((b, _))) => match (*a).cmp(*b) {
+            std::cmp::Ordering::Less => current.next(),
+            std::cmp::Ordering::Greater => undo.next(),
+            std::cmp::Ordering::Equal => {
+                let (row, count) = current.next().expect("peeked");
+                let (_, diff) = undo.next().expect("peeked");
+                Some((row, count + diff))
+            }
+        },
+    })
 }
 
 /// Sends each subscriber its part of `publication`; drops the ones that are gone or full.
@@ -485,7 +579,7 @@ mod tests {
     fn queries_as_of_a_retained_time_and_refuses_others() {
         let store = ViewStore::new(2, 4);
         assert_eq!(
-            store.query(V, &[], 0, None),
+            store.query(V, &[], &Page::first(0), None),
             Err(AsOfError::NothingPublished)
         );
         store.stage(V, &[(row("a", 1), 0, 1), (row("b", 1), 0, 1)]);
@@ -495,16 +589,22 @@ mod tests {
         store.publish(2);
         let a = [Cell::from("a")];
         assert_eq!(
-            store.query(V, &a, 0, None).unwrap().rows,
+            store.query(V, &a, &Page::first(0), None).unwrap().rows,
             [row("a", 2), row("a", 3)]
         );
-        assert_eq!(store.query(V, &a, 0, Some(1)).unwrap().rows, [row("a", 2)]);
-        assert_eq!(store.query(V, &a, 0, Some(0)).unwrap().rows, [row("a", 1)]);
-        let limited = store.query(V, &[], 2, Some(2)).unwrap();
+        assert_eq!(
+            store.query(V, &a, &Page::first(0), Some(1)).unwrap().rows,
+            [row("a", 2)]
+        );
+        assert_eq!(
+            store.query(V, &a, &Page::first(0), Some(0)).unwrap().rows,
+            [row("a", 1)]
+        );
+        let limited = store.query(V, &[], &Page::first(2), Some(2)).unwrap();
         assert!(limited.truncated);
         assert_eq!(limited.rows.len(), 2);
         assert_eq!(
-            store.query(V, &a, 0, Some(3)),
+            store.query(V, &a, &Page::first(0), Some(3)),
             Err(AsOfError::NotYetPublished {
                 requested: 3,
                 latest: 2
@@ -513,13 +613,20 @@ mod tests {
         store.publish(3);
         store.publish(4);
         assert_eq!(
-            store.query(V, &a, 0, Some(1)),
+            store.query(V, &a, &Page::first(0), Some(1)),
             Err(AsOfError::NoLongerRetained {
                 requested: 1,
                 oldest: 2
             })
         );
-        assert_eq!(store.query(V, &a, 0, Some(2)).unwrap().rows.len(), 2);
+        assert_eq!(
+            store
+                .query(V, &a, &Page::first(0), Some(2))
+                .unwrap()
+                .rows
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -547,5 +654,75 @@ mod tests {
         }
         assert_eq!(drained, 2);
         assert!(slow.changes.is_closed());
+    }
+
+    #[test]
+    fn pages_continue_after_the_last_row_at_the_same_time() {
+        let store = ViewStore::new(8, 4);
+        store.stage(V, &(0..25).map(|n| (row("a", n), 0, 1)).collect::<Vec<_>>());
+        store.stage(V, &[(row("b", 0), 0, 2)]);
+        store.publish(0);
+        // Later publications delete and add rows; pages asked for at time 0 must not see them.
+        store.stage(V, &[(row("a", 3), 1, -1), (row("a", 30), 1, 1)]);
+        store.publish(1);
+        for (as_of, want) in [(0, 27), (1, 27)] {
+            let mut page = Page::first(10);
+            let mut all = Vec::new();
+            loop {
+                let answer = store.query(V, &[], &page, Some(as_of)).unwrap();
+                assert!(answer.rows.len() <= 10);
+                all.extend(answer.rows.iter().cloned());
+                if !answer.truncated {
+                    break;
+                }
+                page.after = answer.rows.last().cloned();
+            }
+            let mut whole = store.query(V, &[], &Page::first(100), Some(as_of)).unwrap();
+            assert!(!whole.truncated);
+            assert_eq!(all.len(), want, "as of {as_of}");
+            assert_eq!(all, std::mem::take(&mut whole.rows), "as of {as_of}");
+            assert_eq!(all.contains(&row("a", 3)), as_of == 0);
+            assert_eq!(all.contains(&row("a", 30)), as_of == 1);
+        }
+        // A row's two copies are never split across pages.
+        let tail = Page {
+            limit: 1,
+            after: Some(row("a", 9)),
+        };
+        let answer = store.query(V, &[Cell::from("b")], &tail, None).unwrap();
+        assert_eq!(answer.rows, [row("b", 0), row("b", 0)]);
+        assert!(!answer.truncated);
+        assert_eq!(
+            store
+                .query(V, &[], &Page::first(0), None)
+                .unwrap()
+                .rows
+                .len(),
+            27
+        );
+    }
+
+    #[test]
+    fn publication_never_waits_for_a_reader_holding_a_version() {
+        let store = Arc::new(ViewStore::new(8, 4));
+        store.stage(V, &[(row("a", 1), 0, 1)]);
+        store.publish(0);
+        store.read(|held| {
+            let publisher = store.clone();
+            let (done, published) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                publisher.stage(V, &[(row("a", 1), 1, -1)]);
+                publisher.publish(1);
+                let _ = done.send(());
+            });
+            published
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("publication went ahead while a reader held the published state");
+            // The reader still sees the version it started with.
+            assert_eq!(held.as_of, Some(0));
+            assert_eq!(held.rows(V), [row("a", 1)]);
+        });
+        assert_eq!(store.as_of(), Some(1));
+        assert!(store.read(|p| p.rows(V)).is_empty());
     }
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::admit::AdmissionStats;
 use crate::event::{Event, TYPE_NAMES};
 use crate::plugins::registry::{SavedRules, fnv1a};
+use crate::plugins::transforms::SavedTransforms;
 use crate::time::Time;
 
 /// Segments merged into one once a checkpoint would name more than this many.
@@ -180,6 +181,10 @@ pub struct Checkpoint {
     pub rules: SavedRules,
     /// The transforms in force, by name.
     pub transforms: Vec<String>,
+    /// Every transform version, and which is in force for whom (a checkpoint of an older
+    /// run has none: its configured transforms were all there was).
+    #[serde(default)]
+    pub transform_versions: SavedTransforms,
     pub stats: SavedStats,
     /// When it was written, epoch milliseconds.
     pub written_ms: i64,
@@ -221,7 +226,9 @@ impl Checkpoints {
         let checkpoints = Checkpoints {
             dir: dir.to_owned(),
         };
-        std::fs::create_dir_all(dir).map_err(|e| checkpoints.io(e))?;
+        // Its own entry fsynced too: a committed checkpoint in a directory a power cut
+        // forgot would be no checkpoint.
+        crate::output::create_dir_all_synced(dir).map_err(|e| checkpoints.io(e))?;
         Ok(checkpoints)
     }
 
@@ -424,7 +431,7 @@ impl Checkpoints {
         format!("component-{hash}.wasm")
     }
 
-    /// Keeps an uploaded rule component (once per content hash).
+    /// Keeps an uploaded rule or transform component (once per content hash).
     pub fn save_component(&self, hash: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
         let name = Self::component_name(hash);
         if self.dir.join(&name).exists() {
@@ -433,7 +440,7 @@ impl Checkpoints {
         self.write_atomic(&name, bytes)
     }
 
-    /// An uploaded rule component kept earlier.
+    /// An uploaded rule or transform component kept earlier.
     pub fn component(&self, name: &str, hash: &str) -> Result<Vec<u8>, CheckpointError> {
         std::fs::read(self.dir.join(Self::component_name(hash))).map_err(|_| {
             CheckpointError::MissingComponent {
@@ -479,6 +486,7 @@ mod tests {
             segments,
             rules: SavedRules::default(),
             transforms: vec!["normalize-payments".into()],
+            transform_versions: SavedTransforms::default(),
             stats: SavedStats::default(),
             written_ms: 0,
         };

@@ -13,8 +13,14 @@
 //! a second copy; and a range past the newest checkpoint (written before a crash, never
 //! committed) is found by its name and removed on recovery, before it is consumed again.
 //! View exports carry the logical time they reflect in their metadata (`weir.as_of`).
+//!
+//! A call that lands a file returns once the file is durable: on S3 once the store
+//! acknowledged the object; on a local filesystem once the file is fsynced, renamed into place
+//! and its directory (and every directory made for it) fsynced. Removals of uncommitted files
+//! are fsynced too, before the run reads their offsets again: a removal a power cut undid
+//! would bring back a range the next checkpoint covers differently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::admit::Quarantined;
 use crate::event::Event;
-use crate::output::encode;
+use crate::output::{create_dir_all_synced, encode, sync_dir};
 use crate::row::{Row, ViewSchema};
 use crate::source::Offsets;
 use crate::time::Time;
@@ -43,6 +49,13 @@ pub enum LandingError {
     },
     #[error("landing zone {target}: {message}")]
     Open { target: String, message: String },
+    #[error("landing zone {target}: cannot fsync {path}: {source}")]
+    Sync {
+        target: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot encode {path} as Parquet: {source}")]
     Encode {
         path: String,
@@ -63,6 +76,7 @@ impl LandingError {
         match self {
             LandingError::Store { .. } => "landing_store",
             LandingError::Open { .. } => "landing_open",
+            LandingError::Sync { .. } => "landing_sync",
             LandingError::Encode { .. } => "landing_encode",
             LandingError::Arrow { .. } => "landing_arrow",
         }
@@ -74,8 +88,15 @@ pub struct Landing {
     store: Arc<dyn ObjectStore>,
     root: Path,
     target: String,
-    local: Option<PathBuf>,
+    local: Option<Local>,
     runtime: tokio::runtime::Runtime,
+}
+
+/// A landing zone on the local filesystem.
+struct Local {
+    dir: PathBuf,
+    /// The landing's store, kept typed to find the file behind an object's path.
+    fs: Arc<LocalFileSystem>,
 }
 
 /// The columns of a raw file.
@@ -111,9 +132,23 @@ fn range_of(name: &str) -> Option<(&str, i32, i64)> {
 }
 
 impl Landing {
-    /// Opens a local directory, or an object store by URL (`s3://bucket/prefix`, credentials
-    /// and endpoint from the usual `AWS_*` variables, e.g. `AWS_ENDPOINT` for MinIO).
+    /// Opens a local directory (or `file://` URL), or an object store by URL
+    /// (`s3://bucket/prefix`), configured by the `AWS_*` variables of the environment:
+    /// `AWS_ENDPOINT` (e.g. `http://127.0.0.1:9000` for MinIO or s3s-fs), `AWS_ALLOW_HTTP`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ….
     pub fn open(target: &str) -> Result<Landing, LandingError> {
+        let options = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v));
+        Self::open_with(target, options)
+    }
+
+    /// As [`Landing::open`], with the object store configured by `options` alone (keys as
+    /// `object_store` names them, e.g. `aws_endpoint`), not by the environment.
+    pub fn open_with(
+        target: &str,
+        options: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Landing, LandingError> {
         let open_error = |message: String| LandingError::Open {
             target: target.to_owned(),
             message,
@@ -122,26 +157,36 @@ impl Landing {
             .enable_all()
             .build()
             .map_err(|e| open_error(format!("cannot start its I/O runtime: {e}")))?;
-        let (store, root, local): (Arc<dyn ObjectStore>, Path, Option<PathBuf>) = if target
-            .contains("://")
-        {
-            let url = url::Url::parse(target).map_err(|e| open_error(e.to_string()))?;
-            let options = std::env::vars()
-                .filter(|(k, _)| k.starts_with("AWS_"))
-                .map(|(k, v)| (k.to_ascii_lowercase(), v));
-            let (store, root) = object_store::parse_url_opts(&url, options)
-                .map_err(|e| open_error(format!("not a usable store URL: {e}")))?;
-            (Arc::from(store), root, None)
+        let url = if target.contains("://") {
+            Some(url::Url::parse(target).map_err(|e| open_error(e.to_string()))?)
         } else {
-            let dir = PathBuf::from(target);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
-            let store =
-                LocalFileSystem::new_with_prefix(&dir).map_err(|source| LandingError::Store {
-                    target: target.to_owned(),
-                    source,
-                })?;
-            (Arc::new(store), Path::default(), Some(dir))
+            None
+        };
+        let (store, root, local): (Arc<dyn ObjectStore>, Path, Option<Local>) = match url {
+            Some(url) if url.scheme() != "file" => {
+                let (store, root) = object_store::parse_url_opts(&url, options)
+                    .map_err(|e| open_error(format!("not a usable store URL: {e}")))?;
+                (Arc::from(store), root, None)
+            }
+            // A `file://` URL is a local directory, opened as one so it is fsynced as one.
+            url => {
+                let dir = match url {
+                    Some(url) => url
+                        .to_file_path()
+                        .map_err(|()| open_error("not a local path".into()))?,
+                    None => PathBuf::from(target),
+                };
+                create_dir_all_synced(&dir)
+                    .map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|source| LandingError::Store {
+                        target: target.to_owned(),
+                        source,
+                    })?
+                    .with_fsync(true);
+                let fs = Arc::new(fs);
+                (fs.clone(), Path::default(), Some(Local { dir, fs }))
+            }
         };
         Ok(Landing {
             store,
@@ -154,7 +199,7 @@ impl Landing {
 
     /// The directory, when the landing zone is local.
     pub fn local_dir(&self) -> Option<&FsPath> {
-        self.local.as_deref()
+        self.local.as_ref().map(|l| l.dir.as_path())
     }
 
     fn path(&self, relative: &str) -> Path {
@@ -181,7 +226,8 @@ impl Landing {
             source,
         })?;
         let path = self.path(relative);
-        // Local puts write a temporary file and rename it; S3 puts are atomic per object.
+        // Local puts write a staged file, fsync it, rename it into place and fsync the
+        // directories whose entries changed; S3 puts are atomic, and durable once answered.
         self.runtime
             .block_on(self.store.put(&path, PutPayload::from(bytes)))
             .map_err(|e| self.store_error(e))?;
@@ -305,6 +351,21 @@ impl Landing {
         self.put(relative, batch, as_of)
     }
 
+    /// Lands the Parquet file at `local` as `relative` (a quarantine spilled while the run
+    /// went): read once, when the run ends, at its compressed size.
+    pub fn write_file(&self, relative: &str, local: &FsPath) -> Result<(), LandingError> {
+        let bytes = std::fs::read(local).map_err(|source| LandingError::Sync {
+            target: self.target.clone(),
+            path: local.display().to_string(),
+            source,
+        })?;
+        let path = self.path(relative);
+        self.runtime
+            .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map_err(|e| self.store_error(e))?;
+        Ok(())
+    }
+
     /// Writes quarantined inputs (`raw`, `reason`) to `relative`.
     pub fn write_quarantined(
         &self,
@@ -337,6 +398,7 @@ impl Landing {
         committed: &Offsets,
     ) -> Result<usize, LandingError> {
         let mut removed = 0;
+        let mut emptied = BTreeSet::new();
         for prefix in ["raw", "quarantine"] {
             for path in self.list(prefix)? {
                 let Some(name) = path.filename() else {
@@ -357,8 +419,23 @@ impl Landing {
                         .block_on(self.store.delete(&path))
                         .map_err(|e| self.store_error(e))?;
                     removed += 1;
+                    if let Some(local) = &self.local {
+                        let file = local
+                            .fs
+                            .path_to_filesystem(&path)
+                            .map_err(|e| self.store_error(e))?;
+                        emptied.extend(file.parent().map(FsPath::to_path_buf));
+                    }
                 }
             }
+        }
+        // `object_store` fsyncs what it writes, not what it deletes.
+        for dir in emptied {
+            sync_dir(&dir).map_err(|source| LandingError::Sync {
+                target: self.target.clone(),
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         Ok(removed)
     }
@@ -377,6 +454,119 @@ mod tests {
         assert_eq!(range_of("input-0-0-9.parquet"), Some(("input", 0, 0)));
         assert_eq!(range_of("notes.parquet"), None);
         assert_eq!(range_of("a-1-2-3.txt"), None);
+    }
+
+    fn rows_in(file: &FsPath) -> usize {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        reader.map(|batch| batch.unwrap().num_rows()).sum()
+    }
+
+    /// Every file under `dir`, relative to it.
+    fn files_under(dir: &FsPath) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(next) = pending.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    let relative = path.strip_prefix(dir).unwrap();
+                    found.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    // The fsyncs themselves cannot be observed short of cutting the power; this proves what
+    // the durable write path leaves: whole files under their final names, in directories it
+    // made, and no staged copy beside them.
+    #[test]
+    fn landed_files_are_whole_under_their_names_with_no_staged_copy_left() {
+        let base = std::env::temp_dir().join(format!("weir-landing-whole-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("not").join("there").join("yet");
+        let landing = Landing::open(dir.to_str().unwrap()).unwrap();
+        let event = |tenant: &str, id: &str| {
+            let line = format!(
+                r#"{{"event_id":"{id}","tenant_id":"{tenant}","type":"page_view","event_time":"2026-11-21T07:00:00Z","schema_version":1,"user_id":"u","url":"/"}}"#
+            );
+            crate::admit::decode::decode(line.as_bytes()).unwrap()
+        };
+        let events: Vec<(i64, Event)> = (0..500)
+            .map(|i| {
+                (
+                    i,
+                    event(if i % 2 == 0 { "acme" } else { "globex" }, &format!("e{i}")),
+                )
+            })
+            .collect();
+        assert_eq!(landing.write_raw("t", 0, (0, 499), &events).unwrap(), 2);
+        let bad = Quarantined {
+            raw: "{".into(),
+            reason: "invalid_json".into(),
+        };
+        landing
+            .write_quarantine("t", 0, (0, 499), &[(7, bad.clone()), (9, bad.clone())])
+            .unwrap();
+        let view = crate::row::ViewId::GmvMinute.schema();
+        let row = vec![
+            crate::row::Cell::from("acme"),
+            crate::row::Cell::from("EUR"),
+            crate::row::Cell::Int(0),
+            crate::row::Cell::Int(1),
+            crate::row::Cell::Int(100),
+            crate::row::Cell::Int(0),
+            crate::row::Cell::Int(100),
+        ];
+        landing.write_view(view, &[], Some(1)).unwrap();
+        // Replaced in place: the second export is the one left.
+        landing
+            .write_view(view, &[row.clone(), row], Some(2))
+            .unwrap();
+        landing
+            .write_quarantined("quarantine.parquet", &[bad])
+            .unwrap();
+
+        let raw_acme = "raw/tenant_id=acme/date=2026-11-21/t-0-0-499.parquet";
+        let raw_globex = "raw/tenant_id=globex/date=2026-11-21/t-0-0-499.parquet";
+        assert_eq!(
+            files_under(&dir),
+            [
+                "quarantine.parquet",
+                "quarantine/t-0-0-499.parquet",
+                raw_acme,
+                raw_globex,
+                "views/gmv_minute.parquet",
+            ]
+        );
+        assert_eq!(rows_in(&dir.join(raw_acme)), 250);
+        assert_eq!(rows_in(&dir.join(raw_globex)), 250);
+        assert_eq!(rows_in(&dir.join("quarantine/t-0-0-499.parquet")), 2);
+        assert_eq!(rows_in(&dir.join("views/gmv_minute.parquet")), 2);
+        assert_eq!(rows_in(&dir.join("quarantine.parquet")), 1);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_file_url_lands_as_a_local_directory() {
+        let dir = std::env::temp_dir().join(format!("weir-landing-url-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = url::Url::from_directory_path(&dir).unwrap();
+        let landing = Landing::open(url.as_str()).unwrap();
+        // Opened as a directory (and so written with fsync), not as a generic store.
+        assert_eq!(landing.local_dir(), Some(dir.as_path()));
+        landing
+            .write_view(crate::row::ViewId::Inventory.schema(), &[], None)
+            .unwrap();
+        assert!(dir.join("views/inventory.parquet").is_file());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

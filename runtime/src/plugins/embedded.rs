@@ -326,6 +326,7 @@ mod tests {
         "hostile-trap",
         "hostile-output",
         "fuel-burner",
+        "hostile-fanout",
     ];
     const RULES: &[&str] = &[
         "velocity",

@@ -22,6 +22,7 @@ pub mod native;
 mod nested_cargo;
 pub mod registry;
 pub mod set;
+pub mod transforms;
 pub mod vectors;
 pub mod wasm;
 
@@ -143,10 +144,29 @@ pub trait PluginFactory: Send + Sync {
     fn rules(&self) -> Vec<Box<dyn Rule>>;
     /// The rules as versions to register.
     fn rule_makers(&self) -> Vec<registry::RuleSpec>;
-    /// Plugins (by the name they report) disabled for failing too often.
-    fn disabled(&self) -> Vec<String> {
+    /// `(name, content hash, tenant scope)` of each of [`PluginFactory::transforms`], in the
+    /// same order: the first transform versions. By default every transform is global and
+    /// hashed by its name.
+    fn transform_versions(&self) -> Vec<(String, String, Option<String>)> {
+        self.transforms()
+            .iter()
+            .map(|t| {
+                let name = t.name().to_owned();
+                (name.clone(), registry::content_hash(name.as_bytes()), None)
+            })
+            .collect()
+    }
+    /// `(plugin, tenant)` pairs (plugins by the name they report) disabled for failing on
+    /// that tenant's events too often.
+    fn disabled(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    /// Forgets a plugin's failures: a new version is deployed under its name.
-    fn reset_health(&self, _name: &str) {}
+    /// The engine the plugins run on, if they are WebAssembly: rules uploaded while running
+    /// run there too, under the same limits and health record.
+    fn engine(&self) -> Option<wasm::WasmEngine> {
+        None
+    }
+    /// Forgets a plugin's failures for `tenant`, or every tenant: a new version is deployed
+    /// under its name for that scope.
+    fn reset_health(&self, _name: &str, _tenant: Option<&str>) {}
 }

@@ -3,6 +3,13 @@
 //! Every version of a rule ever deployed stays listed with its content hash, scope and the
 //! logical times it was deployed at; rollback is a deploy of an earlier version. A
 //! [`Deployment`] says which version judges the events admitted in a range of logical times.
+//!
+//! A rule has at most one global version in force and at most one per tenant. A tenant's own
+//! version overrides the global one for that tenant only: the global deployments carry the
+//! tenants they no longer judge, and from when (`except`), so deploying, rolling back or
+//! retiring a version for one tenant — from now or retroactively — changes nothing for the
+//! others. A rule retired for one tenant (it kept failing on that tenant's events) is
+//! excepted the same way until a fixed version is deployed.
 //! Deployments are data in the dataflow: changing them at time `T` makes differential
 //! re-evaluate exactly the rule inputs whose judge changed, retracting the old verdicts and
 //! adding the new ones at `T`.
@@ -17,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::Rule;
+use super::wasm::WasmEngine;
 use crate::time::Time;
 
 /// A version's id in the registry (its position in the list).
@@ -97,6 +105,9 @@ pub struct RuleVersion {
     pub deployed: Vec<(Time, Mode)>,
     /// When it was retired for failing (it judges nothing admitted from then on).
     pub disabled_at: Option<Time>,
+    /// Tenants it was retired for, and from when (a global version that kept failing on one
+    /// tenant's events still judges the others).
+    pub disabled_for: Vec<(String, Time)>,
     /// The component, for a version uploaded while running (a checkpoint keeps it, since the
     /// configuration cannot bring it back).
     pub component: Option<Arc<[u8]>>,
@@ -120,6 +131,10 @@ pub struct Deployment {
     pub tenant: Option<String>,
     pub from: Time,
     pub until: Time,
+    /// A global deployment's tenants judged otherwise from a time on (their own version, or
+    /// none after the rule was retired for them), in tenant order.
+    #[serde(default)]
+    pub except: Vec<(String, Time)>,
 }
 
 impl Deployment {
@@ -128,6 +143,29 @@ impl Deployment {
         self.from <= admitted
             && admitted < self.until
             && self.tenant.as_deref().is_none_or(|t| t == tenant)
+            && !self
+                .except
+                .iter()
+                .any(|(t, since)| t == tenant && admitted >= *since)
+    }
+
+    /// Whether it judges anything admitted at or after `at`.
+    fn in_force_at(&self, at: Time) -> bool {
+        self.until > at
+    }
+
+    /// This deployment, no longer judging `tenant` from `since` on (an earlier exception
+    /// stands).
+    fn excepting(&self, tenant: &str, since: Time) -> Deployment {
+        let mut d = self.clone();
+        match d.except.iter_mut().find(|(t, _)| t == tenant) {
+            Some((_, at)) => *at = (*at).min(since),
+            None => {
+                d.except.push((tenant.to_owned(), since));
+                d.except.sort();
+            }
+        }
+        d
     }
 }
 
@@ -151,9 +189,21 @@ pub fn content_hash(bytes: &[u8]) -> String {
 pub struct RuleRegistry {
     versions: RwLock<Vec<RuleVersion>>,
     active: RwLock<Vec<Deployment>>,
+    /// Where versions uploaded while running execute: the configured plugins' engine.
+    engine: RwLock<Option<WasmEngine>>,
 }
 
 impl RuleRegistry {
+    /// Uploaded versions will run on `engine` (so its health record sees their failures).
+    pub fn run_uploads_on(&self, engine: WasmEngine) {
+        *self.engine.write().unwrap() = Some(engine);
+    }
+
+    /// The engine uploaded versions run on, once the pipeline has named one.
+    pub fn engine(&self) -> Option<WasmEngine> {
+        self.engine.read().unwrap().clone()
+    }
+
     /// Registers a version (not yet deployed); returns its id.
     pub fn register(&self, spec: RuleSpec) -> VersionId {
         let RuleSpec {
@@ -171,6 +221,7 @@ impl RuleRegistry {
             tenant,
             deployed: Vec::new(),
             disabled_at: None,
+            disabled_for: Vec::new(),
             component: None,
             vectors: None,
             maker,
@@ -205,6 +256,7 @@ impl RuleRegistry {
                     tenant: v.tenant.clone(),
                     deployed: v.deployed.clone(),
                     disabled_at: v.disabled_at,
+                    disabled_for: v.disabled_for.clone(),
                     uploaded: v.component.is_some(),
                     vectors: v.vectors.as_deref().map(str::to_owned),
                 })
@@ -237,6 +289,7 @@ impl RuleRegistry {
             }
             v.deployed = s.deployed.clone();
             v.disabled_at = s.disabled_at;
+            v.disabled_for = s.disabled_for.clone();
         }
         let mut active = self.active.write().unwrap();
         let mut changes: Vec<(Deployment, isize)> = active.drain(..).map(|d| (d, -1)).collect();
@@ -261,6 +314,11 @@ impl RuleRegistry {
 
     /// Deploys `version` at logical time `at`; returns the changes to the deployments
     /// collection (record, +1 or −1).
+    ///
+    /// It replaces the version in force for its own scope only: a global version the other
+    /// global deployments of its rule, a tenant's version that tenant's. A tenant's version
+    /// also takes that tenant out of the rule's global deployments from the time it judges
+    /// from; a global version starts out excepting the tenants that have their own.
     pub fn deploy(
         &self,
         version: VersionId,
@@ -275,7 +333,9 @@ impl RuleRegistry {
         let (name, tenant) = (v.name.clone(), v.tenant.clone());
         let mut active = self.active.write().unwrap();
         let mut changes = Vec::new();
-        let (same, others): (Vec<_>, Vec<_>) = active.drain(..).partition(|d| d.name == name);
+        let (same, others): (Vec<_>, Vec<_>) = active
+            .drain(..)
+            .partition(|d| d.name == name && d.tenant == tenant);
         *active = others;
         for old in same {
             // From now: what was admitted before `at` keeps its judge.
@@ -293,12 +353,46 @@ impl RuleRegistry {
                 active.push(kept);
             }
         }
+        let from = if mode == Mode::FromNow { at } else { 0 };
+        let except = match &tenant {
+            // The tenants with their own version in force keep it.
+            None => {
+                let mut except: Vec<(String, Time)> = Vec::new();
+                for d in active
+                    .iter()
+                    .filter(|d| d.name == name && d.in_force_at(at))
+                {
+                    if let Some(t) = &d.tenant {
+                        match except.iter_mut().find(|(e, _)| e == t) {
+                            Some((_, since)) => *since = (*since).min(d.from),
+                            None => except.push((t.clone(), d.from)),
+                        }
+                    }
+                }
+                except.sort();
+                except
+            }
+            // This tenant leaves the global deployments from `from` on.
+            Some(t) => {
+                for d in active.iter_mut() {
+                    let covers = d.name == name && d.tenant.is_none() && d.until > from;
+                    let already = d.except.iter().any(|(e, since)| e == t && *since <= from);
+                    if covers && !already {
+                        changes.push((d.clone(), -1));
+                        *d = d.excepting(t, from);
+                        changes.push((d.clone(), 1));
+                    }
+                }
+                Vec::new()
+            }
+        };
         let new = Deployment {
             name,
             version,
             tenant,
-            from: if mode == Mode::FromNow { at } else { 0 },
+            from,
             until: Time::MAX,
+            except,
         };
         changes.push((new.clone(), 1));
         active.push(new);
@@ -307,10 +401,11 @@ impl RuleRegistry {
 }
 
 impl RuleRegistry {
-    /// Retires the deployments of rule `name` for events admitted from `at` on (a rule that
-    /// keeps failing); returns the changes to the deployments collection, empty if nothing
-    /// of that name judges new events.
-    pub fn retire(&self, name: &str, at: Time) -> Vec<(Deployment, isize)> {
+    /// Retires rule `name` for `tenant`'s events admitted from `at` on (it keeps failing on
+    /// them): that tenant's own deployments end at `at` and the global ones except it from
+    /// then; other tenants keep being judged. Returns the changes to the deployments
+    /// collection, empty if nothing of that name judges the tenant's new events.
+    pub fn retire(&self, name: &str, tenant: &str, at: Time) -> Vec<(Deployment, isize)> {
         let mut active = self.active.write().unwrap();
         let mut versions = self.versions.write().unwrap();
         let mut changes = Vec::new();
@@ -318,13 +413,34 @@ impl RuleRegistry {
             if d.name != name || d.until <= at {
                 continue;
             }
-            changes.push((d.clone(), -1));
-            if let Some(v) = versions.get_mut(d.version as usize) {
-                v.disabled_at = Some(at);
-            }
-            d.until = at;
-            if d.from < at {
-                changes.push((d.clone(), 1));
+            match d.tenant.as_deref() {
+                Some(t) if t == tenant => {
+                    changes.push((d.clone(), -1));
+                    if let Some(v) = versions.get_mut(d.version as usize) {
+                        v.disabled_at = Some(at);
+                    }
+                    d.until = at;
+                    if d.from < at {
+                        changes.push((d.clone(), 1));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if d.except
+                        .iter()
+                        .any(|(t, since)| t == tenant && *since <= at)
+                    {
+                        continue;
+                    }
+                    changes.push((d.clone(), -1));
+                    if let Some(v) = versions.get_mut(d.version as usize)
+                        && !v.disabled_for.iter().any(|(t, _)| t == tenant)
+                    {
+                        v.disabled_for.push((tenant.to_owned(), at));
+                    }
+                    *d = d.excepting(tenant, at);
+                    changes.push((d.clone(), 1));
+                }
             }
         }
         active.retain(|d| d.from < d.until);
@@ -340,6 +456,8 @@ pub struct SavedVersion {
     pub tenant: Option<String>,
     pub deployed: Vec<(Time, Mode)>,
     pub disabled_at: Option<Time>,
+    #[serde(default)]
+    pub disabled_for: Vec<(String, Time)>,
     /// Uploaded while running: the checkpoint holds its component, named by `hash`.
     pub uploaded: bool,
     /// The test vectors an uploaded version passed when it was deployed.

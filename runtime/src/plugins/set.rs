@@ -4,14 +4,19 @@
 //! `--plugin name=file.wasm` replaces one by name or adds one. The native implementations
 //! remain available as the reference (`--plugins native`).
 //!
-//! It owns what runs for whom (order, tenant scope) and the checks an uploaded rule passes
-//! before it is registered; it never deploys a version (the pipeline does) and reads no file:
-//! components arrive as bytes.
+//! A plugin is configured once globally and at most once per tenant under the same name; a
+//! tenant's own version replaces the global one for that tenant only (a global transform
+//! passes that tenant's events through untouched; rules are scoped by the registry).
+//!
+//! It owns what runs for whom (order, tenant scope) and the checks an uploaded rule or
+//! transform passes before it is registered; it never deploys a version (the pipeline and the
+//! run driver do) and reads no file: components arrive as bytes.
 
 use std::sync::Arc;
 
 use super::embedded;
 use super::registry::{RuleMaker, RuleRegistry, RuleSpec, VersionId, content_hash};
+use super::transforms::{TransformMaker, TransformRegistry, TransformSpec};
 use super::vectors::VectorError;
 use super::wasm::{Limits, LoadError, WasmEngine, WasmRule, WasmTransform};
 use super::{Alert, PluginError, PluginFactory, Rule, RuleInput, Transform};
@@ -83,7 +88,7 @@ impl ConfigError {
     }
 }
 
-/// Why an uploaded rule component was refused: nothing of it was registered.
+/// Why an uploaded component was refused: nothing of it was registered.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error(transparent)]
@@ -92,6 +97,8 @@ pub enum UploadError {
         "{name} is a transform; only rules are swapped while the pipeline runs (restart with --plugin {name}=FILE)"
     )]
     Transform { name: String },
+    #[error("{name} is a rule, not a transform")]
+    Rule { name: String },
     #[error(transparent)]
     Vectors(#[from] VectorError),
     #[error("{name} fails its test vectors ({passed} passed): {}", .failures.join("; "))]
@@ -108,6 +115,7 @@ impl UploadError {
         match self {
             UploadError::Config(e) => e.code(),
             UploadError::Transform { .. } => "not_a_rule",
+            UploadError::Rule { .. } => "not_a_transform",
             UploadError::Vectors(e) => e.code(),
             UploadError::FailsVectors { .. } => "fails_vectors",
         }
@@ -121,6 +129,14 @@ impl WasmPlugins {
             engine: WasmEngine::new(limits).map_err(ConfigError::Engine)?,
             entries: Vec::new(),
         })
+    }
+
+    /// An empty set whose plugins run on `engine` (and are booked in its health record).
+    pub fn on(engine: WasmEngine) -> Self {
+        WasmPlugins {
+            engine,
+            entries: Vec::new(),
+        }
     }
 
     /// The default set, from the embedded components.
@@ -143,8 +159,9 @@ impl WasmPlugins {
         self.add(name, &bytes, tenant)
     }
 
-    /// Adds a component under `name`, replacing a plugin of that name; the world is read off
-    /// the component. With `tenant`, the plugin sees only that tenant's events.
+    /// Adds a component under `name`, replacing the plugin of that name and scope; the world
+    /// is read off the component. With `tenant`, the plugin sees only that tenant's events,
+    /// and a global plugin of the same name no longer sees them.
     pub fn add(
         &mut self,
         name: &str,
@@ -175,9 +192,18 @@ impl WasmPlugins {
             hash: content_hash(bytes),
             plugin,
         };
-        match self.entries.iter_mut().find(|e| e.name == name) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.name == name && e.tenant == entry.tenant)
+        {
             Some(existing) => *existing = entry,
-            None => self.entries.push(entry),
+            // A tenant's version runs where the global one does, so the order of the
+            // transforms is the same for every tenant.
+            None => match self.entries.iter().rposition(|e| e.name == name) {
+                Some(last) => self.entries.insert(last + 1, entry),
+                None => self.entries.push(entry),
+            },
         }
         Ok(world)
     }
@@ -204,17 +230,28 @@ impl PluginFactory for WasmPlugins {
             .filter_map(|e| match &e.plugin {
                 Loaded::Transform(t) => Some(Box::new(Scoped {
                     tenant: e.tenant.clone(),
+                    except: self.overridden(e),
                     inner: t.clone(),
                 }) as Box<dyn Transform>),
                 Loaded::Rule(_) => None,
             })
             .collect()
     }
-    fn disabled(&self) -> Vec<String> {
+    fn transform_versions(&self) -> Vec<(String, String, Option<String>)> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.plugin, Loaded::Transform(_)))
+            .map(|e| (e.name.clone(), e.hash.clone(), e.tenant.clone()))
+            .collect()
+    }
+    fn disabled(&self) -> Vec<(String, String)> {
         self.engine.disabled()
     }
-    fn reset_health(&self, name: &str) {
-        self.engine.reset_health(name);
+    fn engine(&self) -> Option<WasmEngine> {
+        Some(self.engine.clone())
+    }
+    fn reset_health(&self, name: &str, tenant: Option<&str>) {
+        self.engine.reset_health(name, tenant);
     }
     fn rules(&self) -> Vec<Box<dyn Rule>> {
         self.rule_makers()
@@ -228,9 +265,11 @@ impl PluginFactory for WasmPlugins {
             .filter_map(|e| match &e.plugin {
                 Loaded::Rule(r) => {
                     let (rule, tenant) = (r.clone(), e.tenant.clone());
+                    // The registry takes overridden tenants out of a global rule's deployments.
                     let maker: RuleMaker = Arc::new(move || {
                         Box::new(Scoped {
                             tenant: tenant.clone(),
+                            except: Vec::new(),
                             inner: rule.clone(),
                         }) as Box<dyn Rule>
                     });
@@ -247,15 +286,46 @@ impl PluginFactory for WasmPlugins {
     }
 }
 
-/// Restricts a plugin to one tenant: other tenants' events never reach it.
+impl WasmPlugins {
+    /// The tenants with their own plugin of a global entry's name: it must not see them.
+    fn overridden(&self, entry: &Entry) -> Vec<String> {
+        if entry.tenant.is_some() {
+            return Vec::new();
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.name == entry.name)
+            .filter_map(|e| e.tenant.clone())
+            .collect()
+    }
+}
+
+/// `inner` restricted to `tenant`'s events, or to every tenant but `except`: the others pass
+/// it untouched.
+pub(crate) fn scoped_transform(
+    tenant: Option<String>,
+    except: Vec<String>,
+    inner: Box<dyn Transform>,
+) -> Box<dyn Transform> {
+    Box::new(Scoped {
+        tenant,
+        except,
+        inner,
+    })
+}
+
+/// Restricts a plugin to one tenant, or to every tenant but those with their own version:
+/// other events never reach it (a transform passes them through).
 struct Scoped<P> {
     tenant: Option<String>,
+    except: Vec<String>,
     inner: P,
 }
 
 impl<P> Scoped<P> {
     fn sees(&self, tenant: &str) -> bool {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
+            && !self.except.iter().any(|t| t == tenant)
     }
 }
 
@@ -323,6 +393,10 @@ pub fn shared_defaults() -> Result<Arc<WasmPlugins>, Arc<ConfigError>> {
 /// Checks an uploaded rule component and registers it as a new version (not yet deployed);
 /// returns the version and the component's content hash. It must compile, implement the rule
 /// world, and pass `vectors`; otherwise nothing is registered.
+///
+/// The vectors run on an engine of their own, so a failing candidate never counts against
+/// the health of the version in force; the registered version runs on the registry's engine
+/// (the configured plugins'), whose limits and health record it shares.
 pub fn upload_rule(
     registry: &RuleRegistry,
     name: &str,
@@ -330,7 +404,12 @@ pub fn upload_rule(
     vectors: &str,
     tenant: Option<&str>,
 ) -> Result<(VersionId, String), UploadError> {
-    let spec = validate_rule(name, &bytes, vectors, tenant)?;
+    let mut spec = validate_rule(name, &bytes, vectors, tenant)?;
+    if let Some(engine) = registry.engine() {
+        let mut set = WasmPlugins::on(engine);
+        set.add(name, &bytes, tenant)?;
+        spec = set.rule_makers().remove(0);
+    }
     let hash = spec.hash.clone();
     Ok((
         registry.register_uploaded(spec, bytes, vectors.into()),
@@ -362,4 +441,92 @@ fn validate_rule(
         });
     }
     Ok(set.rule_makers().remove(0))
+}
+
+/// What an uploaded component became: a new version of a rule or of a transform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    pub world: World,
+    pub version: VersionId,
+    pub hash: String,
+}
+
+/// Checks an uploaded component and registers it as a new version of a rule or a transform,
+/// by the world it implements (not yet deployed). See [`upload_rule`] and
+/// [`upload_transform`] for the checks.
+pub fn upload(
+    rules: &RuleRegistry,
+    transforms: &TransformRegistry,
+    name: &str,
+    bytes: Arc<[u8]>,
+    vectors: &str,
+    tenant: Option<&str>,
+) -> Result<Uploaded, UploadError> {
+    let (world, (version, hash)) = match upload_rule(rules, name, bytes.clone(), vectors, tenant) {
+        Err(UploadError::Transform { .. }) => (
+            World::Transform,
+            upload_transform(transforms, name, bytes, vectors, tenant)?,
+        ),
+        uploaded => (World::Rule, uploaded?),
+    };
+    Ok(Uploaded {
+        world,
+        version,
+        hash,
+    })
+}
+
+/// Checks an uploaded transform component and registers it as a new version (not yet
+/// deployed); returns the version and the component's content hash. It must compile,
+/// implement the transform world, and pass `vectors`; otherwise nothing is registered.
+///
+/// The vectors run unscoped on an engine of their own (they test the component, whatever
+/// tenant it is deployed for), so a failing candidate never counts against the health of the
+/// version in force; the registered version runs on the registry's engine (the configured
+/// plugins'), whose limits and health record it shares.
+pub fn upload_transform(
+    registry: &TransformRegistry,
+    name: &str,
+    bytes: Arc<[u8]>,
+    vectors: &str,
+    tenant: Option<&str>,
+) -> Result<(VersionId, String), UploadError> {
+    let mut set = WasmPlugins::new(Limits::default())?;
+    if set.add(name, &bytes, None)? == World::Rule {
+        return Err(UploadError::Rule {
+            name: name.to_owned(),
+        });
+    }
+    let report = super::vectors::check(&set, name, vectors)?;
+    if !report.ok() {
+        return Err(UploadError::FailsVectors {
+            name: name.to_owned(),
+            passed: report.passed,
+            failures: report.failures,
+        });
+    }
+    let engine = registry.engine().unwrap_or_else(|| {
+        // Native plugins share no engine: the first upload's becomes the one every later
+        // upload runs on, so one health record sees them all.
+        registry.run_uploads_on(set.engine().clone());
+        set.engine().clone()
+    });
+    let transform = engine
+        .load_transform(name, &bytes)
+        .map_err(|source| ConfigError::Load {
+            name: name.to_owned(),
+            source,
+        })?;
+    let maker: TransformMaker = Arc::new(move || Box::new(transform.clone()) as Box<dyn Transform>);
+    let hash = content_hash(&bytes);
+    let spec = TransformSpec {
+        name: name.to_owned(),
+        hash: hash.clone(),
+        tenant: tenant.map(str::to_owned),
+        maker,
+    };
+    Ok((
+        registry.register_uploaded(spec, bytes, vectors.into()),
+        hash,
+    ))
 }

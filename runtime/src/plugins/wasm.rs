@@ -150,8 +150,9 @@ pub struct WasmEngine {
 #[derive(Debug, Default)]
 struct Usage {
     fuel_by_tenant: BTreeMap<String, u64>,
-    /// Per plugin: consecutive failed events, and whether it was disabled.
-    health: BTreeMap<String, (u64, bool)>,
+    /// Per (plugin, tenant): consecutive failed events, and whether it is disabled. One
+    /// tenant's bad events disable a plugin for that tenant only.
+    health: BTreeMap<(String, String), (u64, bool)>,
 }
 
 /// Advances the engine epoch until dropped.
@@ -215,30 +216,58 @@ impl WasmEngine {
         self.usage.lock().unwrap().fuel_by_tenant.clone()
     }
 
-    /// Plugins disabled after `disable_after` consecutive failed events.
-    pub fn disabled(&self) -> Vec<String> {
+    /// `(plugin, tenant)` pairs disabled after `disable_after` consecutive failed events of
+    /// that tenant.
+    pub fn disabled(&self) -> Vec<(String, String)> {
         let usage = self.usage.lock().unwrap();
         usage
             .health
             .iter()
             .filter(|(_, (_, disabled))| *disabled)
-            .map(|(name, _)| name.clone())
+            .map(|(key, _)| key.clone())
             .collect()
     }
 
-    /// Whether `plugin` is disabled.
-    pub fn is_disabled(&self, plugin: &str) -> bool {
+    /// Whether `plugin` is disabled for `tenant`'s events.
+    pub fn is_disabled(&self, plugin: &str, tenant: &str) -> bool {
         self.usage
             .lock()
             .unwrap()
             .health
-            .get(plugin)
+            .get(&(plugin.to_owned(), tenant.to_owned()))
             .is_some_and(|(_, d)| *d)
     }
 
-    /// Clears a plugin's failure record (a new version was deployed under its name).
-    pub fn reset_health(&self, plugin: &str) {
-        self.usage.lock().unwrap().health.remove(plugin);
+    /// Clears a plugin's failure record for `tenant`, or for every tenant (a new version was
+    /// deployed under its name for that scope).
+    pub fn reset_health(&self, plugin: &str, tenant: Option<&str>) {
+        self.usage
+            .lock()
+            .unwrap()
+            .health
+            .retain(|(p, t), (_, disabled)| {
+                let kept = p != plugin || tenant.is_some_and(|only| only != t);
+                if !kept && *disabled {
+                    crate::metrics::global().plugin_health(p, t, false);
+                }
+                kept
+            });
+    }
+
+    /// Clears a plugin's failure record for every tenant but `keep` (a new global version
+    /// was deployed; the tenants in `keep` run their own versions, whose records stand).
+    pub fn reset_health_except(&self, plugin: &str, keep: &[String]) {
+        self.usage
+            .lock()
+            .unwrap()
+            .health
+            .retain(|(p, t), (_, disabled)| {
+                let kept = p != plugin || keep.contains(t);
+                if !kept && *disabled {
+                    crate::metrics::global().plugin_health(p, t, false);
+                }
+                kept
+            });
     }
 
     /// Runs one call of `plugin` on `items` inputs of `tenant` in a fresh store, and books it.
@@ -279,7 +308,10 @@ impl WasmEngine {
     ) {
         let mut usage = self.usage.lock().unwrap();
         *usage.fuel_by_tenant.entry(tenant.to_owned()).or_default() += fuel;
-        let (run, disabled) = usage.health.entry(plugin.to_owned()).or_default();
+        let (run, disabled) = usage
+            .health
+            .entry((plugin.to_owned(), tenant.to_owned()))
+            .or_default();
         for result in results {
             if result.is_ok() {
                 *run = 0;
@@ -288,8 +320,9 @@ impl WasmEngine {
             }
             if *run >= self.limits.disable_after && !*disabled {
                 *disabled = true;
+                crate::metrics::global().plugin_health(plugin, tenant, true);
                 eprintln!(
-                    "weir: plugin {plugin} disabled after {run} consecutive failed events; deploy a fixed version"
+                    "weir: plugin {plugin} disabled for tenant {tenant} after {run} consecutive failed events of it; deploy a fixed version"
                 );
             }
         }
@@ -532,10 +565,10 @@ impl WasmTransform {
     /// One call on a batch of one tenant's events, booked against that tenant.
     fn call(&self, events: &[tt::Event]) -> CallResult<Vec<Event>> {
         // Admission is sequential, so when a transform is disabled is fixed by input order.
-        if self.engine.is_disabled(&self.name) {
+        let tenant = events.first().map_or("", |e| e.tenant_id.as_str());
+        if self.engine.is_disabled(&self.name, tenant) {
             return Ok(events.iter().map(|_| Err(PluginError::Disabled)).collect());
         }
-        let tenant = events.first().map_or("", |e| e.tenant_id.as_str());
         self.engine
             .booked(&self.name, tenant, events.len(), |store| {
                 self.call_in(store, events)

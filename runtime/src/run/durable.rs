@@ -32,6 +32,7 @@ use crate::dataflow::store::ViewStore;
 use crate::event::Event;
 use crate::output::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Segment, SegmentRef};
 use crate::output::landing::{Landing, LandingError};
+use crate::plugins::transforms::TransformRegistry;
 use crate::source::file::STREAM;
 use crate::source::{Offsets, Record, Source};
 use crate::time::Time;
@@ -101,6 +102,8 @@ struct Checkpointing {
     checkpoints: Checkpoints,
     settings: CheckpointSettings,
     transforms: Vec<String>,
+    /// The run's transform versions: checkpointed, and put back on recovery.
+    transform_versions: Option<std::sync::Arc<TransformRegistry>>,
     segments: Vec<SegmentRef>,
     /// The dataflow's input since the last checkpoint.
     segment: Segment,
@@ -151,6 +154,7 @@ impl Durability {
                 checkpoints,
                 settings,
                 transforms,
+                transform_versions: None,
                 segments: Vec::new(),
                 segment: Segment::default(),
                 last: now,
@@ -158,6 +162,14 @@ impl Durability {
             }),
             deferred: None,
         })
+    }
+
+    /// Checkpoints `registry` (transform versions uploaded while running, and which is in
+    /// force for whom) and puts it back on recovery.
+    pub(super) fn track_transforms(&mut self, registry: std::sync::Arc<TransformRegistry>) {
+        if let Some(c) = self.checkpointing.as_mut() {
+            c.transform_versions = Some(registry);
+        }
     }
 
     /// Whether this run checkpoints (and so lands its quarantine by offset range).
@@ -370,6 +382,16 @@ impl Durability {
                 c.checkpoints.save_component(&version.hash, component)?;
             }
         }
+        let transform_versions = c
+            .transform_versions
+            .as_ref()
+            .map(|registry| registry.save())
+            .unwrap_or_default();
+        for version in c.transform_versions.iter().flat_map(|r| r.list()) {
+            if let Some(component) = &version.component {
+                c.checkpoints.save_component(&version.hash, component)?;
+            }
+        }
         let checkpoint = Checkpoint {
             id,
             epoch: pipeline.epoch(),
@@ -381,6 +403,7 @@ impl Durability {
             segments: segments.clone(),
             rules: pipeline.rules().save(),
             transforms: c.transforms.clone(),
+            transform_versions,
             stats: admission.stats().into(),
             written_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -440,6 +463,51 @@ impl Durability {
                         "weir: warning: checkpoint {id} was taken with the transforms {:?}, this run has {:?}: events admitted from now on meet this run's",
                         checkpoint.transforms, c.transforms
                     );
+                }
+                if let Some(registry) = &c.transform_versions {
+                    let saved = &checkpoint.transform_versions;
+                    // The configured versions are this run's; the uploaded ones come back from
+                    // the components kept with the checkpoints, validated again against the
+                    // vectors they passed when they were deployed.
+                    let configured = registry.list();
+                    let mut ids = Vec::with_capacity(saved.versions.len());
+                    for v in &saved.versions {
+                        if !v.uploaded {
+                            ids.push(
+                                configured
+                                    .iter()
+                                    .find(|c| {
+                                        c.component.is_none()
+                                            && c.name == v.name
+                                            && c.hash == v.hash
+                                            && c.tenant == v.tenant
+                                    })
+                                    .map(|c| c.id),
+                            );
+                            continue;
+                        }
+                        let bytes = c.checkpoints.component(&v.name, &v.hash)?;
+                        let (version, _) = crate::plugins::set::upload_transform(
+                            registry,
+                            &v.name,
+                            bytes.into(),
+                            v.vectors.as_deref().unwrap_or_default(),
+                            v.tenant.as_deref(),
+                        )
+                        .map_err(|e| recover_error(e.into()))?;
+                        ids.push(Some(version));
+                    }
+                    for name in registry.restore(saved, &ids) {
+                        // Recovered events are fed as the transforms made them: only what is
+                        // admitted from now on meets the versions put back.
+                        admission
+                            .swap_transforms(
+                                &name,
+                                registry.group(&name),
+                                crate::plugins::registry::Mode::FromNow,
+                            )
+                            .expect("a swap from now needs no history");
+                    }
                 }
                 let mut segments = loaded.segments;
                 let seen = segments

@@ -26,8 +26,10 @@ use crate::dataflow::store::ViewStore;
 use crate::output::landing::{Landing, LandingError};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
+use crate::plugins::registry::{Mode, VersionId};
+use crate::plugins::transforms::{TransformError, TransformRegistry};
 use crate::row::ViewId;
-use crate::serve::{AdminQueue, Deployed, ServeConfig, ServeError, Server};
+use crate::serve::{AdminQueue, DeployError, Deployed, Deploys, ServeConfig, ServeError, Server};
 use crate::settings::{Input, Settings};
 use crate::source::file::FileSource;
 use crate::source::generator::live::GeneratorSource;
@@ -37,9 +39,11 @@ use crate::source::{Polled, Record, Source, SourceError};
 use crate::time::Time;
 
 pub mod durable;
+pub mod quarantine;
 mod status;
 
 pub use durable::{CheckpointSettings, Durability, DurableError};
+use quarantine::{Quarantine, Spill};
 use status::Status;
 
 /// Dataflow worker threads unless told otherwise.
@@ -52,8 +56,6 @@ pub const CHUNK_LINES: usize = 1024;
 pub const POLL_MAX: usize = 8192;
 /// Logical times a durable run's dataflow may fall behind before reading pauses.
 pub const MAX_LAG: u64 = 50;
-/// Quarantined inputs a live run without a landing zone keeps (the most recent).
-const RECENT_QUARANTINE: usize = 100_000;
 
 /// Settings shared by every run.
 #[derive(Clone)]
@@ -126,6 +128,8 @@ pub enum RunError {
     Landing(#[from] LandingError),
     #[error(transparent)]
     Durable(#[from] DurableError),
+    #[error(transparent)]
+    Spill(#[from] quarantine::SpillError),
     #[error("{streams} cannot resume at recorded offsets, so a run on it cannot checkpoint")]
     NotSeekable { streams: String },
     #[error("cannot write the ready file {path}: {source}")]
@@ -145,6 +149,7 @@ impl RunError {
             RunError::Serve(e) => e.code(),
             RunError::Landing(e) => e.code(),
             RunError::Durable(e) => e.code(),
+            RunError::Spill(e) => e.code(),
             RunError::NotSeekable { .. } => "not_seekable",
             RunError::ReadyFile { .. } => "ready_file",
         }
@@ -155,7 +160,11 @@ impl RunError {
 pub struct RunResult {
     pub store: Arc<ViewStore>,
     pub stats: AdmissionStats,
+    /// The quarantined inputs held in memory: all of them, unless the run streamed them to
+    /// its `quarantine.parquet` (then the first [`quarantine::KEPT_IN_MEMORY`]).
     pub quarantine: Vec<Quarantined>,
+    /// Where every quarantined input is, when the run streamed them to a file.
+    pub quarantine_file: Option<quarantine::SpillFile>,
     pub elapsed: Duration,
 }
 
@@ -180,7 +189,10 @@ impl RunResult {
             &published.rows(dead),
             published.as_of,
         )?;
-        landing.write_quarantined("quarantine.parquet", &self.quarantine)
+        match &self.quarantine_file {
+            Some(file) => landing.write_file("quarantine.parquet", &file.path),
+            None => landing.write_quarantined("quarantine.parquet", &self.quarantine),
+        }
     }
 
     /// The closing summary, one fact per line.
@@ -252,6 +264,14 @@ pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunE
         None => Driver::start(run, Arc::new(ViewStore::default()))?,
     };
     driver.ready_file = settings.ready_file.clone();
+    if let Some(allowed) = &settings.allowed_tenants {
+        eprintln!(
+            "weir: admitting the events of {} listed tenants; any other tenant's are quarantined as unknown_tenant",
+            allowed.len()
+        );
+        driver.allow_tenants(allowed.iter().cloned());
+    }
+    crate::metrics::global().set_max_tenant_labels(settings.tenant_labels);
     let out = settings.out.as_deref().unwrap_or_default();
     // The source first: a missing input is reported before an output directory is made.
     let mut source: Box<dyn Source> = match &settings.input {
@@ -325,45 +345,12 @@ pub enum Clock {
     Every(Duration),
 }
 
-/// Where quarantined inputs go.
-enum Quarantine {
-    /// All of them, for the run's `quarantine.parquet`.
-    Keep(Vec<Quarantined>),
-    /// The most recent ones (a run that never ends, with no landing zone).
-    Recent(VecDeque<Quarantined>),
-    /// To the landing zone with their offsets, by the [`Durability`].
-    Landed,
-}
-
-impl Quarantine {
-    fn put(&mut self, records: impl IntoIterator<Item = Quarantined>) {
-        match self {
-            Quarantine::Keep(kept) => kept.extend(records),
-            Quarantine::Recent(recent) => {
-                for record in records {
-                    if recent.len() == RECENT_QUARANTINE {
-                        recent.pop_front();
-                    }
-                    recent.push_back(record);
-                }
-            }
-            Quarantine::Landed => {}
-        }
-    }
-
-    fn into_records(self) -> Vec<Quarantined> {
-        match self {
-            Quarantine::Keep(kept) => kept,
-            Quarantine::Recent(recent) => recent.into(),
-            Quarantine::Landed => Vec::new(),
-        }
-    }
-}
-
 /// The one run loop: owns the pipeline, admission, the API, the status line and metrics.
 pub struct Driver {
     pipeline: Pipeline,
     admission: Admission,
+    /// The transform versions, and which runs for whom: admission runs what it says.
+    transforms: Arc<TransformRegistry>,
     store: Arc<ViewStore>,
     clock: Clock,
     lockstep: bool,
@@ -398,6 +385,7 @@ impl Driver {
         Ok(Driver {
             pipeline,
             admission: Admission::new(config.plugins.transforms()),
+            transforms: Arc::new(TransformRegistry::configured(&config.plugins)),
             store,
             clock: Clock::Lines {
                 per: config.epoch_lines.max(1),
@@ -431,10 +419,11 @@ impl Driver {
 
     /// Lands what is read in `durability`; with checkpoints, quarantined inputs are landed
     /// there too (with their offsets) instead of kept.
-    pub fn durable(mut self, durability: Durability) -> Driver {
+    pub fn durable(mut self, mut durability: Durability) -> Driver {
         if durability.checkpoints() {
             self.quarantine = Quarantine::Landed;
         }
+        durability.track_transforms(self.transforms.clone());
         self.durability = Some(durability);
         self
     }
@@ -443,7 +432,15 @@ impl Driver {
     /// run's there).
     pub fn land_into(&mut self, landing: Landing) -> Result<(), RunError> {
         self.durability = Some(Durability::bounded(landing)?);
+        self.quarantine = Quarantine::Spill(Box::new(Spill::new()));
         Ok(())
+    }
+
+    /// Admits only the events of `tenants` (the configuration's `[tenants] allow`); the
+    /// others are quarantined as `unknown_tenant`.
+    pub fn allow_tenants(&mut self, tenants: impl IntoIterator<Item = String>) {
+        self.admission
+            .allow_tenants(std::sync::Arc::new(tenants.into_iter().collect()));
     }
 
     pub fn pipeline(&mut self) -> &mut Pipeline {
@@ -462,6 +459,80 @@ impl Driver {
     /// Keeps every admitted event so transforms can be swapped retroactively.
     pub fn retain_history(&mut self) {
         self.admission.retain_history();
+    }
+
+    /// The transform versions, and which is in force for whom.
+    pub fn transforms(&self) -> &Arc<TransformRegistry> {
+        &self.transforms
+    }
+
+    /// Deploys a registered transform version at the current logical time, which it
+    /// returns. It replaces the version in force for its own scope only (a tenant's version
+    /// takes that tenant out of the global one; a global one leaves the tenants' versions),
+    /// and clears that scope's health record, so a fixed version re-enables a transform
+    /// disabled for failing. `Retroactive` needs the run to retain history.
+    pub fn deploy_transform(
+        &mut self,
+        version: VersionId,
+        mode: Mode,
+    ) -> Result<Time, TransformError> {
+        let v = self
+            .transforms
+            .version(version)
+            .ok_or(TransformError::NoVersion(version))?;
+        let no_history = || TransformError::NoHistory {
+            name: v.name.clone(),
+        };
+        if mode == Mode::Retroactive && !self.admission.retains_history() {
+            return Err(no_history());
+        }
+        let at = self.pipeline.epoch();
+        self.transforms.deploy(version, mode, at)?;
+        if let Some(engine) = self.transforms.engine() {
+            match &v.tenant {
+                Some(tenant) => engine.reset_health(&v.name, Some(tenant)),
+                None => engine.reset_health_except(&v.name, &self.transforms.overridden(&v.name)),
+            }
+        }
+        let swapped = self
+            .admission
+            .swap_transforms(&v.name, self.transforms.group(&v.name), mode)
+            .map_err(|_| no_history())?;
+        self.quarantine.put(swapped.rejected);
+        self.pipeline.push_updates(swapped.updates);
+        eprintln!(
+            "weir: transform {} version {} ({}) deployed {mode:?} for {} at logical time {at}",
+            v.name,
+            v.id,
+            v.hash,
+            v.tenant
+                .as_deref()
+                .map_or("every tenant".to_owned(), |t| format!("tenant {t}"))
+        );
+        Ok(at)
+    }
+
+    /// Validates a transform component (compiles, matches the transform world, passes
+    /// `vectors`), registers it as a new version and deploys it now; returns the version and
+    /// the logical time it took effect at.
+    pub fn deploy_transform_component(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        vectors: &str,
+        tenant: Option<&str>,
+        mode: Mode,
+    ) -> Result<(VersionId, Time), DeployError> {
+        let (id, _) = crate::plugins::set::upload_transform(
+            &self.transforms,
+            name,
+            bytes.into(),
+            vectors,
+            tenant,
+        )
+        .map_err(PipelineError::from)?;
+        let at = self.deploy_transform(id, mode)?;
+        Ok((id, at))
     }
 
     /// Swaps in a transform at the current logical time (which it returns); see
@@ -601,10 +672,12 @@ impl Driver {
         } = self;
         let stats = admission.stats().clone();
         let store = pipeline.finish()?;
+        let (quarantine, quarantine_file) = quarantine.finish()?;
         let result = RunResult {
             store,
             stats,
-            quarantine: quarantine.into_records(),
+            quarantine,
+            quarantine_file,
             elapsed: started.elapsed(),
         };
         if let Some(durability) = durability {
@@ -625,14 +698,23 @@ impl Driver {
         if self.served.is_some() {
             return Ok(());
         }
-        let (server, admin) =
-            Server::start(config, self.store.clone(), self.pipeline.rules().clone())?;
+        let (server, admin) = Server::start_with_transforms(
+            config,
+            self.store.clone(),
+            self.pipeline.rules().clone(),
+            self.transforms.clone(),
+        )?;
         eprintln!(
             "weir: gRPC on {} (weir.v1, health, reflection)",
             server.grpc_addr()
         );
         if let Some(addr) = server.metrics_addr() {
-            eprintln!("weir: metrics on http://{addr}/metrics");
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!("weir: metrics on {scheme}://{addr}/metrics");
         }
         if let Some(path) = &self.ready_file {
             write_ready(path, &server)?;
@@ -644,10 +726,13 @@ impl Driver {
     /// A live run's tick: applies waiting deploys, books the counters, closes a logical time.
     /// Returns the deploys that took effect.
     fn tick(&mut self) -> Vec<Deployed> {
-        let deployed = match self.served.as_mut() {
-            Some((_, admin)) => admin.drain_unacknowledged(&mut self.pipeline),
+        // Out of `self` while it applies them: a transform deploy needs the whole driver.
+        let mut served = self.served.take();
+        let deployed = match served.as_mut() {
+            Some((_, admin)) => admin.drain_unacknowledged(self),
             None => Vec::new(),
         };
+        self.served = served;
         let source_id = Arc::as_ptr(&self.store) as usize;
         crate::metrics::global().sync_admission(source_id, self.admission.stats());
         self.pipeline.advance();
@@ -711,5 +796,15 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+impl Deploys for Driver {
+    fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {
+        Deploys::deploy_rule(&mut self.pipeline, version, mode)
+    }
+
+    fn deploy_transform(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {
+        Ok(Driver::deploy_transform(self, version, mode)?)
     }
 }

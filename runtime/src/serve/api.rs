@@ -1,25 +1,27 @@
 //! The `weir.v1` services: views (list, query, subscribe) and plugins (deploy, list,
-//! rollback), plus gRPC health and server reflection.
+//! rollback of rules and transforms), plus gRPC health and server reflection.
 //!
 //! It reads only published state and the registry's listing and never drives the pipeline: a
 //! deploy is validated and registered here, then handed to the run loop through the admin
 //! queue, so no call blocks a worker or changes a view directly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
-use super::AdminRequest;
-use super::auth::{Caller, TokenError, Tokens};
+use super::auth::{Caller, TokenError, TokenId, Tokens};
 use super::proto::{self, plugins_server, value, views_server};
+use super::{AdminRequest, DeployError};
 use crate::dataflow::pipeline::PipelineError;
-use crate::dataflow::store::{AsOfError, ViewStore};
+use crate::dataflow::store::{AsOfError, Page, ViewStore};
 use crate::metrics;
 use crate::plugins::registry::{Mode, RuleRegistry, VersionId};
-use crate::plugins::set::UploadError;
+use crate::plugins::set::{UploadError, World};
+use crate::plugins::transforms::{TransformError, TransformRegistry};
 use crate::row::{Cell, ColumnType, Row, TABLES, ViewId, ViewSchema, view_schema};
 use crate::time::Time;
 
@@ -53,9 +55,19 @@ pub enum ApiError {
         "this subscription to {view} fell behind the publications and was dropped; subscribe again for a fresh snapshot"
     )]
     FellBehind { view: String },
+    #[error("the page token is not one this server issued; start again without it")]
+    BadPageToken,
+    #[error(
+        "the page token continues a query of another view or key prefix; pass the view and prefix it was issued for"
+    )]
+    PageTokenMismatch,
+    #[error(
+        "this token already holds {open} subscriptions, the most one token may hold; close one first"
+    )]
+    TooManySubscriptions { open: usize },
     #[error("unknown deploy mode {0}")]
     UnknownMode(i32),
-    #[error("a deploy needs the rule's name")]
+    #[error("a deploy needs the plugin's name")]
     NoRuleName,
     #[error("a deploy needs the component bytes")]
     NoComponent,
@@ -63,11 +75,13 @@ pub enum ApiError {
     ValidationStopped(tokio::task::JoinError),
     #[error(transparent)]
     Upload(#[from] UploadError),
-    #[error("no rule named {0:?}")]
+    #[error("no rule or transform named {0:?}")]
     NoRule(String),
-    #[error("rule {name} has no version {version}")]
+    #[error("{0:?} names both a rule and a transform; deploy the version wanted instead")]
+    AmbiguousName(String),
+    #[error("{name} has no version {version}")]
     NoSuchVersion { name: String, version: VersionId },
-    #[error("rule {0} has no earlier version to roll back to")]
+    #[error("{0} has no earlier version to roll back to")]
     NoEarlierVersion(String),
     #[error("the pipeline has stopped")]
     PipelineGone,
@@ -75,6 +89,8 @@ pub enum ApiError {
     DeployTimeout,
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
 }
 
 impl ApiError {
@@ -91,17 +107,22 @@ impl ApiError {
             ApiError::AsOf(AsOfError::NotYetPublished { .. }) => "not_yet_published",
             ApiError::AsOf(AsOfError::NoLongerRetained { .. }) => "no_longer_retained",
             ApiError::FellBehind { .. } => "fell_behind",
+            ApiError::BadPageToken => "bad_page_token",
+            ApiError::PageTokenMismatch => "page_token_mismatch",
+            ApiError::TooManySubscriptions { .. } => "too_many_subscriptions",
             ApiError::UnknownMode(_) => "unknown_mode",
             ApiError::NoRuleName => "no_rule_name",
             ApiError::NoComponent => "no_component",
             ApiError::ValidationStopped(_) => "validation_stopped",
             ApiError::Upload(e) => e.code(),
             ApiError::NoRule(_) => "no_rule",
+            ApiError::AmbiguousName(_) => "ambiguous_name",
             ApiError::NoSuchVersion { .. } => "no_such_version",
             ApiError::NoEarlierVersion(_) => "no_earlier_version",
             ApiError::PipelineGone => "pipeline_gone",
             ApiError::DeployTimeout => "deploy_timeout",
             ApiError::Pipeline(e) => e.code(),
+            ApiError::Deploy(e) => e.code(),
         }
     }
 }
@@ -115,15 +136,21 @@ impl From<ApiError> for Status {
             // Empty and repeated tokens are refused when the configuration is read; a request
             // cannot make them.
             ApiError::Token(_) => Code::Unauthenticated,
-            ApiError::NoView { .. } | ApiError::NoRule(_) | ApiError::NoSuchVersion { .. } => {
+            ApiError::NoView { .. }
+            | ApiError::NoRule(_)
+            | ApiError::NoSuchVersion { .. }
+            | ApiError::Deploy(DeployError::Transform(TransformError::NoVersion(_))) => {
                 Code::NotFound
             }
             ApiError::PrefixTooLong { .. }
             | ApiError::UnsetPrefixValue { .. }
             | ApiError::PrefixMismatch { .. }
             | ApiError::UnknownMode(_)
+            | ApiError::BadPageToken
+            | ApiError::PageTokenMismatch
             | ApiError::NoRuleName
             | ApiError::NoComponent
+            | ApiError::AmbiguousName(_)
             | ApiError::Upload(_) => Code::InvalidArgument,
             ApiError::AsOf(AsOfError::NothingPublished) | ApiError::PipelineGone => {
                 Code::Unavailable
@@ -131,8 +158,11 @@ impl From<ApiError> for Status {
             ApiError::AsOf(AsOfError::NotYetPublished { .. }) => Code::OutOfRange,
             ApiError::AsOf(AsOfError::NoLongerRetained { .. })
             | ApiError::NoEarlierVersion(_)
-            | ApiError::Pipeline(_) => Code::FailedPrecondition,
-            ApiError::FellBehind { .. } => Code::ResourceExhausted,
+            | ApiError::Pipeline(_)
+            | ApiError::Deploy(_) => Code::FailedPrecondition,
+            ApiError::FellBehind { .. } | ApiError::TooManySubscriptions { .. } => {
+                Code::ResourceExhausted
+            }
             ApiError::ValidationStopped(_) => Code::Internal,
             ApiError::DeployTimeout => Code::DeadlineExceeded,
         };
@@ -150,8 +180,91 @@ fn view_names() -> String {
 pub struct Api {
     pub store: Arc<ViewStore>,
     pub registry: Arc<RuleRegistry>,
+    pub transforms: Arc<TransformRegistry>,
     pub admin: mpsc::UnboundedSender<AdminRequest>,
     pub tokens: Arc<Tokens>,
+    pub subscriptions: Arc<SubscriptionLimit>,
+}
+
+/// Subscriptions open at most per token by default: enough for a dashboard's panels, few
+/// enough that one client cannot make every publication deliver to thousands of streams.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN: usize = 64;
+
+/// The open subscriptions of each token, against a cap.
+#[derive(Debug)]
+pub struct SubscriptionLimit {
+    max: usize,
+    open: Mutex<HashMap<TokenId, usize>>,
+}
+
+impl SubscriptionLimit {
+    pub fn new(max: usize) -> SubscriptionLimit {
+        SubscriptionLimit {
+            max: max.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Books one more subscription for `token`, released when the returned guard drops.
+    fn open(self: &Arc<Self>, token: TokenId) -> Result<OpenSubscription, ApiError> {
+        let mut open = self.open.lock().unwrap();
+        let count = open.entry(token).or_insert(0);
+        if *count >= self.max {
+            return Err(ApiError::TooManySubscriptions { open: *count });
+        }
+        *count += 1;
+        Ok(OpenSubscription {
+            limit: self.clone(),
+            token,
+        })
+    }
+}
+
+struct OpenSubscription {
+    limit: Arc<SubscriptionLimit>,
+    token: TokenId,
+}
+
+impl Drop for OpenSubscription {
+    fn drop(&mut self) {
+        let mut open = self.limit.open.lock().unwrap();
+        if let Some(count) = open.get_mut(&self.token) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Where a query page stops and what it belongs to. Opaque to clients (hex of JSON): it is
+/// checked against the request it comes back with, so it cannot widen a tenant's scope —
+/// the prefix is the tenant-scoped one and `after` is only a lower bound inside it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PageToken {
+    view: String,
+    as_of: Time,
+    prefix: Row,
+    after: Row,
+}
+
+impl PageToken {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a page token serialises");
+        json.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn decode(text: &str) -> Result<PageToken, ApiError> {
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or(ApiError::BadPageToken)?;
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::BadPageToken)
+    }
 }
 
 /// Serves gRPC on `listener` until `stopped` fires.
@@ -277,6 +390,23 @@ fn deploy_mode(mode: Mode) -> proto::DeployMode {
     }
 }
 
+fn plugin_kind(world: World) -> proto::PluginKind {
+    match world {
+        World::Rule => proto::PluginKind::Rule,
+        World::Transform => proto::PluginKind::Transform,
+    }
+}
+
+fn deployed_at(deployed: &[(Time, Mode)]) -> Vec<proto::Deployed> {
+    deployed
+        .iter()
+        .map(|(time, mode)| proto::Deployed {
+            time: *time,
+            mode: deploy_mode(*mode) as i32,
+        })
+        .collect()
+}
+
 impl Api {
     /// The view and the effective key prefix of a read: a tenant's reads are confined to the
     /// tenant's own rows.
@@ -338,12 +468,35 @@ impl Api {
         let caller = self.tokens.authenticate(&request)?;
         let q = request.into_inner();
         let (view, prefix) = self.scope(&caller, &q.view, &q.key_prefix)?;
-        let answer = self.store.query(view, &prefix, q.limit as usize, q.as_of)?;
+        let (as_of, after) = if q.page_token.is_empty() {
+            (q.as_of, None)
+        } else {
+            let token = PageToken::decode(&q.page_token)?;
+            if token.view != q.view || token.prefix != prefix {
+                return Err(ApiError::PageTokenMismatch);
+            }
+            (Some(token.as_of), Some(token.after))
+        };
+        let page = Page {
+            limit: q.limit as usize,
+            after,
+        };
+        let answer = self.store.query(view, &prefix, &page, as_of)?;
+        let next_page_token = match answer.rows.last() {
+            Some(last) if answer.truncated => PageToken {
+                view: q.view,
+                as_of: answer.as_of,
+                prefix,
+                after: last.clone(),
+            }
+            .encode(),
+            _ => String::new(),
+        };
         Ok(proto::QueryResponse {
             as_of: answer.as_of,
             rows: answer.rows.iter().map(to_row).collect(),
             truncated: answer.truncated,
-            next_page_token: String::new(),
+            next_page_token,
         })
     }
 
@@ -351,13 +504,16 @@ impl Api {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<ReceiverStream<Result<proto::SubscribeResponse, Status>>, ApiError> {
-        let caller = self.tokens.authenticate(&request)?;
+        let (caller, token) = self.tokens.identify(&request)?;
         let s = request.into_inner();
         let (view, prefix) = self.scope(&caller, &s.view, &s.key_prefix)?;
+        let open = self.subscriptions.open(token)?;
         let mut subscription = self.store.subscribe(view, &prefix);
         let (out, stream) = mpsc::channel(16);
         let view_name = s.view;
         tokio::spawn(async move {
+            // Held until the stream ends, however it ends.
+            let _open = open;
             use proto::subscribe_response::Kind;
             let snapshot = proto::SubscribeResponse {
                 kind: Some(Kind::Snapshot(proto::Snapshot {
@@ -369,7 +525,13 @@ impl Api {
             if out.send(Ok(snapshot)).await.is_err() {
                 return;
             }
-            while let Some(changes) = subscription.changes.recv().await {
+            loop {
+                // A client that went away frees its slot now, not at the next publication.
+                let changes = tokio::select! {
+                    changes = subscription.changes.recv() => changes,
+                    () = out.closed() => return,
+                };
+                let Some(changes) = changes else { break };
                 let message = proto::SubscribeResponse {
                     kind: Some(Kind::Changes(proto::Changes {
                         updates: changes
@@ -399,10 +561,11 @@ impl Api {
     }
 
     /// Registers nothing: waits for the pipeline to deploy `version` and returns the time.
-    async fn apply(&self, version: VersionId, mode: Mode) -> Result<Time, ApiError> {
+    async fn apply(&self, world: World, version: VersionId, mode: Mode) -> Result<Time, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.admin
             .send(AdminRequest {
+                world,
                 version,
                 mode,
                 reply,
@@ -428,11 +591,12 @@ impl Api {
         if d.component.is_empty() {
             return Err(ApiError::NoComponent);
         }
-        let registry = self.registry.clone();
+        let (rules, transforms) = (self.registry.clone(), self.transforms.clone());
         // Compiling the component and running its vectors is CPU work: off the async threads.
         let uploaded = tokio::task::spawn_blocking(move || {
-            crate::plugins::set::upload_rule(
-                &registry,
+            crate::plugins::set::upload(
+                &rules,
+                &transforms,
                 &d.name,
                 d.component.into(),
                 &d.vectors,
@@ -441,12 +605,41 @@ impl Api {
         })
         .await
         .map_err(ApiError::ValidationStopped)?;
-        let (version, hash) = uploaded?;
-        let at = self.apply(version, mode).await?;
+        let uploaded = uploaded?;
+        let at = self.apply(uploaded.world, uploaded.version, mode).await?;
         Ok(proto::DeployResponse {
-            version,
+            version: uploaded.version,
             effective_time: at,
-            hash,
+            hash: uploaded.hash,
+            kind: plugin_kind(uploaded.world) as i32,
+        })
+    }
+
+    /// Rolls transform `name` back to `version`, or by default undoes its last deploy.
+    async fn rollback_transform(
+        &self,
+        name: String,
+        version: Option<VersionId>,
+        mode: Mode,
+    ) -> Result<proto::DeployResponse, ApiError> {
+        let id = match version {
+            Some(id) => id,
+            None => self
+                .transforms
+                .previous(&name)
+                .ok_or_else(|| ApiError::NoEarlierVersion(name.clone()))?,
+        };
+        let target = self
+            .transforms
+            .version(id)
+            .filter(|v| v.name == name)
+            .ok_or(ApiError::NoSuchVersion { name, version: id })?;
+        let at = self.apply(World::Transform, id, mode).await?;
+        Ok(proto::DeployResponse {
+            version: id,
+            effective_time: at,
+            hash: target.hash,
+            kind: proto::PluginKind::Transform as i32,
         })
     }
 
@@ -463,8 +656,12 @@ impl Api {
             .into_iter()
             .filter(|v| v.name == r.name)
             .collect();
-        if versions.is_empty() {
-            return Err(ApiError::NoRule(r.name));
+        let is_transform = self.transforms.list().iter().any(|v| v.name == r.name);
+        match (versions.is_empty(), is_transform) {
+            (true, false) => return Err(ApiError::NoRule(r.name)),
+            (true, true) => return self.rollback_transform(r.name, r.version, mode).await,
+            (false, true) => return Err(ApiError::AmbiguousName(r.name)),
+            (false, false) => {}
         }
         let target = match r.version {
             Some(id) => {
@@ -500,11 +697,12 @@ impl Api {
                     .expect("the id comes from this list")
             }
         };
-        let at = self.apply(target.id, mode).await?;
+        let at = self.apply(World::Rule, target.id, mode).await?;
         Ok(proto::DeployResponse {
             version: target.id,
             effective_time: at,
             hash: target.hash.clone(),
+            kind: proto::PluginKind::Rule as i32,
         })
     }
 
@@ -514,29 +712,44 @@ impl Api {
     ) -> Result<proto::ListPluginsResponse, ApiError> {
         self.tokens.authenticate(&request)?.require_admin()?;
         let active = self.registry.active();
-        let versions = self
+        let mut versions: Vec<proto::PluginVersion> = self
             .registry
             .list()
             .into_iter()
             .map(|v| proto::PluginVersion {
+                kind: proto::PluginKind::Rule as i32,
                 active: active
                     .iter()
                     .any(|d| d.version == v.id && d.until == Time::MAX),
-                deployed: v
-                    .deployed
-                    .iter()
-                    .map(|(time, mode)| proto::Deployed {
-                        time: *time,
-                        mode: deploy_mode(*mode) as i32,
-                    })
-                    .collect(),
+                deployed: deployed_at(&v.deployed),
                 name: v.name,
                 version: v.id,
                 hash: v.hash,
                 tenant: v.tenant,
                 disabled_at: v.disabled_at,
+                disabled_for: v
+                    .disabled_for
+                    .into_iter()
+                    .map(|(tenant, time)| proto::DisabledFor { tenant, time })
+                    .collect(),
             })
             .collect();
+        let in_force = self.transforms.in_force();
+        versions.extend(self.transforms.list().into_iter().map(|v| {
+            proto::PluginVersion {
+                kind: proto::PluginKind::Transform as i32,
+                active: in_force.iter().any(|f| f.version == v.id),
+                deployed: deployed_at(&v.deployed),
+                name: v.name,
+                version: v.id,
+                hash: v.hash,
+                tenant: v.tenant,
+                // A transform's health is its engine's record, per tenant, and reported there
+                // (stderr and `weir_plugin_disabled`); it has no logical time to give.
+                disabled_at: None,
+                disabled_for: Vec::new(),
+            }
+        }));
         Ok(proto::ListPluginsResponse { versions })
     }
 }

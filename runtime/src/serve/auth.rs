@@ -60,13 +60,19 @@ pub enum Caller {
 /// The configured tokens.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
-    by_token: BTreeMap<String, Caller>,
+    by_token: BTreeMap<String, (Caller, TokenId)>,
 }
+
+/// Which configured token a request presented (its position in the configuration), for
+/// limits kept per token; never the token itself.
+pub type TokenId = usize;
 
 impl fmt::Debug for Tokens {
     // Tokens are secrets: list who they are for, never what they are.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.by_token.values()).finish()
+        f.debug_list()
+            .entries(self.by_token.values().map(|(caller, _)| caller))
+            .finish()
     }
 }
 
@@ -76,7 +82,15 @@ impl Tokens {
         if token.trim().is_empty() {
             return Err(TokenError::Empty);
         }
-        if self.by_token.insert(token.to_owned(), caller).is_some() {
+        let id = self.by_token.len();
+        if self.by_token.contains_key(token) {
+            return Err(TokenError::Repeated);
+        }
+        if self
+            .by_token
+            .insert(token.to_owned(), (caller, id))
+            .is_some()
+        {
             return Err(TokenError::Repeated);
         }
         Ok(())
@@ -88,6 +102,11 @@ impl Tokens {
 
     /// Resolves the `authorization: Bearer <token>` of a request.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, TokenError> {
+        self.identify(request).map(|(caller, _)| caller)
+    }
+
+    /// Resolves a request's caller and which token it presented.
+    pub fn identify<T>(&self, request: &Request<T>) -> Result<(Caller, TokenId), TokenError> {
         let value = request
             .metadata()
             .get("authorization")
@@ -102,12 +121,12 @@ impl Tokens {
 
     /// The caller of `presented`, comparing it with every token in constant time: how long
     /// an answer takes says nothing about how close a guess came.
-    fn lookup(&self, presented: &str) -> Option<Caller> {
+    fn lookup(&self, presented: &str) -> Option<(Caller, TokenId)> {
         use subtle::ConstantTimeEq;
         let mut found = None;
-        for (token, caller) in &self.by_token {
+        for (token, (caller, id)) in &self.by_token {
             if bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
-                found = Some(caller.clone());
+                found = Some((caller.clone(), *id));
             }
         }
         found

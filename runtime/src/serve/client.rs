@@ -4,12 +4,13 @@
 //!
 //! A client speaks only the wire protocol: it shares the API's value conversions and the view
 //! schemas, never the pipeline, the store or the registry, so it works against any running
-//! weir. The only files it reads are the component and vectors a deploy sends.
+//! weir. The only files it reads are the component and vectors a deploy sends, and the TLS
+//! certificates and key it is given.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Request, Status};
 
 use super::api::{from_row, to_value};
@@ -25,9 +26,19 @@ pub enum ClientError {
         cause: tonic::codegen::http::uri::InvalidUri,
     },
     #[error(
-        "cannot reach weir at {endpoint}: {cause} (is `weir run` running? --addr sets the address)"
+        "cannot reach weir at {endpoint}: {} (is `weir run` running? --addr sets the address)",
+        with_causes(cause)
     )]
     Unreachable {
+        endpoint: String,
+        cause: tonic::transport::Error,
+    },
+    #[error("--ca, --client-cert and --client-key are for an https:// address, not {addr}")]
+    TlsWithoutHttps { addr: String },
+    #[error("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("cannot set up TLS for {endpoint}: {}", with_causes(cause))]
+    Tls {
         endpoint: String,
         cause: tonic::transport::Error,
     },
@@ -35,7 +46,7 @@ pub enum ClientError {
     BadToken,
     #[error("cannot start the client runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("{:?}: {}", .0.code(), .0.message())]
+    #[error("{:?}: {}{}", .0.code(), .0.message(), causes(&**.0))]
     Refused(Box<Status>),
     #[error("{view} has {key_len} key columns ({columns}); got {got} prefix values")]
     TooManyPrefixValues {
@@ -70,6 +81,9 @@ impl ClientError {
         match self {
             ClientError::BadAddress { .. } => "bad_address",
             ClientError::Unreachable { .. } => "unreachable",
+            ClientError::TlsWithoutHttps { .. } => "tls_without_https",
+            ClientError::NoCertificate { .. } => "no_certificate",
+            ClientError::Tls { .. } => "client_tls",
             ClientError::BadToken => "bad_token",
             ClientError::Runtime(_) => "client_runtime",
             ClientError::Refused(_) => "refused",
@@ -91,20 +105,93 @@ impl From<Status> for ClientError {
     }
 }
 
+/// An error and its causes, `a: b: c`: tonic's transport error says only "transport error"
+/// and keeps what went wrong (an untrusted certificate, a reset connection) in its sources.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    format!("{error}{}", causes(error))
+}
+
+/// `: b: c` for an error caused by b, caused by c; a cause whose text its effect already
+/// shows is left out.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut shown = error.to_string();
+    let mut text = String::new();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if !shown.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        shown = line;
+        cause = e.source();
+    }
+    text
+}
+
 /// Where the API is and who is asking.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// `http://HOST:PORT`, or `HOST:PORT`.
+    /// `https://HOST:PORT`, `http://HOST:PORT`, or `HOST:PORT` (https when `tls` names a
+    /// file, http otherwise).
     pub addr: String,
     pub token: Option<String>,
+    pub tls: ClientTls,
+}
+
+/// How an `https://` client checks the server and what it shows it.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// PEM CA certificates to trust instead of the system's roots (a private CA).
+    pub ca: Option<PathBuf>,
+    /// PEM certificate and key, for a server that asks for one (its `[tls] client_ca`).
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    fn is_set(&self) -> bool {
+        self.ca.is_some() || self.identity.is_some()
+    }
+
+    fn config(&self) -> Result<ClientTlsConfig, ClientError> {
+        let config = ClientTlsConfig::new();
+        let config = match &self.ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(read_error(path))?;
+                // Otherwise a file of no certificates trusts nothing, and every handshake
+                // fails with a message that does not name it.
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
+                if !CertificateDer::pem_slice_iter(&pem).any(|c| c.is_ok()) {
+                    return Err(ClientError::NoCertificate { path: path.clone() });
+                }
+                config.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => config.with_enabled_roots(),
+        };
+        match &self.identity {
+            Some((cert, key)) => {
+                let cert = std::fs::read(cert).map_err(read_error(cert))?;
+                let key = std::fs::read(key).map_err(read_error(key))?;
+                Ok(config.identity(Identity::from_pem(cert, key)))
+            }
+            None => Ok(config),
+        }
+    }
 }
 
 impl Target {
-    fn endpoint(&self) -> String {
+    fn endpoint(&self) -> Result<String, ClientError> {
         if self.addr.contains("://") {
-            self.addr.clone()
+            if self.tls.is_set() && !self.addr.starts_with("https://") {
+                return Err(ClientError::TlsWithoutHttps {
+                    addr: self.addr.clone(),
+                });
+            }
+            Ok(self.addr.clone())
+        } else if self.tls.is_set() {
+            Ok(format!("https://{}", self.addr))
         } else {
-            format!("http://{}", self.addr)
+            Ok(format!("http://{}", self.addr))
         }
     }
 
@@ -116,11 +203,17 @@ impl Target {
     }
 
     async fn channel(&self) -> Result<Channel, ClientError> {
-        let endpoint = self.endpoint();
-        let channel = match Channel::from_shared(endpoint.clone()) {
+        let endpoint = self.endpoint()?;
+        let mut channel = match Channel::from_shared(endpoint.clone()) {
             Ok(channel) => channel,
             Err(cause) => return Err(ClientError::BadAddress { endpoint, cause }),
         };
+        if endpoint.starts_with("https://") {
+            channel = match channel.tls_config(self.tls.config()?) {
+                Ok(channel) => channel,
+                Err(cause) => return Err(ClientError::Tls { endpoint, cause }),
+            };
+        }
         channel
             .connect()
             .await
@@ -235,6 +328,10 @@ pub fn write_table(out: &mut impl Write, names: &[String], rows: &[Row]) -> std:
     Ok(())
 }
 
+/// The largest answer message the CLI takes: a page is bounded by the server, but a
+/// subscription's snapshot is one message as big as the rows under its prefix.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 /// `weir query`: one answer, as a table or JSON lines. Returns the `as_of` it reflects.
 pub fn query(
     target: &Target,
@@ -245,26 +342,44 @@ pub fn query(
     json: bool,
     out: &mut impl Write,
 ) -> Result<u64, ClientError> {
-    let request = proto::QueryRequest {
+    let mut request = proto::QueryRequest {
         view: view.to_owned(),
         key_prefix: prefix_values(view, prefix)?,
         limit,
         as_of,
         page_token: String::new(),
     };
-    let response = runtime()?.block_on(async {
-        let mut client = ViewsClient::new(target.channel().await?);
-        client
-            .query(target.request(request)?)
-            .await
-            .map_err(ClientError::from)
+    // `--limit 0` reads the whole view, a page at a time, all pages at the first page's time.
+    let mut rows: Vec<Row> = Vec::new();
+    let as_of = runtime()?.block_on(async {
+        let mut client =
+            ViewsClient::new(target.channel().await?).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        loop {
+            let page = client
+                .query(target.request(request.clone())?)
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            for row in &page.rows {
+                rows.push(from_row(row).ok_or(ClientError::UnsetValue)?);
+            }
+            let wanted = limit != 0 && rows.len() >= limit as usize;
+            if page.next_page_token.is_empty() || wanted {
+                rows.truncate(if limit == 0 {
+                    usize::MAX
+                } else {
+                    limit as usize
+                });
+                return Ok::<_, ClientError>(page.as_of);
+            }
+            request.page_token = page.next_page_token;
+            request.limit = if limit == 0 {
+                0
+            } else {
+                limit - rows.len() as u32
+            };
+        }
     })?;
-    let response = response.into_inner();
-    let rows: Vec<Row> = response
-        .rows
-        .iter()
-        .map(|r| from_row(r).ok_or(ClientError::UnsetValue))
-        .collect::<Result<_, _>>()?;
     let names = column_names(view, rows.first().map_or(0, Vec::len));
     let written = if json {
         rows.iter()
@@ -273,7 +388,7 @@ pub fn query(
         write_table(out, &names, &rows)
     };
     written.map_err(ClientError::WriteAnswer)?;
-    Ok(response.as_of)
+    Ok(as_of)
 }
 
 /// `weir subscribe`: the snapshot, then every change as `+1`/`-1` lines with their time,
@@ -292,7 +407,8 @@ pub fn subscribe(
     };
     let names = column_names(view, 0);
     runtime()?.block_on(async {
-        let mut client = ViewsClient::new(target.channel().await?);
+        let mut client = ViewsClient::new(target.channel().await?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let mut stream = client
             .subscribe(target.request(request)?)
             .await?
@@ -385,8 +501,11 @@ pub fn deploy(
     })?;
     let r = r.into_inner();
     Ok(format!(
-        "deployed {name} version {} ({}) {deploy_mode} at logical time {}",
-        r.version, r.hash, r.effective_time
+        "deployed {name} version {} ({}) {deploy_mode} at logical time {} ({})",
+        r.version,
+        r.hash,
+        r.effective_time,
+        kind_name(r.kind)
     ))
 }
 
@@ -411,12 +530,25 @@ pub fn rollback(
     })?;
     let r = r.into_inner();
     Ok(format!(
-        "rolled {name} back to version {} ({}) {deploy_mode} at logical time {}",
-        r.version, r.hash, r.effective_time
+        "rolled {name} back to version {} ({}) {deploy_mode} at logical time {} ({})",
+        r.version,
+        r.hash,
+        r.effective_time,
+        kind_name(r.kind)
     ))
 }
 
-/// `weir plugin list`: one line per version.
+/// `rule` or `transform`, as `weir plugin` prints a version's kind.
+fn kind_name(kind: i32) -> &'static str {
+    match proto::PluginKind::try_from(kind) {
+        Ok(proto::PluginKind::Transform) => "transform",
+        Ok(proto::PluginKind::Rule) => "rule",
+        _ => "unknown",
+    }
+}
+
+/// `weir plugin list`: one line per version, rules and transforms (the `kind` column; each
+/// kind numbers its versions on its own).
 pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
     let r = runtime()?.block_on(async {
         let mut client = PluginsClient::new(target.channel().await?);
@@ -425,10 +557,12 @@ pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
             .await
             .map_err(ClientError::from)
     })?;
-    let names: Vec<String> = ["name", "version", "hash", "tenant", "active", "deployed"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let names: Vec<String> = [
+        "name", "version", "hash", "tenant", "active", "deployed", "kind",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let rows: Vec<Row> = r
         .into_inner()
         .versions
@@ -450,6 +584,9 @@ pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
             if let Some(t) = v.disabled_at {
                 active = format!("disabled@{t}");
             }
+            for d in &v.disabled_for {
+                active.push_str(&format!(",disabled:{}@{}", d.tenant, d.time));
+            }
             vec![
                 Cell::Str(v.name),
                 Cell::Int(v.version as i64),
@@ -457,6 +594,7 @@ pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
                 Cell::Str(v.tenant.unwrap_or_else(|| "*".into())),
                 Cell::Str(active),
                 Cell::Str(deployed.join(",")),
+                Cell::Str(kind_name(v.kind).to_owned()),
             ]
         })
         .collect();

@@ -4,10 +4,12 @@
 //! The API runs on its own small tokio runtime beside the dataflow and reads only published
 //! state ([`ViewStore`]), so a slow client never slows the pipeline. Changes to plugins are the
 //! one thing that must happen on the pipeline's own thread (a deploy takes effect at the
-//! logical time the source is at): the API validates and registers the component, then hands
-//! the deploy to an [`AdminQueue`] that the run loop drains between batches.
+//! logical time the source is at): the API validates and registers the component (a rule or a
+//! transform, by its world), then hands the deploy to an [`AdminQueue`] that the run loop
+//! drains between batches ([`Deploys`]: rules into the dataflow, transforms into admission).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dataflow::pipeline::{Pipeline, PipelineError};
 use crate::dataflow::store::ViewStore;
 use crate::plugins::registry::{Mode, RuleRegistry, VersionId};
+use crate::plugins::set::World;
+use crate::plugins::transforms::{TransformError, TransformRegistry};
 use crate::time::Time;
 
 pub mod api;
@@ -42,14 +46,68 @@ pub struct ServeConfig {
     /// Prometheus address, if metrics are served.
     pub metrics: Option<SocketAddr>,
     pub tokens: Tokens,
+    /// TLS on both listeners; `None` serves plaintext.
+    pub tls: Option<TlsIdentity>,
+    /// Subscriptions one token may hold open at once.
+    pub max_subscriptions_per_token: usize,
 }
 
 /// A deploy waiting for the pipeline's thread.
 pub struct AdminRequest {
+    /// Whether `version` is a rule's or a transform's.
+    pub world: World,
     pub version: VersionId,
     pub mode: Mode,
     /// The logical time the deploy took effect at.
-    pub reply: oneshot::Sender<Result<Time, PipelineError>>,
+    pub reply: oneshot::Sender<Result<Time, DeployError>>,
+}
+
+/// Why the run refused a deploy it was handed; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(
+        "transforms run in admission, which this pipeline is driven without: deploy them to a run (Driver)"
+    )]
+    NoAdmission,
+}
+
+impl DeployError {
+    /// The stable, machine-readable code of the variant; a wrapped error keeps its own.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeployError::Pipeline(e) => e.code(),
+            DeployError::Transform(e) => e.code(),
+            DeployError::NoAdmission => "no_admission",
+        }
+    }
+}
+
+/// What applies deploys on the pipeline's thread, at its current logical time: a bare
+/// pipeline deploys rules; a run driver rules and transforms.
+pub trait Deploys {
+    fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError>;
+    fn deploy_transform(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError>;
+}
+
+impl Deploys for Pipeline {
+    fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {
+        let at = Pipeline::deploy_rule(self, version, mode)?;
+        if let Some(v) = self.rules().version(version) {
+            eprintln!(
+                "weir: rule {} version {} ({}) deployed {mode:?} at logical time {at}",
+                v.name, v.id, v.hash
+            );
+        }
+        Ok(at)
+    }
+
+    fn deploy_transform(&mut self, _: VersionId, _: Mode) -> Result<Time, DeployError> {
+        Err(DeployError::NoAdmission)
+    }
 }
 
 /// Deploys requested through the API, applied by whoever drives the pipeline.
@@ -61,7 +119,7 @@ pub struct AdminQueue {
 /// only once the checkpoint that holds it is committed, so an acknowledged deploy survives
 /// a crash.
 pub struct Deployed {
-    reply: oneshot::Sender<Result<Time, PipelineError>>,
+    reply: oneshot::Sender<Result<Time, DeployError>>,
     at: Time,
 }
 
@@ -75,8 +133,8 @@ impl Deployed {
 impl AdminQueue {
     /// Applies every waiting deploy at the pipeline's current logical time and answers each;
     /// returns how many took effect.
-    pub fn drain(&mut self, pipeline: &mut Pipeline) -> usize {
-        let applied = self.drain_unacknowledged(pipeline);
+    pub fn drain(&mut self, target: &mut impl Deploys) -> usize {
+        let applied = self.drain_unacknowledged(target);
         let count = applied.len();
         applied.into_iter().for_each(Deployed::acknowledge);
         count
@@ -85,18 +143,13 @@ impl AdminQueue {
     /// As [`AdminQueue::drain`], but the deploys that took effect are returned unanswered,
     /// for a durable run to acknowledge once the checkpoint holding them is committed.
     /// Refused ones are answered at once.
-    pub fn drain_unacknowledged(&mut self, pipeline: &mut Pipeline) -> Vec<Deployed> {
+    pub fn drain_unacknowledged(&mut self, target: &mut impl Deploys) -> Vec<Deployed> {
         let mut applied = Vec::new();
         while let Ok(request) = self.receiver.try_recv() {
-            let result = pipeline.deploy_rule(request.version, request.mode);
-            if let Ok(at) = &result
-                && let Some(v) = pipeline.rules().version(request.version)
-            {
-                eprintln!(
-                    "weir: rule {} version {} ({}) deployed {:?} at logical time {at}",
-                    v.name, v.id, v.hash, request.mode
-                );
-            }
+            let result = match request.world {
+                World::Rule => target.deploy_rule(request.version, request.mode),
+                World::Transform => target.deploy_transform(request.version, request.mode),
+            };
             match result {
                 Ok(at) => applied.push(Deployed {
                     reply: request.reply,
@@ -134,6 +187,8 @@ pub enum ServeError {
         what: &'static str,
         cause: std::io::Error,
     },
+    #[error("cannot set up TLS for gRPC: {0}")]
+    Tls(tonic::transport::Error),
 }
 
 impl ServeError {
@@ -144,7 +199,197 @@ impl ServeError {
             ServeError::Bind { .. } => "serve_bind",
             ServeError::Listen { .. } => "serve_listen",
             ServeError::Adopt { .. } => "serve_adopt_listener",
+            ServeError::Tls(_) => "serve_tls",
         }
+    }
+}
+
+/// How long a client may take over the TLS handshake: past it the connection is dropped, so a
+/// stalled or plaintext client holds nothing for long.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the TLS files are refused. Each message names the config key, the file and what is
+/// wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: cannot read {}: {cause}", path.display())]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{key}: {} is not valid PEM: {cause}", path.display())]
+    Pem {
+        key: &'static str,
+        path: PathBuf,
+        cause: rustls::pki_types::pem::Error,
+    },
+    #[error("{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
+    NoCertificate { key: &'static str, path: PathBuf },
+    #[error(
+        "tls.key: {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1: -----BEGIN PRIVATE KEY-----)",
+        path.display()
+    )]
+    NoKey { path: PathBuf },
+    #[error(
+        "tls.key: {} is not the private key of the certificate in {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error(
+        "tls: the certificate in {} with the key in {} is refused: {cause}",
+        cert.display(),
+        key.display()
+    )]
+    Refused {
+        cert: PathBuf,
+        key: PathBuf,
+        cause: rustls::Error,
+    },
+    #[error("tls.client_ca: {} is refused as a CA: {cause}", path.display())]
+    ClientCa { path: PathBuf, cause: String },
+}
+
+impl TlsError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TlsError::Read { .. } => "tls_unreadable",
+            TlsError::Pem { .. } => "tls_not_pem",
+            TlsError::NoCertificate { .. } => "tls_no_certificate",
+            TlsError::NoKey { .. } => "tls_no_key",
+            TlsError::KeyMismatch { .. } => "tls_key_mismatch",
+            TlsError::Refused { .. } => "tls_refused",
+            TlsError::ClientCa { .. } => "tls_client_ca",
+        }
+    }
+}
+
+/// The server's TLS identity, read and checked once when the run starts, so a bad file stops
+/// the start rather than every handshake.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    cert: PathBuf,
+    client_ca: Option<PathBuf>,
+    grpc: tonic::transport::ServerTlsConfig,
+    metrics: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    // The key is a secret: name the files, never what they hold.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert", &self.cert)
+            .field("client_ca", &self.client_ca)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// Reads the certificate chain and key (and the client CA, for mutual TLS) and checks that
+    /// they parse and that the key is the certificate's.
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        use rustls::pki_types::pem::{self, PemObject};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let read = |name: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|cause| TlsError::Read {
+                key: name,
+                path: path.to_owned(),
+                cause,
+            })
+        };
+        let certificates = |name: &'static str, path: &Path, bytes: &[u8]| {
+            let chain = CertificateDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|cause| TlsError::Pem {
+                    key: name,
+                    path: path.to_owned(),
+                    cause,
+                })?;
+            if chain.is_empty() {
+                return Err(TlsError::NoCertificate {
+                    key: name,
+                    path: path.to_owned(),
+                });
+            }
+            Ok(chain)
+        };
+        let cert_pem = read("tls.cert", cert)?;
+        let chain = certificates("tls.cert", cert, &cert_pem)?;
+        let key_pem = read("tls.key", key)?;
+        let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|cause| match cause {
+            pem::Error::NoItemsFound => TlsError::NoKey {
+                path: key.to_owned(),
+            },
+            cause => TlsError::Pem {
+                key: "tls.key",
+                path: key.to_owned(),
+                cause,
+            },
+        })?;
+
+        let refused = |cause| match cause {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsError::KeyMismatch {
+                    cert: cert.to_owned(),
+                    key: key.to_owned(),
+                }
+            }
+            cause => TlsError::Refused {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                cause,
+            },
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(refused)?;
+        let mut grpc = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem))
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let ca_pem = read("tls.client_ca", path)?;
+                let refused = |cause: String| TlsError::ClientCa {
+                    path: path.to_owned(),
+                    cause,
+                };
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in certificates("tls.client_ca", path, &ca_pem)? {
+                    roots.add(ca).map_err(|e| refused(e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| refused(e.to_string()))?;
+                grpc = grpc.client_ca_root(tonic::transport::Certificate::from_pem(&ca_pem));
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut metrics = builder.with_single_cert(chain, private).map_err(refused)?;
+        metrics.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsIdentity {
+            cert: cert.to_owned(),
+            client_ca: client_ca.map(Path::to_owned),
+            grpc,
+            metrics: Arc::new(metrics),
+        })
+    }
+
+    /// The certificate chain's file.
+    pub fn cert(&self) -> &Path {
+        &self.cert
+    }
+
+    /// The client CA's file, when clients must present a certificate.
+    pub fn client_ca(&self) -> Option<&Path> {
+        self.client_ca.as_deref()
     }
 }
 
@@ -158,11 +403,24 @@ pub struct Server {
 
 impl Server {
     /// Binds the addresses and starts serving `store` and `registry`; returns the server and
-    /// the queue of deploys for the pipeline's driver to drain.
+    /// the queue of deploys for the pipeline's driver to drain. Transforms uploaded to it
+    /// are refused by a bare pipeline's [`Deploys`]; see [`Server::start_with_transforms`].
     pub fn start(
         config: &ServeConfig,
         store: Arc<ViewStore>,
         registry: Arc<RuleRegistry>,
+    ) -> Result<(Server, AdminQueue), ServeError> {
+        Server::start_with_transforms(config, store, registry, Arc::default())
+    }
+
+    /// As [`Server::start`], with the run's transform versions too: the API deploys, lists
+    /// and rolls back transforms, and the driver draining the queue swaps them into
+    /// admission.
+    pub fn start_with_transforms(
+        config: &ServeConfig,
+        store: Arc<ViewStore>,
+        registry: Arc<RuleRegistry>,
+        transforms: Arc<TransformRegistry>,
     ) -> Result<(Server, AdminQueue), ServeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -188,6 +446,18 @@ impl Server {
             .map(|addr| bind(addr, "metrics", "--metrics"))
             .transpose()?;
         let metrics_addr = metrics.as_ref().map(|(_, addr)| *addr);
+        let grpc_tls = match &config.tls {
+            Some(tls) => {
+                // tonic's acceptor takes rustls's process-wide provider: make it the one rustls
+                // is built with, whatever else a later dependency enables.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let server = tonic::transport::Server::builder()
+                    .tls_config(tls.grpc.clone())
+                    .map_err(ServeError::Tls)?;
+                Some(server)
+            }
+            None => None,
+        };
         store.hook(crate::metrics::global());
         let (sender, receiver) = mpsc::unbounded_channel();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -195,8 +465,12 @@ impl Server {
         let services = api::Api {
             store,
             registry,
+            transforms,
             admin: sender,
             tokens,
+            subscriptions: Arc::new(api::SubscriptionLimit::new(
+                config.max_subscriptions_per_token,
+            )),
         };
         runtime.block_on(async {
             let grpc =
@@ -204,7 +478,10 @@ impl Server {
                     what: "gRPC",
                     cause,
                 })?;
-            tokio::spawn(api::serve(grpc, services, stopped));
+            match grpc_tls {
+                Some(server) => tokio::spawn(serve_grpc_tls(server, grpc, services, stopped)),
+                None => tokio::spawn(api::serve(grpc, services, stopped)),
+            };
             if let Some((listener, _)) = metrics {
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|cause| {
                     ServeError::Adopt {
@@ -212,7 +489,14 @@ impl Server {
                         cause,
                     }
                 })?;
-                tokio::spawn(crate::metrics::serve(listener));
+                match &config.tls {
+                    Some(tls) => tokio::spawn(crate::metrics::serve_tls(
+                        listener,
+                        tls.metrics.clone(),
+                        TLS_HANDSHAKE_TIMEOUT,
+                    )),
+                    None => tokio::spawn(crate::metrics::serve(listener)),
+                };
             }
             Ok::<(), ServeError>(())
         })?;
@@ -235,6 +519,50 @@ impl Server {
     /// The address `/metrics` answers on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+}
+
+/// [`api::serve`] behind TLS: the same services, on a server whose TLS is already set up (a
+/// bad identity is refused by [`Server::start`], not logged from a task). `api::serve` builds
+/// a plaintext server of its own, so a service added there must be added here too.
+async fn serve_grpc_tls(
+    mut server: tonic::transport::Server,
+    listener: tokio::net::TcpListener,
+    api: api::Api,
+    stopped: oneshot::Receiver<()>,
+) {
+    use proto::{plugins_server::PluginsServer, views_server::ViewsServer};
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection, reflection_alpha) =
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("weir: error: gRPC reflection cannot start: {e}");
+                return;
+            }
+        };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ViewsServer<api::Api>>().await;
+    health.set_serving::<PluginsServer<api::Api>>().await;
+    let result = server
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(ViewsServer::new(api.clone()))
+        .add_service(PluginsServer::new(api))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await;
+    if let Err(e) = result {
+        eprintln!("weir: error: the gRPC server stopped: {e}");
     }
 }
 

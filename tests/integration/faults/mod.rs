@@ -12,17 +12,33 @@
 //!   admin token (and tokens compare in constant time);
 //! - a huge input line is read only up to the limit (Kafka messages likewise: a unit test in
 //!   `source::kafka`);
-//! - a run restarts from a checkpoint that holds a rule deployed while it ran;
+//! - a run restarts from a checkpoint that holds a rule deployed while it ran (and one that
+//!   holds a transform: `transforms`, with the fix of a transform disabled for a tenant);
 //! - a landing zone that fails is retried with backoff; the checkpoint waits for it;
 //! - checkpoints carry CRC-32C (unit tests in `output::checkpoint`);
 //! - an event's fuel verdict is its own: the same alone and in a batch;
 //! - server reflection answers v1alpha clients (Python, Postman, older grpcurl) as well as v1.
+//! - a bounded run streams its quarantine to Parquet and holds only a bounded prefix;
+//!
+//! and, a module each:
+//!
+//! - `readers` — queries come in bounded pages at one time, page tokens cannot widen a scope,
+//!   subscriptions are capped per token, `weir query` pages past a gRPC message's size;
+//! - `tenants` — a tenant's own rule or transform overrides the global one for it alone,
+//!   health per (plugin, tenant), uploaded rules booked on the configured engine, the
+//!   `[tenants] allow` list, metric labels folded into `tenant="other"`;
+//! - `transforms` — transforms deployed, listed and rolled back over the API, and restored
+//!   from a checkpoint;
+//! - `storage` — landing and checkpoints on a real S3 server;
+//! - `tls` — gRPC and metrics over TLS, and bad certificate files refused by name;
+//! - `oracle` — the oracle's own SPEC §1 validation agrees with admission on every line.
 
 mod oracle;
 mod readers;
 mod storage;
 mod tenants;
 mod tls;
+mod transforms;
 
 use std::sync::Arc;
 
@@ -432,7 +448,9 @@ fn reflection_answers_v1alpha_clients_too() {
     let config = ServeConfig {
         grpc: "127.0.0.1:0".parse().unwrap(),
         metrics: None,
+        tls: None,
         tokens: Tokens::default(),
+        max_subscriptions_per_token: weir::serve::api::DEFAULT_MAX_SUBSCRIPTIONS_PER_TOKEN,
     };
     let (server, _admin) = Server::start(
         &config,
@@ -595,6 +613,53 @@ fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
     assert!(listed.contains(&hash), "{hash} not in {listed:?}");
     let after = views_of(&second.finish().unwrap());
     assert_views_eq(&after, &before, "after the restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bounded_run_streams_its_quarantine_to_parquet_and_holds_only_a_bounded_prefix() {
+    use weir::output::landing::Landing;
+    use weir::run::Driver;
+    use weir::run::quarantine::KEPT_IN_MEMORY;
+
+    let dir = crate::common::scratch_dir("faults-quarantine-stream");
+    let bad = KEPT_IN_MEMORY * 2 + 123;
+    let lines: Vec<String> = (0..bad)
+        .map(|i| format!("not json {i}"))
+        .chain([payment("ok", "succeeded", json!(1))])
+        .collect();
+    let mut driver = Driver::start(&RunConfig::native(), Arc::default()).unwrap();
+    driver
+        .land_into(Landing::open(dir.to_str().unwrap()).unwrap())
+        .unwrap();
+    for chunk in lines.chunks(1000) {
+        driver.feed(chunk);
+    }
+    let result = driver.finish().unwrap();
+    assert_eq!(result.stats.quarantined["invalid_json"], bad as u64);
+    assert_eq!(
+        result.quarantine.len(),
+        KEPT_IN_MEMORY,
+        "memory holds a bounded prefix"
+    );
+    let (columns, rows) = crate::common::read_parquet(&dir.join("quarantine.parquet"));
+    assert_eq!(columns, ["raw", "reason"]);
+    assert_eq!(rows.len(), bad, "the file holds every quarantined input");
+    assert_eq!(
+        rows[bad - 1][0],
+        Cell::from(format!("not json {}", bad - 1))
+    );
+    assert!(rows.iter().all(|r| r[1] == Cell::from("invalid_json")));
+    let spill = result
+        .quarantine_file
+        .as_ref()
+        .map(|f| f.path.clone())
+        .unwrap();
+    drop(result);
+    assert!(
+        !spill.exists(),
+        "the spill file goes once the run's result does"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
