@@ -16,6 +16,11 @@
 //!   holds a transform: `transforms`, with the fix of a transform disabled for a tenant);
 //! - a landing zone that fails is retried with backoff; the checkpoint waits for it;
 //! - checkpoints carry CRC-32C (unit tests in `output::checkpoint`);
+//! - Kafka offsets that went backwards or aged out stop the run unless `--reset-offsets` (a
+//!   unit test in `source::kafka` on rdkafka's mock cluster);
+//! - landed files and checkpoints are fsynced with their directories before the call that
+//!   lands them returns (unit tests in `output::landing`; the fsync itself cannot be observed
+//!   from a test, what is left on disk can);
 //! - an event's fuel verdict is its own: the same alone and in a batch;
 //! - server reflection answers v1alpha clients (Python, Postman, older grpcurl) as well as v1.
 //! - a bounded run streams its quarantine to Parquet and holds only a bounded prefix;
