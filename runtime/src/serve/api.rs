@@ -717,6 +717,7 @@ impl Api {
             .list()
             .into_iter()
             .map(|v| proto::PluginVersion {
+                disabled_tenants: Vec::new(),
                 kind: proto::PluginKind::Rule as i32,
                 active: active
                     .iter()
@@ -735,17 +736,37 @@ impl Api {
             })
             .collect();
         let in_force = self.transforms.in_force();
+        let disabled = self
+            .transforms
+            .engine()
+            .map(|engine| engine.disabled())
+            .unwrap_or_default();
         versions.extend(self.transforms.list().into_iter().map(|v| {
+            // A tenant's events reach the tenant's own version if one is in force, else the
+            // global one; health is kept per (name, tenant) either way.
+            let judges = |tenant: &str| match &v.tenant {
+                Some(own) => own == tenant,
+                None => !in_force
+                    .iter()
+                    .any(|f| f.name == v.name && f.tenant.as_deref() == Some(tenant)),
+            };
+            let is_in_force = in_force.iter().any(|f| f.version == v.id);
+            let disabled_tenants = disabled
+                .iter()
+                .filter(|(name, tenant)| is_in_force && *name == v.name && judges(tenant))
+                .map(|(_, tenant)| tenant.clone())
+                .collect();
             proto::PluginVersion {
+                disabled_tenants,
                 kind: proto::PluginKind::Transform as i32,
-                active: in_force.iter().any(|f| f.version == v.id),
+                active: is_in_force,
                 deployed: deployed_at(&v.deployed),
                 name: v.name,
                 version: v.id,
                 hash: v.hash,
                 tenant: v.tenant,
-                // A transform's health is its engine's record, per tenant, and reported there
-                // (stderr and `weir_plugin_disabled`); it has no logical time to give.
+                // Admission stops calling a disabled transform at once: it has no logical time
+                // to give, so it is listed by tenant (`disabled_tenants`).
                 disabled_at: None,
                 disabled_for: Vec::new(),
             }

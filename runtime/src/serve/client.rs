@@ -587,6 +587,9 @@ pub fn list(target: &Target, out: &mut impl Write) -> Result<(), ClientError> {
             for d in &v.disabled_for {
                 active.push_str(&format!(",disabled:{}@{}", d.tenant, d.time));
             }
+            for tenant in &v.disabled_tenants {
+                active.push_str(&format!(",disabled:{tenant}"));
+            }
             vec![
                 Cell::Str(v.name),
                 Cell::Int(v.version as i64),

@@ -187,6 +187,25 @@ fn a_transform_disabled_for_one_tenant_is_fixed_and_rolled_back_over_the_api_whi
 
         feed("before");
 
+        // Disabled for the broken tenant: List says so on the version in force for it.
+        let before = plugins
+            .list(with_token(proto::ListPluginsRequest {}, ADMIN))
+            .await
+            .unwrap()
+            .into_inner()
+            .versions;
+        let in_force_for_broken = before
+            .iter()
+            .find(|v| v.active && v.tenant.as_deref() == Some(BROKEN))
+            .unwrap_or_else(|| panic!("no version in force for {BROKEN} in {before:?}"));
+        assert_eq!(in_force_for_broken.disabled_tenants, [BROKEN], "{before:?}");
+        assert!(
+            before
+                .iter()
+                .all(|v| v.tenant.is_some() || v.disabled_tenants.is_empty()),
+            "the global version is not disabled for anyone: {before:?}"
+        );
+
         // This run keeps no history, so a retroactive transform deploy cannot be honoured.
         let refused = plugins
             .deploy(with_token(deploy(proto::DeployMode::Retroactive), ADMIN))
@@ -252,6 +271,10 @@ fn a_transform_disabled_for_one_tenant_is_fixed_and_rolled_back_over_the_api_whi
         "{fix:?}"
     );
     assert_eq!(fix.hash, content_hash(&fixed));
+    assert!(
+        fix.disabled_tenants.is_empty(),
+        "the fix is healthy: {fix:?}"
+    );
     assert_eq!(fix.deployed.len(), 1);
     assert_eq!(fix.deployed[0].time, deployed.effective_time);
     assert_eq!(fix.deployed[0].mode, proto::DeployMode::FromNow as i32);
