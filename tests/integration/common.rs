@@ -172,6 +172,36 @@ pub fn read_parquet(path: &Path) -> (Vec<String>, Vec<Row>) {
 }
 
 /// A fresh, empty scratch directory under the target directory.
+/// Every view file under `dir/views`, checked against its schema, rows sorted like the
+/// oracle's.
+pub fn read_views(dir: &Path) -> BTreeMap<&'static str, Vec<Row>> {
+    VIEWS
+        .iter()
+        .map(|view| {
+            let (names, mut rows) =
+                read_parquet(&dir.join("views").join(format!("{}.parquet", view.name)));
+            let want: Vec<&str> = view.columns.iter().map(|c| c.name).collect();
+            assert_eq!(names, want, "{}: columns of {}", dir.display(), view.name);
+            rows.sort();
+            (view.name, rows)
+        })
+        .collect()
+}
+
+/// `GET /metrics` over plain HTTP: the whole response, head and body.
+pub fn scrape_metrics(addr: impl std::fmt::Display) -> String {
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(addr.to_string()).unwrap();
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).unwrap();
+    response
+}
+
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);

@@ -39,12 +39,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
-use weir::row::{Cell, Row, VIEWS};
+use weir::row::Cell;
 
 use crate::common::{
     Expected, Landed, Rng, WeirProcess, assert_landed_events_are_masked,
     assert_quarantine_is_the_bad_lines, assert_views_eq, mangled_input, oracle, parquet_files,
-    read_parquet, scratch_dir, tail,
+    read_parquet, read_views, scratch_dir, tail,
 };
 use crate::oracle::Params;
 
@@ -342,22 +342,6 @@ fn replay_of_a_file_run_landing_matches() {
 // ------------------------------------------------------------------------------------------
 // Checks on what a run wrote
 // ------------------------------------------------------------------------------------------
-
-/// Every view file under `dir/views`, checked against its schema, rows sorted like the
-/// oracle's.
-fn read_views(dir: &Path) -> BTreeMap<&'static str, Vec<Row>> {
-    VIEWS
-        .iter()
-        .map(|view| {
-            let (names, mut rows) =
-                read_parquet(&dir.join("views").join(format!("{}.parquet", view.name)));
-            let want: Vec<&str> = view.columns.iter().map(|c| c.name).collect();
-            assert_eq!(names, want, "{}: columns of {}", dir.display(), view.name);
-            rows.sort();
-            (view.name, rows)
-        })
-        .collect()
-}
 
 const RAW_COLUMNS: [&str; 7] = [
     "tenant_id",

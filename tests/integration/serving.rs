@@ -1032,20 +1032,7 @@ fn reflection_lists_the_services_and_health_says_serving(run: &WeirRun) {
 /// `GET /metrics` is valid Prometheus text carrying the admission, plugin, view-freshness,
 /// gRPC and logical-time metrics.
 fn metrics_are_prometheus_text_with_the_pipelines_metrics(run: &WeirRun) {
-    use std::io::{Read, Write};
-
-    let metrics = &run.metrics;
-    let scrape = || {
-        let mut http = std::net::TcpStream::connect(metrics).unwrap();
-        write!(
-            http,
-            "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        http.read_to_string(&mut response).unwrap();
-        response
-    };
+    let scrape = || crate::common::scrape_metrics(&run.metrics);
     // The first payments reach normalize-payments a little after the first orders are
     // visible; on a loaded machine, scrape again until they have.
     let deadline = Instant::now() + Duration::from_secs(60);

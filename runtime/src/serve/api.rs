@@ -267,8 +267,14 @@ impl PageToken {
     }
 }
 
-/// Serves gRPC on `listener` until `stopped` fires.
-pub async fn serve(listener: tokio::net::TcpListener, api: Api, stopped: oneshot::Receiver<()>) {
+/// Serves gRPC on `listener` with `server` (plain, or with TLS set up) until `stopped` fires.
+pub async fn serve(
+    server: tonic::transport::Server,
+    listener: tokio::net::TcpListener,
+    api: Api,
+    stopped: oneshot::Receiver<()>,
+) {
+    let mut server = server;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -289,7 +295,7 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api, stopped: oneshot
     health
         .set_serving::<plugins_server::PluginsServer<Api>>()
         .await;
-    let result = tonic::transport::Server::builder()
+    let result = server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

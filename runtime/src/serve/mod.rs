@@ -478,10 +478,9 @@ impl Server {
                     what: "gRPC",
                     cause,
                 })?;
-            match grpc_tls {
-                Some(server) => tokio::spawn(serve_grpc_tls(server, grpc, services, stopped)),
-                None => tokio::spawn(api::serve(grpc, services, stopped)),
-            };
+            // With TLS the server comes configured (a bad identity was refused above).
+            let server = grpc_tls.unwrap_or_else(tonic::transport::Server::builder);
+            tokio::spawn(api::serve(server, grpc, services, stopped));
             if let Some((listener, _)) = metrics {
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|cause| {
                     ServeError::Adopt {
@@ -519,50 +518,6 @@ impl Server {
     /// The address `/metrics` answers on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
-    }
-}
-
-/// [`api::serve`] behind TLS: the same services, on a server whose TLS is already set up (a
-/// bad identity is refused by [`Server::start`], not logged from a task). `api::serve` builds
-/// a plaintext server of its own, so a service added there must be added here too.
-async fn serve_grpc_tls(
-    mut server: tonic::transport::Server,
-    listener: tokio::net::TcpListener,
-    api: api::Api,
-    stopped: oneshot::Receiver<()>,
-) {
-    use proto::{plugins_server::PluginsServer, views_server::ViewsServer};
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let (reflection, reflection_alpha) =
-        match (reflection().build_v1(), reflection().build_v1alpha()) {
-            (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("weir: error: gRPC reflection cannot start: {e}");
-                return;
-            }
-        };
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ViewsServer<api::Api>>().await;
-    health.set_serving::<PluginsServer<api::Api>>().await;
-    let result = server
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(ViewsServer::new(api.clone()))
-        .add_service(PluginsServer::new(api))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async {
-                let _ = stopped.await;
-            },
-        )
-        .await;
-    if let Err(e) = result {
-        eprintln!("weir: error: the gRPC server stopped: {e}");
     }
 }
 

@@ -24,12 +24,12 @@ use futures_util::TryStreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use weir::output::landing::Landing;
-use weir::row::{Cell, Row, VIEWS};
+use weir::row::Cell;
 use weir::run::{CheckpointSettings, Driver, Durability, RunConfig};
 
 use crate::common::{
     Landed, assert_landed_events_are_masked, assert_quarantine_is_the_bad_lines, assert_views_eq,
-    mangled_input, oracle, parquet_files, read_parquet, scratch_dir, tail,
+    mangled_input, oracle, parquet_files, read_parquet, read_views, scratch_dir, tail,
 };
 use crate::oracle::Params;
 
@@ -211,22 +211,6 @@ fn a_durable_run_lands_raw_quarantine_and_views_in_s3_and_restarts_from_its_chec
     assert_eq!(by_reason, expected.quarantined, "quarantined by reason");
     assert_quarantine_is_the_bad_lines(&stored, &lines, "the S3 quarantine/");
     assert_eq!(result.stats.admitted as usize, expected.valid);
-}
-
-/// Every view file under `dir/views`, checked against its schema, rows sorted like the
-/// oracle's.
-fn read_views(dir: &Path) -> BTreeMap<&'static str, Vec<Row>> {
-    VIEWS
-        .iter()
-        .map(|view| {
-            let (names, mut rows) =
-                read_parquet(&dir.join("views").join(format!("{}.parquet", view.name)));
-            let want: Vec<&str> = view.columns.iter().map(|c| c.name).collect();
-            assert_eq!(names, want, "{}: columns of {}", dir.display(), view.name);
-            rows.sort();
-            (view.name, rows)
-        })
-        .collect()
 }
 
 /// Every valid event landed once under `dir/raw`, and nothing else.

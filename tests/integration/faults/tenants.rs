@@ -361,8 +361,6 @@ fn a_tenant_allow_list_quarantines_every_other_tenants_events_as_unknown_tenant(
 
 #[test]
 fn tenants_past_the_metric_label_cap_are_counted_as_other() {
-    use std::io::{Read, Write};
-
     let dir = crate::common::scratch_dir("faults-tenant-labels");
     std::fs::write(
         dir.join("weir.toml"),
@@ -386,17 +384,7 @@ fn tenants_past_the_metric_label_cap_are_counted_as_other() {
         "weir",
     );
     let metrics = process.metrics().expect("metrics are on");
-    let scrape = || {
-        let mut http = std::net::TcpStream::connect(metrics).unwrap();
-        write!(
-            http,
-            "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        http.read_to_string(&mut response).unwrap();
-        response
-    };
+    let scrape = || crate::common::scrape_metrics(metrics);
     let labels = |text: &str| -> std::collections::BTreeSet<String> {
         text.lines()
             .filter(|l| l.starts_with("weir_events_admitted_total{"))
