@@ -55,13 +55,20 @@ fn admission(c: &mut Criterion) {
     let input = lines(10_000);
     let mut group = c.benchmark_group("admission");
     group.throughput(Throughput::Elements(input.len() as u64));
-    for (name, config) in [
-        ("native", RunConfig::native()),
-        ("wasm", RunConfig::default()),
+    let hour = Some(3_600_000);
+    for (name, config, lateness) in [
+        ("native", RunConfig::native(), None),
+        ("wasm", RunConfig::default(), None),
+        // SPEC §2.7's default: the watermarks and the times dedup keeps.
+        ("native, lateness 1h", RunConfig::native(), hour),
     ] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || Admission::new(config.plugins.transforms()),
+                || {
+                    let mut admission = Admission::new(config.plugins.transforms());
+                    admission.set_lateness(lateness);
+                    admission
+                },
                 |mut admission| admission.admit(&input, 0, false).events.len(),
                 BatchSize::LargeInput,
             )

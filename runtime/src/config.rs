@@ -34,7 +34,18 @@ pub struct Config {
     #[serde(default)]
     pub tenants: Tenants,
     #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
     pub tokens: Vec<Token>,
+}
+
+/// SPEC §2.7: what bounds the state a run keeps.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// How far behind its tenant's watermark an event may be and still count (`"1h"`,
+    /// `"20m"`, `"90s"`, `"500ms"`, `"2d"`, or `"off"`); later ones are `too_late`.
+    pub lateness: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -218,6 +229,8 @@ pub enum ConfigFileError {
     Token { index: usize, error: TokenError },
     #[error("{key}: must name a file")]
     EmptyPath { key: &'static str },
+    #[error("{key}: {value:?} is not a duration like 1h, 20m, 90s, 500ms or 2d (or off)")]
+    Duration { key: String, value: String },
 }
 
 impl ConfigFileError {
@@ -244,6 +257,7 @@ impl ConfigFileError {
             ConfigFileError::NoCaller { .. } => "config_token_for_nobody",
             ConfigFileError::Token { error, .. } => error.code(),
             ConfigFileError::EmptyPath { .. } => "config_empty_path",
+            ConfigFileError::Duration { .. } => "config_duration",
         }
     }
 }
@@ -294,6 +308,9 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigFileError> {
+        if let Some(lateness) = &self.retention.lateness {
+            duration_ms("retention.lateness", lateness)?;
+        }
         let p = &self.pipeline;
         positive("pipeline.workers", p.workers.map(u64::from))?;
         at_most("pipeline.workers", p.workers.map(u64::from), 256)?;
@@ -448,6 +465,33 @@ fn tenant_id(key: &str, value: &str) -> Result<(), ConfigFileError> {
     }
 }
 
+/// A positive duration in milliseconds (`"1h"`, `"20m"`, `"90s"`, `"500ms"`, `"2d"`), or
+/// `None` for `"off"`; `key` names the setting in the message.
+pub fn duration_ms(key: &str, value: &str) -> Result<Option<i64>, ConfigFileError> {
+    if value == "off" {
+        return Ok(None);
+    }
+    let bad = || ConfigFileError::Duration {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    };
+    let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = value.split_at(split);
+    let per: i64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    match n.checked_mul(per) {
+        Some(ms) if ms > 0 => Ok(Some(ms)),
+        _ => Err(bad()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +534,31 @@ mod tests {
         for (text, named) in cases {
             let err = Config::parse(text).expect_err(text).to_string();
             assert!(err.contains(named), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_off() {
+        assert_eq!(duration_ms("k", "1h").unwrap(), Some(3_600_000));
+        assert_eq!(duration_ms("k", "20m").unwrap(), Some(1_200_000));
+        assert_eq!(duration_ms("k", "500ms").unwrap(), Some(500));
+        assert_eq!(duration_ms("k", "2d").unwrap(), Some(172_800_000));
+        assert_eq!(duration_ms("k", "off").unwrap(), None);
+        for bad in [
+            "",
+            "1",
+            "h",
+            "0s",
+            "-1h",
+            "1.5h",
+            "1 h",
+            "99999999999999999d",
+        ] {
+            let e = duration_ms("retention.lateness", bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("retention.lateness: "),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -34,6 +34,8 @@ pub const DEFAULT_SEED: u64 = 1;
 pub const DEFAULT_TENANTS: u16 = 4;
 /// Live runs: milliseconds per logical time.
 pub const DEFAULT_TICK_MS: u64 = 20;
+/// SPEC §2.7's default lateness: one hour.
+pub const DEFAULT_LATENESS_MS: i64 = 3_600_000;
 /// Live runs: seconds between status lines.
 pub const DEFAULT_STATUS_SECS: u64 = 5;
 /// Kafka runs: seconds between checkpoints.
@@ -100,6 +102,11 @@ pub struct RunFlags {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
         help = format!("Bounded runs: input lines per logical time [default: {DEFAULT_EPOCH_LINES}]"))]
     pub epoch_lines: Option<u64>,
+    /// How far behind its tenant's watermark an event may be and still count: 1h, 20m, 90s,
+    /// 500ms, 2d, or off; later events are quarantined as too_late [default: 1h; a replay of
+    /// landed files: off].
+    #[arg(long)]
+    pub lateness: Option<String>,
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
         help = format!("Live runs: generated events per second [default: {DEFAULT_RATE}]"))]
     pub rate: Option<u64>,
@@ -314,6 +321,11 @@ impl Config {
                 .map_or(DEFAULT_EPOCH_LINES, |n| n as usize),
             lockstep: false,
             plugins: self.plugin_set(implementation, &flags.plugin)?,
+            lateness: match (&flags.lateness, &self.retention.lateness) {
+                (Some(flag), _) => crate::config::duration_ms("--lateness", flag)?,
+                (None, Some(set)) => crate::config::duration_ms("retention.lateness", set)?,
+                (None, None) => Some(DEFAULT_LATENESS_MS),
+            },
         };
         let input = flags.input.clone().or_else(|| match src.kind {
             SourceKind::File => src.path.clone(),
@@ -462,10 +474,16 @@ impl Config {
             }
             (None, Some(input)) => {
                 let out = out.ok_or(SettingsError::BoundedNeedsOut)?;
-                let input = if crate::source::replay::is_landed(&input) {
-                    Input::Replay(input)
+                let (input, run) = if crate::source::replay::is_landed(&input) {
+                    // A replay is a backfill of events admitted once already: none is late
+                    // unless the flag says so.
+                    let lateness = match &flags.lateness {
+                        Some(flag) => crate::config::duration_ms("--lateness", flag)?,
+                        None => None,
+                    };
+                    (Input::Replay(input), RunConfig { lateness, ..run })
                 } else {
-                    Input::File(input)
+                    (Input::File(input), run)
                 };
                 Ok(Settings {
                     run,

@@ -164,6 +164,11 @@ fn a_bad_config_is_refused_naming_the_key() {
         ("[source]\nrate = 0\n", "source.rate: must be at least 1"),
         ("[[tokens]]\ntoken = \"t\"\n", "tokens[0]: set `tenant"),
         ("[serve]\nmetrics = \"everywhere\"\n", "serve.metrics"),
+        (
+            "[retention]\nlateness = \"an hour\"\n",
+            "retention.lateness: \"an hour\" is not a duration",
+        ),
+        ("[retention]\nlateness = \"0s\"\n", "retention.lateness"),
     ];
     for (i, (text, message)) in cases.into_iter().enumerate() {
         let path = dir.join(format!("weir-{i}.toml"));

@@ -462,7 +462,7 @@ pub fn assert_no_card_data(text: &str, cards: &BTreeSet<String>, context: &str) 
 /// How an input is compared with what a quarantine stored for it: as a JSON value with the
 /// oracle's card masking applied, or, for text that is not JSON, with every digit and `*`
 /// blurred, so that masking may star digits but change nothing else.
-fn quarantine_form(text: &str, mask: bool) -> String {
+pub fn quarantine_form(text: &str, mask: bool) -> String {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(mut value) => {
             if mask {

@@ -7,7 +7,7 @@ use weir::row::ViewId;
 use weir::run::{RunConfig, run_bounded_into};
 
 use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
-use crate::oracle::Params;
+use crate::oracle::{Lateness, Params};
 
 #[test]
 fn views_equal_the_oracle_on_twenty_seeds() {
@@ -52,6 +52,59 @@ fn views_equal_the_oracle_on_twenty_seeds() {
             "no {rule} alert in any input: {rules_seen:?}"
         );
     }
+}
+
+/// SPEC §2.7 with 2 to 20 minutes of lateness: the events the generator and the shuffle make
+/// later than that are `too_late`, decided per tenant and per logical time exactly as the
+/// oracle decides them, and every view is the batch computation over what was admitted.
+#[test]
+fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
+    let mut too_late = 0;
+    for seed in 1..=20u64 {
+        let minutes = 2 + (seed % 4) as i64 * 6;
+        let lateness = minutes * 60_000;
+        // About 50 lines a second of event time: 4,800 lines a minute of lateness span 1.6
+        // times it, so events later than it are read within the input.
+        let len = (minutes as usize * 4_800).max(30_000);
+        let window = 500 + (seed as usize * 7_919) % 20_000;
+        let lines = mangled_input(seed, len, window);
+        let epoch_lines = 300 + seed as usize * 53;
+        let config = RunConfig {
+            workers: 1 + (seed % 2) as usize,
+            epoch_lines,
+            lateness: Some(lateness),
+            ..RunConfig::default()
+        };
+        let result = run_lines(&lines, &config);
+        let oracle = oracle(
+            &lines,
+            &Params {
+                lateness: Some(Lateness {
+                    ms: lateness,
+                    epoch_lines,
+                }),
+                ..Params::default()
+            },
+        );
+        let context = format!("seed {seed}, {minutes} min");
+        assert_views_eq(&views_of(&result), &oracle.views, &context);
+        assert_eq!(result.stats.admitted as usize, oracle.valid, "{context}");
+        assert_eq!(
+            result.stats.duplicates as usize, oracle.duplicates,
+            "{context}"
+        );
+        let quarantined: std::collections::BTreeMap<String, usize> = result
+            .stats
+            .quarantined
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as usize))
+            .collect();
+        assert_eq!(quarantined, oracle.quarantined, "{context}");
+        let late = quarantined.get("too_late").copied().unwrap_or_default();
+        assert!(late > 0, "{context}: no event past the lateness");
+        too_late += late;
+    }
+    assert!(too_late > 1_000, "{too_late} too_late in all");
 }
 
 #[test]

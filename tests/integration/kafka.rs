@@ -22,7 +22,7 @@
 //! run's. Lines go one per record batch because tansu 0.6.0 mis-serves fetches that start
 //! inside a batch (see `produce`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -46,7 +46,11 @@ use crate::common::{
     assert_quarantine_is_the_bad_lines, assert_views_eq, mangled_input, oracle, parquet_files,
     read_parquet, read_views, scratch_dir, tail,
 };
-use crate::oracle::Params;
+use crate::oracle::{Lateness, Params};
+use weir::run::DEFAULT_EPOCH_LINES;
+use weir::settings::DEFAULT_LATENESS_MS;
+
+const TOO_LATE: &str = "too_late";
 
 // ------------------------------------------------------------------------------------------
 // The tests
@@ -65,7 +69,6 @@ fn crash_recovery_is_exactly_once() {
     let broker = Broker::start(&root);
     let topic = broker.topic("crash", 4);
     let lines = mangled_input(41, 300_000, 2_000);
-    let oracle = oracle(&lines, &Params::default());
     let producing = Producing::start(&broker.addr, &topic, lines.clone(), 15_000);
 
     // Kill at a random point 1–4 s after each start, at least ten times and until every line
@@ -167,6 +170,14 @@ fn crash_recovery_is_exactly_once() {
         "checkpoints did not advance across kills: {distinct:?}"
     );
 
+    // The run keeps weir's default lateness of an hour: the generator's events up to three
+    // hours late span it, so some are too_late, and recovery must keep the watermarks.
+    let oracle = oracle_with_landed_lateness(&out, &lines);
+    assert!(
+        oracle.quarantined.get(TOO_LATE).is_some_and(|n| *n > 0),
+        "the input must have events past the lateness: {:?}",
+        oracle.quarantined
+    );
     assert_views_eq(&read_views(&out), &oracle.views, "after kills");
     assert_raw_exactly_once(&out, Some(&topic), &oracle, "after kills");
     assert_quarantine_exactly_once(&out, &topic, &lines, &oracle);
@@ -239,7 +250,7 @@ fn a_torn_newest_checkpoint_falls_back() {
         "the newest complete checkpoint is the one before the torn one"
     );
 
-    let oracle = oracle(&lines, &Params::default());
+    let oracle = oracle_with_landed_lateness(&out, &lines);
     assert_views_eq(
         &read_views(&out),
         &oracle.views,
@@ -312,7 +323,7 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
         lines.len()
     );
 
-    let oracle = oracle(&lines, &Params::default());
+    let oracle = oracle_with_landed_lateness(&out, &lines);
     assert_views_eq(&read_views(&out), &oracle.views, "after outages");
     assert_raw_exactly_once(&out, Some(&topic), &oracle, "outages");
 }
@@ -322,8 +333,20 @@ fn broker_down_at_start_and_mid_run_loses_nothing() {
 #[test]
 fn replay_of_a_file_run_landing_matches() {
     let root = scratch_dir("kafka-replay-file");
-    let lines = mangled_input(7, 30_000, 1_000);
-    let oracle = oracle(&lines, &Params::default());
+    // Longer than the default lateness of an hour of event time, so that it applies; a
+    // bounded run's logical times are counted in lines, so the oracle decides it too.
+    let lines = mangled_input(7, 250_000, 1_000);
+    let oracle = oracle(
+        &lines,
+        &Params {
+            lateness: Some(Lateness {
+                ms: DEFAULT_LATENESS_MS,
+                epoch_lines: DEFAULT_EPOCH_LINES,
+            }),
+            ..Params::default()
+        },
+    );
+    assert!(oracle.quarantined.contains_key(TOO_LATE));
     let input = root.join("events.ndjson");
     std::fs::write(&input, lines.join("\n")).unwrap();
 
@@ -459,7 +482,9 @@ fn assert_quarantine_exactly_once(dir: &Path, topic: &str, lines: &[String], ora
                 positions.insert((*p, *o)),
                 "offset {p}/{o} quarantined twice"
             );
-            stored.push((raw.clone(), reason.clone()));
+            if reason != TOO_LATE {
+                stored.push((raw.clone(), reason.clone()));
+            }
             *by_reason.entry(reason.clone()).or_default() += 1;
         }
     }
@@ -468,6 +493,71 @@ fn assert_quarantine_exactly_once(dir: &Path, topic: &str, lines: &[String], ora
         "quarantined inputs by reason"
     );
     assert_quarantine_is_the_bad_lines(&stored, lines, "the Kafka quarantine");
+}
+
+/// The oracle's result for a live run with lateness, from its landing.
+///
+/// Lateness is decided per logical time, and a live run's logical times follow the clock, so
+/// which of the events near the lateness were too late is the run's to say. Each input the
+/// landed quarantine holds as `too_late` must be a valid line of the input, more than the
+/// lateness behind another event of its tenant; it is taken out of the input (its last copy:
+/// a watermark only rises, so a later copy of a late event is as late), and the result is
+/// the oracle's over the rest, with those lines quarantined as `too_late`. The rest of the
+/// quarantine is checked against the oracle's own validation.
+fn oracle_with_landed_lateness(out: &Path, lines: &[String]) -> Expected {
+    let valid: Vec<Option<crate::oracle::Event>> = lines
+        .iter()
+        .map(|l| crate::oracle::validate(l.as_bytes()).ok())
+        .collect();
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for e in valid.iter().flatten() {
+        let t = newest.entry(e.tenant_id.as_str()).or_insert(e.time);
+        *t = (*t).max(e.time);
+    }
+    let mut by_form: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        if valid[i].is_some() {
+            by_form
+                .entry(crate::common::quarantine_form(line, true))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut taken = vec![false; lines.len()];
+    let mut too_late = 0;
+    for file in parquet_files(&out.join("quarantine")) {
+        for row in read_parquet(&file).1 {
+            let (Cell::Str(raw), Cell::Str(reason)) = (&row[0], &row[1]) else {
+                panic!("{}: unexpected quarantine row {row:?}", file.display());
+            };
+            if reason != TOO_LATE {
+                continue;
+            }
+            let form = crate::common::quarantine_form(raw, false);
+            let i = by_form
+                .get_mut(&form)
+                .and_then(Vec::pop)
+                .unwrap_or_else(|| panic!("too_late {raw:.300} is no valid input line left"));
+            let e = valid[i].as_ref().unwrap();
+            assert!(
+                e.time < newest[e.tenant_id.as_str()] - DEFAULT_LATENESS_MS,
+                "too_late {raw:.300}: no event of its tenant is an hour later"
+            );
+            taken[i] = true;
+            too_late += 1;
+        }
+    }
+    let rest: Vec<String> = lines
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(l, _)| l.clone())
+        .collect();
+    let mut expected = oracle(&rest, &Params::default());
+    if too_late > 0 {
+        expected.quarantined.insert(TOO_LATE.into(), too_late);
+    }
+    expected
 }
 
 /// `(partition, first, last)` from `<topic>-<partition>-<first>-<last>.parquet`.

@@ -445,6 +445,7 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
         epoch_lines: 1_000,
         lockstep: true,
         plugins: std::sync::Arc::new(set),
+        lateness: None,
     };
     let mut runner = weir::run::Driver::start(
         &config,

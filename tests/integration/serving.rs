@@ -579,6 +579,7 @@ fn deploy_and_rollback_over_the_api() {
         &Params {
             velocity_threshold: 3,
             velocity_switch: None,
+            ..Params::default()
         },
     );
     assert_ne!(v1.views["fraud_alerts"], v2.views["fraud_alerts"]);

@@ -98,6 +98,7 @@ fn retroactive_swap_rejudges_every_event() {
         &Params {
             velocity_threshold: 3,
             velocity_switch: None,
+            ..Params::default()
         },
     );
     assert_views_eq(&views_of(&result), &want.views, "retroactive v2");
@@ -117,6 +118,7 @@ fn from_now_swap_judges_only_later_events() {
         &Params {
             velocity_threshold: 5,
             velocity_switch: Some((at, 3)),
+            ..Params::default()
         },
     );
     assert_views_eq(&views_of(&result), &want.views, "from-now v2");
@@ -125,6 +127,7 @@ fn from_now_swap_judges_only_later_events() {
         &Params {
             velocity_threshold: 3,
             velocity_switch: None,
+            ..Params::default()
         },
     );
     assert_ne!(

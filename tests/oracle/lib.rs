@@ -1,9 +1,20 @@
 //! The independent batch oracle for weir's event contract (SPEC §1) and views (SPEC §2).
 //!
 //! Given the raw input lines in admission order, [`compute`] validates them, quarantines the
-//! bad ones, deduplicates the rest and then computes every view from scratch with plain
-//! sorting, grouping and scanning over the whole input — no timely, no differential dataflow,
-//! no incremental state.
+//! bad ones and the too late ones, deduplicates the rest and then computes every view from
+//! scratch with plain sorting, grouping and scanning over the whole input — no timely, no
+//! differential dataflow, no incremental state.
+//!
+//! Lateness (SPEC §2.7), when [`Params::lateness`] asks for it, is replayed line by line from
+//! its definition rather than from any model of weir's batches: the input is cut into logical
+//! times of a fixed number of lines, each tenant's watermark is the greatest event time it
+//! had admitted before the current logical time, and an event more than L behind its
+//! tenant's watermark is quarantined as `too_late`. The same bound is what lets the runtime
+//! forget event ids, so a copy is a duplicate only while its first copy is still within
+//! L of the watermark; past that the pair counts as new. The check is per tenant because one
+//! tenant's clock must never make another's events late, and it reads only earlier logical
+//! times because events admitted together are one step of the runtime, which cannot see its
+//! own step's watermark yet.
 //!
 //! Nothing here comes from `weir`. Each line is read as a `serde_json::Value` and checked by
 //! [`validate`], written from the text of SPEC §1 (and README's naming of item fields): the
@@ -80,6 +91,22 @@ pub struct Params {
     /// `Some((line, threshold))`: orders from input lines at index `line` on are judged with
     /// `threshold` instead (a rule version deployed "from now" at that point of the input).
     pub velocity_switch: Option<(usize, usize)>,
+    /// SPEC §2.7's lateness rule. `None` is a run without a retention window: no event is
+    /// ever too late and every admitted `(tenant_id, event_id)` is remembered forever.
+    pub lateness: Option<Lateness>,
+}
+
+/// How late an event may be (SPEC §2.7) and how the input maps onto the runtime's logical
+/// times, which is what decides which events a watermark already includes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lateness {
+    /// L: an event is too late when its time is below its tenant's watermark minus this, and a
+    /// remembered event id older than that is forgotten.
+    pub ms: Millis,
+    /// How many consecutive input lines share one logical time: line `i` is admitted at
+    /// logical time `i / epoch_lines` (0 counts as 1). Runs feed the runtime this many lines
+    /// per step, so the oracle's watermark moves when the runtime's can.
+    pub epoch_lines: usize,
 }
 
 impl Default for Params {
@@ -87,6 +114,7 @@ impl Default for Params {
         Params {
             velocity_threshold: 5,
             velocity_switch: None,
+            lateness: None,
         }
     }
 }
@@ -98,11 +126,12 @@ pub struct OracleViews<C = Cell> {
     /// Every view by its SPEC name (all six always present), rows in schema column order,
     /// each `Vec` sorted.
     pub views: BTreeMap<&'static str, Vec<Vec<C>>>,
-    /// Valid events that count: valid and not a duplicate (|E| in SPEC §2).
+    /// Valid events that count: valid, not too late and not a duplicate (|E| in SPEC §2).
     pub valid: usize,
-    /// Valid events dropped as later copies of an earlier `(tenant_id, event_id)`.
+    /// Valid events dropped as later copies of a still remembered `(tenant_id, event_id)`.
+    /// Too late copies are not among them: lateness is judged first.
     pub duplicates: usize,
-    /// Quarantined lines by reason.
+    /// Quarantined lines by reason, `too_late` included.
     ///
     /// `valid + duplicates + Σ quarantined` is the number of input lines.
     pub quarantined: BTreeMap<String, usize>,
@@ -646,26 +675,53 @@ fn count(n: usize) -> Cell {
 /// Computes every view over `lines` (raw input lines in admission order, no newline).
 pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     let mut quarantined: BTreeMap<String, usize> = BTreeMap::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    // The event time of the admitted copy of each pair: whether it is still remembered
+    // depends on how far the tenant's watermark has moved since.
+    let mut seen: HashMap<(String, String), Millis> = HashMap::new();
     let mut admitted: Vec<(usize, Event)> = Vec::new();
     let mut duplicates = 0;
+    let epoch_lines = params.lateness.map_or(1, |l| l.epoch_lines.max(1));
+    // W_t of the current logical time: folded from `admitted[..folded]`, every admitted event
+    // of an earlier logical time, and none of the current one.
+    let mut watermarks: HashMap<String, Millis> = HashMap::new();
+    let mut folded = 0;
     for (index, line) in lines.iter().enumerate() {
-        match validate(line) {
-            Err(reason) => *quarantined.entry(reason).or_default() += 1,
-            Ok(ev) => {
-                if seen.insert((ev.tenant_id.clone(), ev.event_id.clone())) {
-                    admitted.push((index, ev));
-                } else {
-                    duplicates += 1;
-                }
+        let now = index / epoch_lines;
+        while let Some((at, e)) = admitted.get(folded)
+            && at / epoch_lines < now
+        {
+            let w = watermarks.entry(e.tenant_id.clone()).or_insert(e.time);
+            *w = (*w).max(e.time);
+            folded += 1;
+        }
+        let ev = match validate(line) {
+            Err(reason) => {
+                *quarantined.entry(reason).or_default() += 1;
+                continue;
+            }
+            Ok(ev) => ev,
+        };
+        // W - L in i128: neither end can overflow. `None` while nothing of the tenant is late.
+        let horizon: Option<i128> = params.lateness.and_then(|l| {
+            let w = watermarks.get(&ev.tenant_id)?;
+            Some(i128::from(*w) - i128::from(l.ms))
+        });
+        if horizon.is_some_and(|h| i128::from(ev.time) < h) {
+            *quarantined.entry("too_late".to_owned()).or_default() += 1;
+            continue;
+        }
+        let key = (ev.tenant_id.clone(), ev.event_id.clone());
+        match seen.get(&key) {
+            Some(&first) if horizon.is_none_or(|h| i128::from(first) >= h) => duplicates += 1,
+            _ => {
+                seen.insert(key, ev.time);
+                admitted.push((index, ev));
             }
         }
     }
     let events: Vec<Event> = admitted.iter().map(|(_, e)| e.clone()).collect();
-    let line_of: HashMap<(&str, &str), usize> = admitted
-        .iter()
-        .map(|(line, e)| ((e.tenant_id.as_str(), e.event_id.as_str()), *line))
-        .collect();
+    // By position, not by `(tenant_id, event_id)`: a forgotten pair can be admitted twice.
+    let line_of: Vec<usize> = admitted.iter().map(|(line, _)| *line).collect();
 
     let sessions = sessions(&events);
     let mut views: BTreeMap<&'static str, Vec<Row>> = BTreeMap::new();
@@ -906,11 +962,8 @@ fn conversion_hour(sessions: &[Row]) -> Vec<Row> {
         .collect()
 }
 
-fn fraud_alerts(
-    events: &[Event],
-    line_of: &HashMap<(&str, &str), usize>,
-    params: &Params,
-) -> Vec<Row> {
+/// `line_of[i]` is the input line of `events[i]`.
+fn fraud_alerts(events: &[Event], line_of: &[usize], params: &Params) -> Vec<Row> {
     // (tenant, rule, subject) -> earliest flagged event time
     let mut alerts: BTreeMap<(&str, &'static str, &str), Millis> = BTreeMap::new();
     let mut raise = |tenant, rule, subject, t: Millis| {
@@ -921,21 +974,21 @@ fn fraud_alerts(
     };
 
     // Orders of each user, sorted by time (ties in any order: they are all "at or before").
-    // (tenant, user) -> (time, order, event id)
-    type UserOrders<'a> = HashMap<(&'a str, &'a str), Vec<(Millis, &'a Order, &'a str)>>;
+    // (tenant, user) -> (time, order, velocity threshold it is judged with)
+    type UserOrders<'a> = HashMap<(&'a str, &'a str), Vec<(Millis, &'a Order, usize)>>;
     let mut user_orders: UserOrders = HashMap::new();
-    let mut threshold_of: HashMap<(&str, &str), usize> = HashMap::new();
-    for (e, o) in orders(events) {
-        user_orders
-            .entry((&e.tenant_id, &o.user_id))
-            .or_default()
-            .push((e.time, o, &e.event_id));
-        let line = line_of[&(e.tenant_id.as_str(), e.event_id.as_str())];
+    for (e, &line) in events.iter().zip(line_of) {
+        let Body::OrderPlaced(o) = &e.body else {
+            continue;
+        };
         let threshold = match params.velocity_switch {
             Some((from, threshold)) if line >= from => threshold,
             _ => params.velocity_threshold,
         };
-        threshold_of.insert((&e.tenant_id, &e.event_id), threshold);
+        user_orders
+            .entry((&e.tenant_id, &o.user_id))
+            .or_default()
+            .push((e.time, o, threshold));
     }
     for ((tenant, _), mut list) in user_orders {
         list.sort_by_key(|(t, _, _)| *t);
@@ -944,11 +997,11 @@ fn fraud_alerts(
         for (_, o, _) in &list {
             prefix_totals.push(prefix_totals[prefix_totals.len() - 1] + i128::from(o.total_cents));
         }
-        for &(t, o, event_id) in &list {
+        for &(t, o, threshold) in &list {
             // velocity: orders with time in (t - 10 min, t]
             let upto = times.partition_point(|&x| x <= t);
             let after = times.partition_point(|&x| x <= t - VELOCITY_WINDOW_MS);
-            if upto - after >= threshold_of[&(tenant, event_id)] {
+            if upto - after >= threshold {
                 raise(tenant, "velocity", o.order_id.as_str(), t);
             }
             // amount_anomaly: the n orders strictly before t
@@ -1293,7 +1346,7 @@ mod tests {
             &lines,
             &Params {
                 velocity_threshold: 4,
-                velocity_switch: None,
+                ..Params::default()
             },
         );
         assert_eq!(
@@ -2075,5 +2128,165 @@ mod tests {
         assert_eq!(out.quarantined["invalid_json"], 1);
         let lines: Vec<usize> = out.admitted.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, vec![1, 2]);
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Lateness (SPEC §2.7)
+    // --------------------------------------------------------------------------------------
+
+    /// A page view of `tenant` at `BASE + offset`.
+    fn view_of(tenant: &str, id: &str, offset: Millis) -> String {
+        event(
+            id,
+            "page_view",
+            offset,
+            json!({"tenant_id": tenant, "user_id": "u1", "url": "/"}),
+        )
+    }
+
+    fn run_with(lines: &[String], params: &Params) -> OracleViews {
+        let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        compute(&lines, params)
+    }
+
+    fn late_after(ms: Millis, epoch_lines: usize) -> Params {
+        Params {
+            lateness: Some(Lateness { ms, epoch_lines }),
+            ..Params::default()
+        }
+    }
+
+    fn admitted_lines(out: &OracleViews) -> Vec<usize> {
+        out.admitted.iter().map(|(line, _)| *line).collect()
+    }
+
+    fn too_late(out: &OracleViews) -> usize {
+        out.quarantined.get("too_late").copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn one_tenants_clock_does_not_make_another_tenants_events_late() {
+        let lines = vec![
+            view_of("a", "e1", 60 * MIN),
+            view_of("b", "e1", 5 * MIN),
+            view_of("a", "e2", 0),
+            view_of("b", "e2", 0),
+            view_of("c", "e1", 0),
+        ];
+        let out = run_with(&lines, &late_after(10 * MIN, 1));
+        // a's watermark (60 min) makes its own event at 0 late; b's (5 min) does not make b's
+        // late, and c has no watermark at all.
+        assert_eq!(admitted_lines(&out), vec![0, 1, 3, 4]);
+        assert_eq!((too_late(&out), out.duplicates, out.valid), (1, 0, 4));
+    }
+
+    #[test]
+    fn the_watermark_counts_only_earlier_logical_times() {
+        let lines = vec![
+            view_of("a", "e1", 60 * MIN), // logical time 0 raises the watermark to 60 min
+            view_of("a", "e2", 0),        // logical time 0: not yet behind it
+            view_of("a", "e3", 0),        // logical time 1: more than 10 min behind 60 min
+            view_of("a", "e4", 50 * MIN), // logical time 1: exactly W − L is not late
+        ];
+        let out = run_with(&lines, &late_after(10 * MIN, 2));
+        assert_eq!(admitted_lines(&out), vec![0, 1, 3]);
+        assert_eq!(too_late(&out), 1);
+        // One line per logical time: the second line already sees the first.
+        let out = run_with(&lines, &late_after(10 * MIN, 1));
+        assert_eq!(admitted_lines(&out), vec![0, 3]);
+        assert_eq!(too_late(&out), 2);
+        // 0 lines per logical time is one.
+        assert_eq!(run_with(&lines, &late_after(10 * MIN, 0)), out);
+        // The watermark is the greatest time so far, not the latest: an event at 50 min in
+        // logical time 1 leaves it at 60 min for logical time 2.
+        let mut more = lines.clone();
+        more.push(view_of("a", "e5", 49 * MIN));
+        let out = run_with(&more, &late_after(10 * MIN, 2));
+        assert_eq!(admitted_lines(&out), vec![0, 1, 3]);
+        assert_eq!(too_late(&out), 2);
+    }
+
+    #[test]
+    fn a_late_copy_of_an_admitted_event_is_too_late_not_a_duplicate() {
+        let lines = vec![
+            view_of("a", "e1", 0),
+            view_of("a", "e2", 60 * MIN),
+            view_of("a", "e1", 0),        // late: judged before dedup
+            view_of("a", "e2", 60 * MIN), // within L and remembered: a duplicate
+        ];
+        let out = run_with(&lines, &late_after(10 * MIN, 1));
+        assert_eq!(admitted_lines(&out), vec![0, 1]);
+        assert_eq!((too_late(&out), out.duplicates, out.valid), (1, 1, 2));
+        assert_eq!(out.quarantined.values().sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn a_copy_of_a_forgotten_event_is_admitted_again() {
+        let lines = vec![
+            view_of("a", "e1", 0),
+            view_of("a", "e2", 60 * MIN),
+            // Same id, first copy at 0 is older than W − L = 50 min: forgotten. This copy at
+            // 55 min is within L, so it counts as new.
+            view_of("a", "e1", 55 * MIN),
+            // Now the remembered copy is the one at 55 min, within L: a duplicate.
+            view_of("a", "e1", 55 * MIN),
+        ];
+        let out = run_with(&lines, &late_after(10 * MIN, 1));
+        assert_eq!(admitted_lines(&out), vec![0, 1, 2]);
+        assert_eq!((too_late(&out), out.duplicates, out.valid), (0, 1, 3));
+        // Both copies of e1 are in the views: two sessions, the second with two views.
+        let counts: Vec<Cell> = out.views["sessions"].iter().map(|r| r[4].clone()).collect();
+        assert_eq!(counts, vec![int(1), int(2)]);
+        // Remembered forever without lateness.
+        let out = run_with(&lines, &Params::default());
+        assert_eq!(admitted_lines(&out), vec![0, 1]);
+        assert_eq!(out.duplicates, 2);
+    }
+
+    #[test]
+    fn a_readmitted_order_is_judged_by_its_own_line() {
+        let lines = vec![
+            order("e1", "u1", "o1", 0, 100),
+            order("e2", "u1", "o2", 60 * MIN, 100),
+            order("e1", "u1", "o3", 55 * MIN, 100), // the forgotten e1, admitted again
+        ];
+        let params = Params {
+            velocity_switch: Some((2, 1)),
+            ..late_after(10 * MIN, 1)
+        };
+        let out = run_with(&lines, &params);
+        assert_eq!(admitted_lines(&out), vec![0, 1, 2]);
+        // Only the copy from line 2 is judged with threshold 1; o1 keeps the 5 of line 0.
+        assert_eq!(
+            alerts_of(&out, "velocity"),
+            vec![alert("velocity", "o3", BASE + 55 * MIN)]
+        );
+    }
+
+    #[test]
+    fn without_lateness_nothing_is_late() {
+        let lines = vec![
+            view_of("a", "e1", 10 * HOUR_MS),
+            view_of("a", "e2", 0), // ten hours behind
+            view_of("a", "e1", 10 * HOUR_MS),
+        ];
+        let out = run_with(&lines, &Params::default());
+        assert_eq!(admitted_lines(&out), vec![0, 1]);
+        assert_eq!((too_late(&out), out.duplicates), (0, 1));
+        assert_eq!(out, run(&lines));
+        // The same input with an hour of lateness drops the old event.
+        let out = run_with(&lines, &late_after(HOUR_MS, 1));
+        assert_eq!(admitted_lines(&out), vec![0]);
+        assert_eq!((too_late(&out), out.duplicates), (1, 1));
+    }
+
+    #[test]
+    fn extreme_lateness_does_not_overflow() {
+        let lines = vec![view_of("a", "e1", HOUR_MS), view_of("a", "e2", 0)];
+        let out = run_with(&lines, &late_after(Millis::MAX, 1));
+        assert_eq!((out.valid, too_late(&out)), (2, 0));
+        // A negative L puts W − L above every time: everything after the first is late.
+        let out = run_with(&lines, &late_after(Millis::MIN, 1));
+        assert_eq!((out.valid, too_late(&out)), (1, 1));
     }
 }

@@ -38,6 +38,8 @@ pub enum Reason {
     Oversize,
     /// A valid event of a tenant not in the configured `[tenants] allow` list.
     UnknownTenant,
+    /// A valid event more than the lateness behind its tenant's watermark (SPEC §2.7).
+    TooLate,
     /// A transform plugin failed on the event; `kind` is the error variant's stable code.
     PluginError {
         plugin: String,
@@ -56,6 +58,7 @@ impl fmt::Display for Reason {
             Reason::UnsupportedSchemaVersion => f.write_str("unsupported_schema_version"),
             Reason::Oversize => f.write_str("oversize"),
             Reason::UnknownTenant => f.write_str("unknown_tenant"),
+            Reason::TooLate => f.write_str("too_late"),
             Reason::PluginError { plugin, kind } => write!(f, "plugin_error:{plugin}:{kind}"),
         }
     }

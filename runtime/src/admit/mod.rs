@@ -1,9 +1,18 @@
 //! Admission: raw lines in, valid deduplicated events out, everything else to quarantine.
 //!
 //! The stage between a source and the dataflow: decode and validate ([`crate::admit::decode`],
-//! which also masks card data), drop repeated `(tenant_id, event_id)` pairs keeping the first
-//! in input order, and run the transform plugins. Admission is sequential, so "first in input
-//! order" is simply the first one this stage sees.
+//! which also masks card data), quarantine what is too late, drop repeated
+//! `(tenant_id, event_id)` pairs keeping the first in input order, and run the transform
+//! plugins. Admission is sequential, so "first in input order" is simply the first one this
+//! stage sees.
+//!
+//! **Lateness** (SPEC §2.7). Each tenant has a watermark: the greatest `event_time` among its
+//! events admitted at logical times *before* the current one. Per tenant, so one shop's clock
+//! never makes another's events late; per logical time, so the decision depends only on the
+//! input and where logical times close, not on how admission is split into calls. An event
+//! more than the lateness behind its tenant's watermark is quarantined as `too_late` before
+//! it claims an id, so dedup only has to remember ids within the lateness of the watermark:
+//! an older id is forgotten, and a copy of it is `too_late` anyway.
 //!
 //! Admission owns no storage: it says where each input went and its caller keeps or lands
 //! the quarantine. It must not reach the dataflow or any output.
@@ -14,7 +23,7 @@ pub mod scrub;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::event::{Event, Millis};
 use crate::plugins::Transform;
 use crate::plugins::registry::Mode;
 use crate::time::Time;
@@ -55,10 +64,17 @@ impl AdmissionStats {
 
 /// The admission stage.
 pub struct Admission {
-    /// Event ids admitted so far, per tenant: looked up by borrowed `&str` (no key is built
-    /// for a duplicate), one allocation per new id, and a hostile tenant's ids only ever
+    /// Event ids admitted, per tenant, each with its event's time (it is forgotten once that is
+    /// more than the lateness behind the watermark): looked up by borrowed `&str` (no key is
+    /// built for a duplicate), one allocation per new id, and a hostile tenant's ids only ever
     /// collide with its own. foldhash is seeded per process, so ids cannot be chosen to collide.
-    seen: HashMap<Box<str>, HashSet<Box<str>, Hasher>, Hasher>,
+    seen: HashMap<Box<str>, HashMap<Box<str>, Millis, Hasher>, Hasher>,
+    /// The lateness rule and the watermarks it reads.
+    clock: Watermarks,
+    /// Ids remembered after the last sweep of forgotten ones, and claimed since: a sweep runs
+    /// once the claims outnumber the survivors, so its cost is amortised over the claims.
+    kept_at_sweep: usize,
+    claims_since_sweep: usize,
     transforms: Vec<Box<dyn Transform>>,
     stats: AdmissionStats,
     retain: bool,
@@ -73,6 +89,9 @@ impl Admission {
     pub fn new(transforms: Vec<Box<dyn Transform>>) -> Self {
         Admission {
             seen: HashMap::default(),
+            clock: Watermarks::default(),
+            kept_at_sweep: 0,
+            claims_since_sweep: 0,
             transforms,
             stats: AdmissionStats::default(),
             retain: false,
@@ -90,6 +109,25 @@ impl Admission {
         &self.stats
     }
 
+    /// Quarantines as `too_late` every event more than `lateness` behind its tenant's
+    /// watermark; `None` admits any event time and remembers every id.
+    pub fn set_lateness(&mut self, lateness: Option<Millis>) {
+        self.clock.lateness = lateness;
+    }
+
+    /// Each tenant's watermark, counting every event admitted so far (what a checkpoint
+    /// records: the events after it are admitted at later logical times).
+    pub fn watermarks(&self) -> Vec<(String, Millis)> {
+        self.clock.all()
+    }
+
+    /// Puts back the watermarks a checkpoint recorded.
+    pub fn restore_watermarks(&mut self, marks: impl IntoIterator<Item = (String, Millis)>) {
+        for (tenant, mark) in marks {
+            self.clock.raise_now(&tenant, mark);
+        }
+    }
+
     /// Frees an id whose event was not admitted after all.
     fn release(&mut self, tenant: &str, id: &str) {
         if let Some(ids) = self.seen.get_mut(tenant) {
@@ -97,17 +135,56 @@ impl Admission {
         }
     }
 
-    /// Records `(tenant, id)`; whether it was new.
-    fn first_time(&mut self, tenant: &str, id: &str) -> bool {
+    /// Records `(tenant, id)` of an event at `time`; whether it was new. An id whose event is
+    /// more than the lateness behind the watermark is forgotten, whether or not a sweep has
+    /// removed it yet, so when sweeps run never changes what is admitted.
+    fn first_time(&mut self, tenant: &str, id: &str, time: Millis) -> bool {
+        let forgotten_before = self.clock.cutoff(tenant);
         let ids = match self.seen.get_mut(tenant) {
             Some(ids) => ids,
             None => self.seen.entry(tenant.into()).or_default(),
         };
-        if ids.contains(id) {
-            return false;
+        match ids.get_mut(id) {
+            Some(kept) if *kept >= forgotten_before => false,
+            Some(kept) => {
+                *kept = time;
+                true
+            }
+            None => {
+                ids.insert(id.into(), time);
+                self.claims_since_sweep += 1;
+                true
+            }
         }
-        ids.insert(id.into());
-        true
+    }
+
+    /// Drops the ids no admissible event can repeat, once enough were claimed since the last
+    /// sweep that it pays for itself.
+    fn sweep(&mut self) {
+        if self.clock.lateness.is_none()
+            || self.claims_since_sweep < self.kept_at_sweep.max(SWEEP_AT_LEAST)
+        {
+            return;
+        }
+        let mut kept = 0;
+        for (tenant, ids) in self.seen.iter_mut() {
+            let cutoff = self.clock.cutoff(tenant);
+            ids.retain(|_, time| *time >= cutoff);
+            kept += ids.len();
+        }
+        self.seen.retain(|_, ids| !ids.is_empty());
+        self.kept_at_sweep = kept;
+        self.claims_since_sweep = 0;
+    }
+
+    /// Whether an id of `tenant`'s whose event is at `time` still counts for deduplication.
+    pub fn remembers(&self, tenant: &str, time: Millis) -> bool {
+        time >= self.clock.cutoff(tenant)
+    }
+
+    /// Ids remembered for deduplication, across tenants.
+    pub fn remembered_ids(&self) -> usize {
+        self.seen.values().map(HashMap::len).sum()
     }
 
     fn reject(&mut self, raw: &[u8], reason: Reason) -> Quarantined {
@@ -136,6 +213,7 @@ impl Admission {
         // First copies claim their id now; a later copy of a claimed id waits until the
         // transforms have judged the claimant: if it fails, the id is free again and the next
         // copy is judged in its place (a producer's retry after a rejected event counts).
+        self.clock.close_before(epoch);
         let mut candidates = Vec::with_capacity(lines.len());
         let mut later: Vec<(usize, Event)> = Vec::new();
         let mut rejected = Vec::new();
@@ -151,8 +229,11 @@ impl Admission {
                 {
                     rejected.push((index, self.reject(line, Reason::UnknownTenant)));
                 }
+                Ok(event) if event.event_time_ms < self.clock.cutoff(&event.tenant_id) => {
+                    rejected.push((index, self.reject(line, Reason::TooLate)));
+                }
                 Ok(event) => {
-                    if self.first_time(&event.tenant_id, &event.event_id) {
+                    if self.first_time(&event.tenant_id, &event.event_id, event.event_time_ms) {
                         candidates.push((index, event));
                     } else {
                         later.push((index, event));
@@ -181,7 +262,9 @@ impl Admission {
                     .zip(inputs.iter().cloned())
                     .collect::<Vec<_>>()
             });
+            let marks = Marks::of(&inputs);
             let (out, owners, failures) = self.chain(inputs);
+            marks.raise(&mut self.clock, &failures);
             let mut failed = Vec::with_capacity(failures.len());
             for (owner, reason) in failures {
                 let index = origin[owner];
@@ -207,7 +290,7 @@ impl Admission {
                                 .iter()
                                 .any(|(t, id)| *t == e.tenant_id && *id == e.event_id)
                         })
-                        .map(|(_, e)| (e.tenant_id.clone(), e.event_id.clone())),
+                        .map(|(_, e)| (e.tenant_id.clone(), e.event_id.clone(), e.event_time_ms)),
                 );
                 kept.extend(round);
             }
@@ -219,7 +302,9 @@ impl Admission {
                     let freed = failed
                         .iter()
                         .any(|(t, id)| *t == event.tenant_id && *id == event.event_id);
-                    if freed && self.first_time(&event.tenant_id, &event.event_id) {
+                    if freed
+                        && self.first_time(&event.tenant_id, &event.event_id, event.event_time_ms)
+                    {
                         candidates.push((index, event));
                     } else {
                         waiting.push((index, event));
@@ -230,6 +315,7 @@ impl Admission {
         }
         self.stats.duplicates += later.len() as u64;
         self.count(&events, 1);
+        self.sweep();
         Admitted {
             events,
             inputs: kept,
@@ -238,15 +324,19 @@ impl Admission {
         }
     }
 
-    /// Restores what a checkpoint recorded: the pairs seen and the counters.
+    /// Restores what a checkpoint recorded: the pairs seen, each with its event's time, and
+    /// the counters.
     pub fn restore(
         &mut self,
-        seen: impl IntoIterator<Item = (String, String)>,
+        seen: impl IntoIterator<Item = (String, String, Millis)>,
         stats: AdmissionStats,
     ) {
-        for (tenant, id) in seen {
-            self.first_time(&tenant, &id);
+        for (tenant, id, time) in seen {
+            let kept = self.seen.entry(tenant.into()).or_default();
+            let time = kept.get(id.as_str()).map_or(time, |t| (*t).max(time));
+            kept.insert(id.into(), time);
         }
+        self.kept_at_sweep = self.remembered_ids();
         self.stats = stats;
     }
 
@@ -424,9 +514,116 @@ pub struct Admitted {
     pub inputs: Vec<(usize, Event)>,
     /// Each rejected input with its line index, in no particular order.
     pub rejected: Vec<(usize, Quarantined)>,
-    /// The `(tenant_id, event_id)` pairs this batch admitted, for a checkpoint's
-    /// deduplication state (with `keep_inputs`).
-    pub claimed: Vec<(String, String)>,
+    /// The `(tenant_id, event_id)` pairs this batch admitted, each with its event's time, for
+    /// a checkpoint's deduplication state (with `keep_inputs`).
+    pub claimed: Vec<(String, String, Millis)>,
+}
+
+/// Ids claimed since the last sweep before one runs, however few are kept.
+const SWEEP_AT_LEAST: usize = 1 << 16;
+
+/// The lateness, and each tenant's watermark: `closed` counts the events admitted at logical
+/// times before `epoch`, which is what the rule reads; `rising` those admitted at `epoch`.
+#[derive(Debug, Default)]
+struct Watermarks {
+    lateness: Option<Millis>,
+    epoch: Time,
+    closed: HashMap<Box<str>, Millis, Hasher>,
+    rising: HashMap<Box<str>, Millis, Hasher>,
+}
+
+impl Watermarks {
+    /// Folds what was admitted before `epoch` into the watermarks the rule reads.
+    fn close_before(&mut self, epoch: Time) {
+        if epoch <= self.epoch {
+            return;
+        }
+        self.epoch = epoch;
+        for (tenant, mark) in self.rising.drain() {
+            let closed = self.closed.entry(tenant).or_insert(mark);
+            *closed = (*closed).max(mark);
+        }
+    }
+
+    /// Events of `tenant` before this time are too late (and their ids forgotten); with no
+    /// lateness or no watermark yet, none is.
+    fn cutoff(&self, tenant: &str) -> Millis {
+        match (self.lateness, self.closed.get(tenant)) {
+            (Some(lateness), Some(mark)) => mark.saturating_sub(lateness),
+            _ => Millis::MIN,
+        }
+    }
+
+    /// An admitted event of `tenant` at `time`: it raises the watermark from the next logical
+    /// time on.
+    fn raise(&mut self, tenant: &str, time: Millis) {
+        match self.rising.get_mut(tenant) {
+            Some(mark) => *mark = (*mark).max(time),
+            None => {
+                self.rising.insert(tenant.into(), time);
+            }
+        }
+    }
+
+    /// A watermark restored from a checkpoint, in force at once.
+    fn raise_now(&mut self, tenant: &str, time: Millis) {
+        let closed = self.closed.entry(tenant.into()).or_insert(time);
+        *closed = (*closed).max(time);
+    }
+
+    fn all(&self) -> Vec<(String, Millis)> {
+        let mut all: HashMap<&str, Millis> = HashMap::new();
+        for (tenant, mark) in self.closed.iter().chain(&self.rising) {
+            let m = all.entry(tenant).or_insert(*mark);
+            *m = (*m).max(*mark);
+        }
+        let mut all: Vec<(String, Millis)> =
+            all.into_iter().map(|(t, m)| (t.to_owned(), m)).collect();
+        all.sort();
+        all
+    }
+}
+
+/// The tenant and time of each input of one round, to raise the watermarks by those the
+/// transforms pass: one owned tenant name per distinct tenant, not per event.
+struct Marks {
+    tenants: Vec<String>,
+    of: Vec<(u32, Millis)>,
+}
+
+impl Marks {
+    fn of(inputs: &[Event]) -> Marks {
+        let mut index: HashMap<&str, u32, Hasher> = HashMap::default();
+        let mut tenants = Vec::new();
+        let of = inputs
+            .iter()
+            .map(|e| {
+                let i = *index.entry(e.tenant_id.as_str()).or_insert_with(|| {
+                    tenants.push(e.tenant_id.clone());
+                    (tenants.len() - 1) as u32
+                });
+                (i, e.event_time_ms)
+            })
+            .collect();
+        Marks { tenants, of }
+    }
+
+    /// Raises the watermarks by the inputs not among `failures` (`(input index, _)`).
+    fn raise<R>(&self, clock: &mut Watermarks, failures: &[(usize, R)]) {
+        let mut best: Vec<Option<Millis>> = vec![None; self.tenants.len()];
+        for (i, (tenant, time)) in self.of.iter().enumerate() {
+            if failures.iter().any(|(owner, _)| *owner == i) {
+                continue;
+            }
+            let b = &mut best[*tenant as usize];
+            *b = Some(b.map_or(*time, |b| b.max(*time)));
+        }
+        for (tenant, mark) in self.tenants.iter().zip(best) {
+            if let Some(mark) = mark {
+                clock.raise(tenant, mark);
+            }
+        }
+    }
 }
 
 /// An admitted event and what the transforms made of it.
@@ -434,4 +631,136 @@ struct Retained {
     admitted: Time,
     input: Event,
     outputs: Vec<Event>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Millis = 3_600_000;
+    /// 2026-11-21T07:00:00Z.
+    const T0: Millis = 1_795_244_400_000;
+
+    fn view(tenant: &str, id: &str, at: Millis) -> String {
+        let time = chrono::DateTime::from_timestamp_millis(at)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        format!(
+            r#"{{"event_id":"{id}","tenant_id":"{tenant}","type":"page_view","event_time":"{time}","schema_version":2,"user_id":"u","url":"/"}}"#
+        )
+    }
+
+    fn late(lateness: Millis) -> Admission {
+        let mut a = Admission::new(Vec::new());
+        a.set_lateness(Some(lateness));
+        a
+    }
+
+    /// The ids admitted and the reasons of the rest, in line order.
+    fn admit(a: &mut Admission, lines: &[String], epoch: Time) -> Vec<String> {
+        let admitted = a.admit(lines, epoch, false);
+        let mut out: Vec<(usize, String)> = admitted
+            .rejected
+            .into_iter()
+            .map(|(i, q)| (i, q.reason))
+            .collect();
+        let ids: Vec<&str> = admitted
+            .events
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect();
+        for (i, line) in lines.iter().enumerate() {
+            if ids
+                .iter()
+                .any(|id| line.contains(&format!(r#""event_id":"{id}""#)))
+            {
+                out.push((i, "admitted".into()));
+            }
+        }
+        out.sort();
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+
+    #[test]
+    fn the_watermark_counts_only_earlier_logical_times() {
+        let mut a = late(HOUR);
+        // In one logical time the newest event does not make the older one late, however
+        // far apart they are and whichever call admitted them.
+        assert_eq!(
+            admit(&mut a, &[view("acme", "new", T0 + 5 * HOUR)], 0),
+            ["admitted"]
+        );
+        assert_eq!(admit(&mut a, &[view("acme", "old", T0)], 0), ["admitted"]);
+        // From the next logical time on, the watermark is T0 + 5 h.
+        let lines = [
+            view("acme", "behind", T0 + 4 * HOUR - 1),
+            view("acme", "within", T0 + 4 * HOUR),
+        ];
+        assert_eq!(admit(&mut a, &lines, 1), ["too_late", "admitted"]);
+        assert_eq!(a.stats().quarantined["too_late"], 1);
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_watermark() {
+        let mut a = late(HOUR);
+        admit(&mut a, &[view("fast", "a", T0 + 10 * HOUR)], 0);
+        let lines = [view("slow", "b", T0), view("fast", "c", T0)];
+        assert_eq!(admit(&mut a, &lines, 1), ["admitted", "too_late"]);
+        assert_eq!(
+            a.watermarks(),
+            [("fast".to_owned(), T0 + 10 * HOUR), ("slow".to_owned(), T0)]
+        );
+    }
+
+    #[test]
+    fn a_late_copy_is_too_late_and_an_id_past_the_lateness_is_forgotten() {
+        let mut a = late(HOUR);
+        admit(&mut a, &[view("acme", "e", T0)], 0);
+        admit(&mut a, &[view("acme", "now", T0 + 3 * HOUR)], 1);
+        // The same event again: too late, not a duplicate.
+        assert_eq!(admit(&mut a, &[view("acme", "e", T0)], 2), ["too_late"]);
+        assert_eq!(a.stats().duplicates, 0);
+        // A different event under the old id, within the lateness: the old id was forgotten.
+        assert_eq!(
+            admit(&mut a, &[view("acme", "e", T0 + 3 * HOUR)], 2),
+            ["admitted"]
+        );
+        // And that one is remembered.
+        assert_eq!(
+            admit(&mut a, &[view("acme", "e", T0 + 3 * HOUR)], 3),
+            Vec::<String>::new()
+        );
+        assert_eq!(a.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn sweeps_bound_the_ids_remembered_without_changing_what_is_admitted() {
+        let mut a = late(60_000);
+        let mut b = Admission::new(Vec::new());
+        let mut admitted = 0;
+        for epoch in 0..40u64 {
+            // 4,000 events a logical time, a minute of event time each: with a minute of
+            // lateness only the last two logical times' ids can still repeat.
+            let base = T0 + epoch as i64 * 60_000;
+            let lines: Vec<String> = (0..4_000)
+                .map(|i| view("acme", &format!("e{epoch}-{i}"), base + i * 15))
+                .collect();
+            admitted += a.admit(&lines, epoch, false).events.len();
+            b.admit(&lines, epoch, false);
+        }
+        assert_eq!(admitted, 160_000);
+        assert_eq!(b.remembered_ids(), 160_000);
+        assert!(
+            a.remembered_ids() <= 2 * SWEEP_AT_LEAST + 8_000,
+            "{} ids remembered",
+            a.remembered_ids()
+        );
+    }
+
+    #[test]
+    fn no_lateness_admits_any_time() {
+        let mut a = Admission::new(Vec::new());
+        admit(&mut a, &[view("acme", "new", T0 + 100 * HOUR)], 0);
+        assert_eq!(admit(&mut a, &[view("acme", "old", T0)], 1), ["admitted"]);
+    }
 }

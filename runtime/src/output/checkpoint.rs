@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::admit::AdmissionStats;
-use crate::event::{Event, TYPE_NAMES};
+use crate::event::{Event, Millis, TYPE_NAMES};
 use crate::plugins::registry::{SavedRules, fnv1a};
 use crate::plugins::transforms::SavedTransforms;
 use crate::time::Time;
@@ -121,6 +121,40 @@ pub struct SegmentRef {
 pub struct Segment {
     pub events: Vec<(Time, Event)>,
     pub seen: Vec<(String, String)>,
+    /// The event time of each pair in `seen`, so dedup can forget it once it is past the
+    /// lateness (a segment written before lateness existed has none: its ids are kept).
+    #[serde(default)]
+    pub seen_ms: Vec<Millis>,
+}
+
+impl Segment {
+    /// Records the pairs admission claimed.
+    pub fn claim(&mut self, claimed: impl IntoIterator<Item = (String, String, Millis)>) {
+        self.pad();
+        for (tenant, id, time) in claimed {
+            self.seen.push((tenant, id));
+            self.seen_ms.push(time);
+        }
+    }
+
+    /// The pairs with their times, taken out of the segment.
+    pub fn take_seen(&mut self) -> impl Iterator<Item = (String, String, Millis)> + use<> {
+        self.pad();
+        let seen = std::mem::take(&mut self.seen);
+        let times = std::mem::take(&mut self.seen_ms);
+        seen.into_iter()
+            .zip(times)
+            .map(|((tenant, id), time)| (tenant, id, time))
+    }
+
+    fn pad(&mut self) {
+        self.seen_ms.resize(self.seen.len(), Millis::MAX);
+    }
+
+    fn append(&mut self, mut part: Segment) {
+        self.events.append(&mut part.events);
+        self.claim(part.take_seen());
+    }
 }
 
 /// The admission counters, as a checkpoint records them.
@@ -186,6 +220,9 @@ pub struct Checkpoint {
     #[serde(default)]
     pub transform_versions: SavedTransforms,
     pub stats: SavedStats,
+    /// Each tenant's watermark over everything the checkpoint holds (SPEC §2.7).
+    #[serde(default)]
+    pub watermarks: Vec<(String, Millis)>,
     /// When it was written, epoch milliseconds.
     pub written_ms: i64,
 }
@@ -357,12 +394,14 @@ impl Checkpoints {
         })
     }
 
-    /// Merges `segments` into one (as checkpoint `id`'s) when there are too many; returns the
-    /// list the next manifest names.
+    /// Merges `segments` into one (as checkpoint `id`'s) when there are too many, keeping the
+    /// deduplication pairs `remembered(tenant, event time)` keeps; returns the list the next
+    /// manifest names.
     pub fn maybe_merge(
         &self,
         id: u64,
         segments: Vec<SegmentRef>,
+        remembered: impl Fn(&str, Millis) -> bool,
     ) -> Result<Vec<SegmentRef>, CheckpointError> {
         if segments.len() < MERGE_AT {
             return Ok(segments);
@@ -372,9 +411,13 @@ impl Checkpoints {
             let bytes = std::fs::read(self.dir.join(&r.file)).map_err(|e| self.io(e))?;
             let part: Segment = serde_json::from_slice(&bytes)
                 .map_err(|source| CheckpointError::Encode { id, source })?;
-            merged.events.extend(part.events);
-            merged.seen.extend(part.seen);
+            merged.append(part);
         }
+        let kept: Vec<(String, String, Millis)> = merged
+            .take_seen()
+            .filter(|(tenant, _, time)| remembered(tenant, *time))
+            .collect();
+        merged.claim(kept);
         let file = format!("segment-{id:010}-merged.json");
         let bytes =
             serde_json::to_vec(&merged).map_err(|source| CheckpointError::Encode { id, source })?;
@@ -476,6 +519,7 @@ mod tests {
         let segment = Segment {
             events: vec![(id, event(&format!("e{id}")))],
             seen: vec![("acme".into(), format!("e{id}"))],
+            seen_ms: vec![id as i64],
         };
         let mut segments = previous.to_vec();
         segments.push(c.write_segment(id, &segment).unwrap());
@@ -488,6 +532,7 @@ mod tests {
             transforms: vec!["normalize-payments".into()],
             transform_versions: SavedTransforms::default(),
             stats: SavedStats::default(),
+            watermarks: vec![("acme".into(), id as i64)],
             written_ms: 0,
         };
         c.commit(&checkpoint).unwrap();
@@ -538,18 +583,45 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_from_before_lateness_keeps_its_ids_for_good() {
+        let old = r#"{"events":[],"seen":[["acme","e1"],["acme","e2"]]}"#;
+        let mut segment: Segment = serde_json::from_str(old).unwrap();
+        segment.claim([("acme".to_owned(), "e3".to_owned(), 7)]);
+        let seen: Vec<_> = segment.take_seen().collect();
+        assert_eq!(
+            seen,
+            [
+                ("acme".to_owned(), "e1".to_owned(), Millis::MAX),
+                ("acme".to_owned(), "e2".to_owned(), Millis::MAX),
+                ("acme".to_owned(), "e3".to_owned(), 7),
+            ]
+        );
+    }
+
+    #[test]
     fn many_segments_merge_into_one_and_old_files_go() {
         let dir = scratch("merge");
         let c = Checkpoints::open(&dir).unwrap();
         let mut last = commit(&c, 1, &[]);
         for id in 2..=(MERGE_AT as u64 + 5) {
-            let segments = c.maybe_merge(id, last.segments.clone()).unwrap();
+            // Dedup forgets the ids of events before time 3 (each segment's id is its time).
+            let segments = c
+                .maybe_merge(id, last.segments.clone(), |_, time| time >= 3)
+                .unwrap();
             last = commit(&c, id, &segments);
         }
         assert!(last.segments.len() < MERGE_AT);
-        let loaded = c.latest().unwrap().unwrap();
+        let mut loaded = c.latest().unwrap().unwrap();
         let events: usize = loaded.segments.iter().map(|s| s.events.len()).sum();
         assert_eq!(events, MERGE_AT + 5);
+        let mut seen: Vec<String> = loaded
+            .segments
+            .iter_mut()
+            .flat_map(|s| s.take_seen().map(|(_, id, _)| id))
+            .collect();
+        seen.sort();
+        assert!(!seen.contains(&"e1".to_owned()) && !seen.contains(&"e2".to_owned()));
+        assert_eq!(seen.len(), MERGE_AT + 3, "{seen:?}");
         let manifests = c.manifests().unwrap().len();
         assert_eq!(manifests, KEEP);
         let _ = std::fs::remove_dir_all(&dir);

@@ -226,7 +226,7 @@ impl Durability {
             claimed,
         } = admitted;
         if let Some(c) = self.checkpointing.as_mut() {
-            c.segment.seen.extend(claimed);
+            c.segment.claim(claimed);
             c.segment
                 .events
                 .extend(events.iter().map(|e| (epoch, e.clone())));
@@ -370,9 +370,13 @@ impl Durability {
             return Ok(());
         };
         let id = c.next_id;
-        let mut segments = c
-            .checkpoints
-            .maybe_merge(id, std::mem::take(&mut c.segments))?;
+        // An id past the lateness is forgotten on restore too (the watermarks restored are at
+        // least today's), so a merge leaves it out.
+        let mut segments =
+            c.checkpoints
+                .maybe_merge(id, std::mem::take(&mut c.segments), |tenant, time| {
+                    admission.remembers(tenant, time)
+                })?;
         segments.push(
             c.checkpoints
                 .write_segment(id, &std::mem::take(&mut c.segment))?,
@@ -405,6 +409,7 @@ impl Durability {
             transforms: c.transforms.clone(),
             transform_versions,
             stats: admission.stats().into(),
+            watermarks: admission.watermarks(),
             written_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
@@ -510,10 +515,9 @@ impl Durability {
                     }
                 }
                 let mut segments = loaded.segments;
-                let seen = segments
-                    .iter_mut()
-                    .flat_map(|s| std::mem::take(&mut s.seen));
+                let seen = segments.iter_mut().flat_map(Segment::take_seen);
                 admission.restore(seen, checkpoint.stats.to_stats());
+                admission.restore_watermarks(checkpoint.watermarks.iter().cloned());
                 let mut events = 0;
                 for segment in segments {
                     events += segment.events.len();

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::admit::{Admission, AdmissionStats, Admitted, Quarantined};
 use crate::dataflow::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::dataflow::store::ViewStore;
+use crate::event::Millis;
 use crate::output::landing::{Landing, LandingError};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
@@ -67,6 +68,10 @@ pub struct RunConfig {
     /// every intermediate time).
     pub lockstep: bool,
     pub plugins: Arc<dyn PluginFactory>,
+    /// SPEC §2.7's lateness: an event more than this behind its tenant's watermark is
+    /// quarantined as `too_late`. `None` admits any event time (and dedup remembers every
+    /// id); `weir run` defaults to [`crate::settings::DEFAULT_LATENESS_MS`].
+    pub lateness: Option<Millis>,
 }
 
 impl Default for RunConfig {
@@ -81,6 +86,7 @@ impl Default for RunConfig {
             epoch_lines: DEFAULT_EPOCH_LINES,
             lockstep: false,
             plugins,
+            lateness: None,
         }
     }
 }
@@ -382,9 +388,11 @@ impl Driver {
             },
             store.clone(),
         )?;
+        let mut admission = Admission::new(config.plugins.transforms());
+        admission.set_lateness(config.lateness);
         Ok(Driver {
             pipeline,
-            admission: Admission::new(config.plugins.transforms()),
+            admission,
             transforms: Arc::new(TransformRegistry::configured(&config.plugins)),
             store,
             clock: Clock::Lines {

@@ -314,6 +314,7 @@ fn a_failed_dataflow_worker_ends_the_run_with_an_error_instead_of_hanging() {
         workers: 2,
         lockstep: true,
         plugins: Arc::new(WithPanickingRule),
+        lateness: None,
     };
     let text = lines.join("\n");
     let (done, result) = std::sync::mpsc::channel();
@@ -362,7 +363,12 @@ fn an_event_a_transform_rejected_leaves_its_id_free_for_a_valid_retry() {
     let admitted = admission.admit(&[bad.clone(), good.clone(), good.clone()], 0, true);
     assert_eq!(admitted.events.len(), 1, "the retry counts once");
     assert_eq!(admitted.rejected.len(), 1);
-    assert_eq!(admitted.claimed, [("acme".to_owned(), "p1".to_owned())]);
+    let claimed: Vec<(&str, &str)> = admitted
+        .claimed
+        .iter()
+        .map(|(t, id, _)| (t.as_str(), id.as_str()))
+        .collect();
+    assert_eq!(claimed, [("acme", "p1")]);
     assert_eq!(
         admission.stats().duplicates,
         1,
