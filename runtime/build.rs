@@ -196,10 +196,20 @@ fn package_name(manifest: &str) -> Option<String> {
     None
 }
 
-/// Fails the build with the fix when the toolchain that builds `workspace` lacks the wasm
-/// target's standard library.
+/// Adds the wasm target to the toolchain that builds `workspace` when it lacks it (a
+/// toolchain installed before `rust-toolchain.toml` named the target does), so the README's
+/// first command works on such a machine too; fails the build with the fix when it cannot.
 fn check_wasm_target(workspace: &Path) {
-    let installed = target_installed(workspace, WASM_TARGET);
+    let mut installed = target_installed(workspace, WASM_TARGET);
+    if !installed {
+        let mut rustup = std::process::Command::new("rustup");
+        rustup
+            .args(["target", "add", WASM_TARGET])
+            .current_dir(workspace);
+        scrub_cargo_env(&mut rustup);
+        let added = rustup.status().is_ok_and(|s| s.success());
+        installed = added && target_installed(workspace, WASM_TARGET);
+    }
     assert!(
         installed,
         "the {WASM_TARGET} target is not installed for the toolchain that builds plugins/; \
