@@ -9,6 +9,29 @@ use weir::run::{RunConfig, run_bounded_into};
 use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
 use crate::oracle::{Lateness, Params};
 
+/// Asserts a run's views, admitted, duplicate and quarantine counts are the oracle's; the
+/// quarantine counts by reason.
+fn assert_run_is_the_oracles(
+    result: &weir::run::RunResult,
+    oracle: &crate::common::Expected,
+    context: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    assert_views_eq(&views_of(result), &oracle.views, context);
+    assert_eq!(result.stats.admitted as usize, oracle.valid, "{context}");
+    assert_eq!(
+        result.stats.duplicates as usize, oracle.duplicates,
+        "{context}"
+    );
+    let quarantined: std::collections::BTreeMap<String, usize> = result
+        .stats
+        .quarantined
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as usize))
+        .collect();
+    assert_eq!(quarantined, oracle.quarantined, "{context}");
+    quarantined
+}
+
 #[test]
 fn views_equal_the_oracle_on_twenty_seeds() {
     let mut rules_seen = std::collections::BTreeMap::new();
@@ -27,19 +50,7 @@ fn views_equal_the_oracle_on_twenty_seeds() {
         };
         let result = run_lines(&lines, &config);
         let oracle = oracle(&lines, &Params::default());
-        assert_views_eq(&views_of(&result), &oracle.views, &format!("seed {seed}"));
-        assert_eq!(result.stats.admitted as usize, oracle.valid, "seed {seed}");
-        assert_eq!(
-            result.stats.duplicates as usize, oracle.duplicates,
-            "seed {seed}"
-        );
-        let quarantined: std::collections::BTreeMap<String, usize> = result
-            .stats
-            .quarantined
-            .iter()
-            .map(|(k, v)| (k.clone(), *v as usize))
-            .collect();
-        assert_eq!(quarantined, oracle.quarantined, "seed {seed}");
+        let quarantined = assert_run_is_the_oracles(&result, &oracle, &format!("seed {seed}"));
         // The input must exercise what it claims to: duplicates, malformed lines and alerts.
         assert!(result.stats.duplicates > 0 && !quarantined.is_empty());
         for row in &oracle.views["fraud_alerts"] {
@@ -87,19 +98,7 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
             },
         );
         let context = format!("seed {seed}, {minutes} min");
-        assert_views_eq(&views_of(&result), &oracle.views, &context);
-        assert_eq!(result.stats.admitted as usize, oracle.valid, "{context}");
-        assert_eq!(
-            result.stats.duplicates as usize, oracle.duplicates,
-            "{context}"
-        );
-        let quarantined: std::collections::BTreeMap<String, usize> = result
-            .stats
-            .quarantined
-            .iter()
-            .map(|(k, v)| (k.clone(), *v as usize))
-            .collect();
-        assert_eq!(quarantined, oracle.quarantined, "{context}");
+        let quarantined = assert_run_is_the_oracles(&result, &oracle, &context);
         let late = quarantined.get("too_late").copied().unwrap_or_default();
         assert!(late > 0, "{context}: no event past the lateness");
         too_late += late;

@@ -136,10 +136,15 @@ impl Admission {
     }
 
     /// Records `(tenant, id)` of an event at `time`; whether it was new. An id whose event is
-    /// more than the lateness behind the watermark is forgotten, whether or not a sweep has
-    /// removed it yet, so when sweeps run never changes what is admitted.
-    fn first_time(&mut self, tenant: &str, id: &str, time: Millis) -> bool {
-        let forgotten_before = self.clock.cutoff(tenant);
+    /// before `forgotten_before` (the tenant's [`Watermarks::cutoff`]) is forgotten, whether
+    /// or not a sweep has removed it yet, so when sweeps run never changes what is admitted.
+    fn first_time(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        time: Millis,
+        forgotten_before: Millis,
+    ) -> bool {
         let ids = match self.seen.get_mut(tenant) {
             Some(ids) => ids,
             None => self.seen.entry(tenant.into()).or_default(),
@@ -229,11 +234,17 @@ impl Admission {
                 {
                     rejected.push((index, self.reject(line, Reason::UnknownTenant)));
                 }
-                Ok(event) if event.event_time_ms < self.clock.cutoff(&event.tenant_id) => {
-                    rejected.push((index, self.reject(line, Reason::TooLate)));
-                }
                 Ok(event) => {
-                    if self.first_time(&event.tenant_id, &event.event_id, event.event_time_ms) {
+                    // One lookup of the tenant's cutoff serves the lateness check and dedup.
+                    let cutoff = self.clock.cutoff(&event.tenant_id);
+                    if event.event_time_ms < cutoff {
+                        rejected.push((index, self.reject(line, Reason::TooLate)));
+                    } else if self.first_time(
+                        &event.tenant_id,
+                        &event.event_id,
+                        event.event_time_ms,
+                        cutoff,
+                    ) {
                         candidates.push((index, event));
                     } else {
                         later.push((index, event));
@@ -303,7 +314,12 @@ impl Admission {
                         .iter()
                         .any(|(t, id)| *t == event.tenant_id && *id == event.event_id);
                     if freed
-                        && self.first_time(&event.tenant_id, &event.event_id, event.event_time_ms)
+                        && self.first_time(
+                            &event.tenant_id,
+                            &event.event_id,
+                            event.event_time_ms,
+                            self.clock.cutoff(&event.tenant_id),
+                        )
                     {
                         candidates.push((index, event));
                     } else {
