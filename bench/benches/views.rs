@@ -53,7 +53,7 @@ fn measure(view: ViewId, base: &[Event], batches: &[Vec<Event>], iters: u64) -> 
         let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
             let (input, events) = scope.new_collection::<(Time, Event), Diff>();
             let (deploy, deployments) = scope.new_collection();
-            let streams = views::build_selected(events, deployments, rules, |v| v == view);
+            let streams = views::build_selected(events, deployments, rules, None, |v| v == view);
             let (_, updates) = streams
                 .views
                 .into_iter()

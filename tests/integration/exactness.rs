@@ -106,6 +106,44 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
     assert!(too_late > 1_000, "{too_late} too_late in all");
 }
 
+/// SPEC §2.7's closing of state: with inputs spanning about 50 minutes of event time and 2 to
+/// 10 minutes of lateness, sessions ended more than 30 minutes before `W − L` close, orders
+/// become final and fold into their users' prior totals, and the judge forgets inputs it can
+/// no longer re-judge, all while the run goes on. None of it may change a row.
+#[test]
+fn views_equal_the_oracle_while_sessions_and_fraud_features_close() {
+    for (seed, minutes) in [(21u64, 2i64), (22, 5), (23, 10)] {
+        let lateness = minutes * 60_000;
+        let lines = mangled_input(seed, 250_000, 2_000);
+        let epoch_lines = 1_000 + seed as usize;
+        let config = RunConfig {
+            workers: 2,
+            epoch_lines,
+            lateness: Some(lateness),
+            ..RunConfig::default()
+        };
+        let result = run_lines(&lines, &config);
+        let oracle = oracle(
+            &lines,
+            &Params {
+                lateness: Some(Lateness {
+                    ms: lateness,
+                    epoch_lines,
+                }),
+                ..Params::default()
+            },
+        );
+        let context = format!("seed {seed}, {minutes} min");
+        assert_run_is_the_oracles(&result, &oracle, &context);
+        let sessions = &oracle.views["sessions"];
+        assert!(
+            sessions.len() > 5_000,
+            "{context}: {} sessions",
+            sessions.len()
+        );
+    }
+}
+
 #[test]
 fn every_published_time_equals_the_oracle_over_its_prefix() {
     let lines = mangled_input(99, 15_000, 600);

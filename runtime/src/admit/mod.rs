@@ -178,6 +178,8 @@ impl Admission {
             kept += ids.len();
         }
         self.seen.retain(|_, ids| !ids.is_empty());
+        let clock = &self.clock;
+        self.retained.retain(|r| clock.retains(r));
         self.kept_at_sweep = kept;
         self.claims_since_sweep = 0;
     }
@@ -420,7 +422,8 @@ impl Admission {
     }
 
     /// Keeps every admitted event with its transform outputs, so a transform can later be
-    /// swapped retroactively. Costs a copy of every event.
+    /// swapped retroactively. Costs a copy of every event within the lateness (of every
+    /// event without one): a retroactive swap re-evaluates the events within the lateness.
     pub fn retain_history(&mut self) {
         self.retain = true;
     }
@@ -467,6 +470,9 @@ impl Admission {
             return Ok(Swapped::default());
         }
         let mut retained = std::mem::take(&mut self.retained);
+        // Only events within the lateness are transformed again: the views have closed what
+        // is older (SPEC §2.7), and no later event can reach it either.
+        retained.retain(|r| self.clock.retains(r));
         let inputs: Vec<Event> = retained.iter().map(|r| r.input.clone()).collect();
         let (events, owners, failures) = self.chain(inputs);
         let mut fresh: Vec<Vec<Event>> = vec![Vec::new(); retained.len()];
@@ -568,6 +574,27 @@ impl Watermarks {
             (Some(lateness), Some(mark)) => mark.saturating_sub(lateness),
             _ => Millis::MIN,
         }
+    }
+
+    /// As [`Watermarks::cutoff`], counting the events of the current logical time too: no
+    /// view has closed state an event at or after it belongs to.
+    fn cutoff_now(&self, tenant: &str) -> Millis {
+        let mark = match (self.closed.get(tenant), self.rising.get(tenant)) {
+            (Some(a), Some(b)) => Some((*a).max(*b)),
+            (a, b) => a.or(b).copied(),
+        };
+        match (self.lateness, mark) {
+            (Some(lateness), Some(mark)) => mark.saturating_sub(lateness),
+            _ => Millis::MIN,
+        }
+    }
+
+    /// Whether a retained event and what the transforms made of it are all within the
+    /// lateness, so a retroactive swap may still change them.
+    fn retains(&self, kept: &Retained) -> bool {
+        std::iter::once(&kept.input)
+            .chain(&kept.outputs)
+            .all(|e| e.event_time_ms >= self.cutoff_now(&e.tenant_id))
     }
 
     /// An admitted event of `tenant` at `time`: it raises the watermark from the next logical

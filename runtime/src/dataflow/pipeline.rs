@@ -65,6 +65,8 @@ pub struct PipelineConfig {
     /// Timely worker threads.
     pub workers: usize,
     pub plugins: Arc<dyn PluginFactory>,
+    /// The lateness admission applies (SPEC §2.7), which lets the views close state.
+    pub lateness: Option<crate::event::Millis>,
 }
 
 thread_local! {
@@ -126,6 +128,7 @@ impl Pipeline {
             }),
         };
         let worker_rules = rules.clone();
+        let lateness = config.lateness;
         install_worker_panic_hook();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             WORKER_STORE.with(|s| *s.borrow_mut() = Some(worker_store.clone()));
@@ -138,7 +141,7 @@ impl Pipeline {
             let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, events) = scope.new_collection::<(Time, Event), Diff>();
                 let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
-                let streams = views::build(events, deployments, worker_rules.clone());
+                let streams = views::build(events, deployments, worker_rules.clone(), lateness);
                 for (view, updates) in streams.views {
                     let store = store.clone();
                     updates

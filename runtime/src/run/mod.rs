@@ -385,6 +385,7 @@ impl Driver {
             PipelineConfig {
                 workers: config.workers,
                 plugins: config.plugins.clone(),
+                lateness: config.lateness,
             },
             store.clone(),
         )?;

@@ -241,6 +241,7 @@ fn an_uploaded_rule_runs_under_the_configured_limits_and_is_retired_for_the_fail
         PipelineConfig {
             workers: 1,
             plugins,
+            lateness: None,
         },
         store.clone(),
     )

@@ -7,23 +7,25 @@
 use crate::event::Millis;
 use crate::row::{Cell, Row};
 
+use super::compact::sum_groups;
 use super::sessions::Session;
-use super::{Coll, Key, floor, sum_by};
+use super::{Coll, Key, floor};
 
 const HOUR_MS: Millis = 3_600_000;
 
 pub(super) fn conversion_hour<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, Row> {
-    sessions
-        .map(|((tenant, _), s)| ((tenant, floor(s.start, HOUR_MS)), s.orders > 0))
-        .reduce(|_key, input, output| {
-            output.push(((sum_by(input, |_| 1), sum_by(input, |c| i64::from(*c))), 1));
-        })
-        .map(|((tenant, hour), (sessions, converted))| {
-            vec![
-                Cell::Str(tenant),
-                Cell::Int(hour),
-                Cell::Int(sessions),
-                Cell::Int(converted),
-            ]
-        })
+    let hours = sessions.map(|((tenant, _), s)| {
+        (
+            (tenant, floor(s.start, HOUR_MS)),
+            [1, i64::from(s.orders > 0)],
+        )
+    });
+    sum_groups(hours, "ConversionHour").map(|((tenant, hour), [sessions, converted])| {
+        vec![
+            Cell::Str(tenant),
+            Cell::Int(hour),
+            Cell::Int(sessions),
+            Cell::Int(converted),
+        ]
+    })
 }

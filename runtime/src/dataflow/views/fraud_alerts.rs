@@ -1,39 +1,69 @@
 //! The `fraud_alerts` view (SPEC §2.6) and the dead letters of failed rule evaluations.
 //!
 //! Owns the judging: every rule input (the events with their features, from `features`) is
-//! spread over shards and joined with every rule deployment; each deployment judges the
-//! inputs of its tenants admitted in its range, a batch at a time, with the rule version the
-//! registry holds. Alerts keep the earliest flagging event per subject; a failed evaluation
-//! becomes a dead letter, kept with its error until a fixed rule is deployed.
+//! spread over shards and meets every rule deployment; each deployment judges the inputs of
+//! its tenants admitted in its range, a batch at a time, with the rule version the registry
+//! holds. The judge keeps the deployments and, for a deployment change to re-judge, the
+//! inputs within the lateness (all of them without one). Alerts keep the earliest flagging
+//! event per subject; a failed evaluation becomes a dead letter, kept with its error until a
+//! fixed rule is deployed.
 //!
 //! It is the only view that calls a plugin. It computes no feature itself and never registers a
 //! version or changes a deployment: deployments arrive here as data, and the pipeline changes
 //! them.
 
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
 
-use differential_dataflow::AsCollection;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
-
+use crate::event::Millis;
 use crate::plugins::RuleInput;
 use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionId};
 use crate::row::{Cell, Row};
 
+use super::compact::stateful;
 use super::features::{order_features, payment_features};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key, Time};
 
-/// The inputs one rule version judges in a batch, with each input's time and multiplicity.
+/// The inputs one rule version judges in a batch, with each input's multiplicity.
 #[derive(Default)]
 struct Judging {
     name: String,
     inputs: Vec<RuleInput>,
-    updates: Vec<(Time, Diff)>,
+    diffs: Vec<Diff>,
 }
+
+/// What reaches the judge on one shard: a rule input with its admission time, or a rule
+/// deployment (every deployment reaches every shard).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Judged {
+    Input(RuleInput, Time),
+    Deploy(Deployment),
+}
+
+/// One shard's deployments and the rule inputs a deployment change may still re-judge.
+#[derive(Default)]
+struct Shard {
+    deployments: BTreeMap<Deployment, Diff>,
+    inputs: HashMap<(RuleInput, Time), Diff>,
+}
+
+/// The judge's state on one worker.
+struct Judge {
+    shards: HashMap<u64, Shard>,
+    instances: RuleInstances,
+    /// The greatest event time seen per tenant, never ahead of its watermark.
+    seen: HashMap<String, Millis>,
+    lateness: Option<Millis>,
+    held: usize,
+    since_sweep: usize,
+}
+
+/// Sweeps for inputs past the lateness run once the updates since the last one outnumber
+/// the inputs held; never more often than every this many updates.
+const SWEEP_AT_LEAST: usize = 1_024;
 
 /// What one rule evaluation left: an alert, or a failure to dead-letter.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,72 +85,135 @@ pub(super) fn fraud_alerts<'s>(
     payments: Coll<'s, (String, PaymentRec)>,
     deployments: Coll<'s, Deployment>,
     registry: Arc<RuleRegistry>,
+    lateness: Option<Millis>,
 ) -> (Coll<'s, Row>, Coll<'s, Row>) {
     // Each input meets every deployment of every rule; a deployment judges the inputs of its
-    // tenants admitted in its range. A deployment change re-judges exactly what it covers.
-    let inputs = order_features(orders)
+    // tenants admitted in its range. A deployment change re-judges exactly what it covers:
+    // the judge holds the inputs within the lateness (SPEC §2.7: a retroactive deploy
+    // re-evaluates the retained events), and the deployments.
+    let inputs = order_features(orders, lateness)
         .concat(payment_features(payments))
-        .map(|(input, admitted)| (shard(&input.event.event_id), (input, admitted)));
-    let deployments = deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, d.clone())));
-    // Judged a batch at a time: one plugin call per rule version per batch of updates, each
-    // verdict carrying its input's logical time and multiplicity (a retraction re-runs the
-    // rule and retracts what it said).
-    let verdicts = inputs
-        .join(deployments)
-        .inner
-        .unary(Pipeline, "JudgeRules", move |_, _| {
-            let mut instances = RuleInstances::default();
-            move |input, output| {
-                input.for_each_time(|time, data| {
-                    let mut by_version: BTreeMap<VersionId, Judging> = BTreeMap::new();
-                    for batch in data {
-                        for ((_, ((rule_input, admitted), deployment)), t, r) in batch.drain(..) {
-                            if !deployment.judges(&rule_input.event.tenant_id, admitted) {
-                                continue;
-                            }
-                            let judging = by_version.entry(deployment.version).or_default();
-                            judging.name = deployment.name;
-                            judging.inputs.push(rule_input);
-                            judging.updates.push((t, r));
-                        }
-                    }
-                    let mut session = output.session(&time);
-                    for (version, judging) in by_version {
-                        let Some(rule) = instances.get(&registry, version) else {
-                            continue;
-                        };
-                        let results = rule.evaluate(&judging.inputs);
-                        for ((input, (t, r)), result) in
-                            judging.inputs.iter().zip(judging.updates).zip(results)
-                        {
-                            let key = (input.event.tenant_id.clone(), judging.name.clone());
-                            let when = input.event.event_time_ms;
-                            match result {
-                                Ok(alerts) => {
-                                    for alert in alerts {
-                                        let verdict = Verdict::Alert {
-                                            subject_id: alert.subject_id,
-                                        };
-                                        session.give(((key.clone(), (verdict, when)), t, r));
-                                    }
-                                }
-                                // The event still counts in every view; the evaluation waits
-                                // in the dead-letter table for a fixed rule.
-                                Err(error) => {
-                                    let verdict = Verdict::Failed {
-                                        event_id: input.event.event_id.clone(),
-                                        error: error.code().to_owned(),
-                                    };
-                                    session.give(((key, (verdict, when)), t, r));
-                                }
-                            }
-                        }
-                    }
-                });
+        .map(|(input, admitted)| (shard(&input.event.event_id), Judged::Input(input, admitted)));
+    let deployments =
+        deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, Judged::Deploy(d.clone()))));
+    let judge = Judge {
+        shards: HashMap::new(),
+        instances: RuleInstances::default(),
+        seen: HashMap::new(),
+        lateness,
+        held: 0,
+        since_sweep: 0,
+    };
+    // Judged a batch at a time: one plugin call per rule version per logical time, each
+    // verdict carrying its input's multiplicity (a retraction re-runs the rule and retracts
+    // what it said).
+    let verdicts = stateful(
+        inputs.concat(deployments),
+        "JudgeRules",
+        judge,
+        move |judge, updates, out| {
+            judge.since_sweep += updates.len();
+            let mut by_version: BTreeMap<VersionId, Judging> = BTreeMap::new();
+            let mut judging = |d: &Deployment, input: &RuleInput, admitted: Time, diff: Diff| {
+                if diff != 0 && d.judges(&input.event.tenant_id, admitted) {
+                    let judging = by_version.entry(d.version).or_default();
+                    judging.name.clone_from(&d.name);
+                    judging.inputs.push(input.clone());
+                    judging.diffs.push(diff);
+                }
+            };
+            let mut changed = Vec::new();
+            let mut arrived = Vec::new();
+            for ((shard, judged), diff) in updates {
+                match judged {
+                    Judged::Input(input, admitted) => arrived.push((shard, input, admitted, diff)),
+                    Judged::Deploy(d) => changed.push((shard, d, diff)),
+                }
             }
-        })
-        .container::<Vec<_>>()
-        .as_collection();
+            // Δ(inputs ⋈ deployments) = Δinputs ⋈ deployments before + inputs after ⋈ Δdeployments.
+            for (shard, input, admitted, diff) in arrived {
+                if diff > 0 {
+                    let seen = judge
+                        .seen
+                        .entry(input.event.tenant_id.clone())
+                        .or_insert(input.event.event_time_ms);
+                    *seen = (*seen).max(input.event.event_time_ms);
+                }
+                let shard = judge.shards.entry(shard).or_default();
+                for (d, n) in &shard.deployments {
+                    judging(d, &input, admitted, diff * n);
+                }
+                let held = shard.inputs.entry((input, admitted)).or_insert(0);
+                if *held == 0 {
+                    judge.held += 1;
+                }
+                *held += diff;
+                if *held == 0 {
+                    judge.held -= 1;
+                }
+            }
+            for (shard, d, diff) in changed {
+                let shard = judge.shards.entry(shard).or_default();
+                for ((input, admitted), n) in &shard.inputs {
+                    judging(&d, input, *admitted, diff * n);
+                }
+                let count = shard.deployments.entry(d.clone()).or_insert(0);
+                *count += diff;
+                if *count == 0 {
+                    shard.deployments.remove(&d);
+                }
+            }
+            for shard in judge.shards.values_mut() {
+                shard.inputs.retain(|_, n| *n != 0);
+            }
+            for (version, judging) in by_version {
+                let Some(rule) = judge.instances.get(&registry, version) else {
+                    continue;
+                };
+                let results = rule.evaluate(&judging.inputs);
+                for ((input, r), result) in judging.inputs.iter().zip(judging.diffs).zip(results) {
+                    let key = (input.event.tenant_id.clone(), judging.name.clone());
+                    let when = input.event.event_time_ms;
+                    match result {
+                        Ok(alerts) => {
+                            for alert in alerts {
+                                let verdict = Verdict::Alert {
+                                    subject_id: alert.subject_id,
+                                };
+                                out.push(((key.clone(), (verdict, when)), r));
+                            }
+                        }
+                        // The event still counts in every view; the evaluation waits in the
+                        // dead-letter table for a fixed rule.
+                        Err(error) => {
+                            let verdict = Verdict::Failed {
+                                event_id: input.event.event_id.clone(),
+                                error: error.code().to_owned(),
+                            };
+                            out.push(((key, (verdict, when)), r));
+                        }
+                    }
+                }
+            }
+            // Inputs past the lateness are never re-judged: their verdicts stand.
+            if let Some(lateness) = judge.lateness
+                && judge.since_sweep >= judge.held.max(SWEEP_AT_LEAST)
+            {
+                judge.since_sweep = 0;
+                let seen = &judge.seen;
+                let mut held = 0;
+                for shard in judge.shards.values_mut() {
+                    shard.inputs.retain(|(input, _), _| {
+                        let tenant = &input.event.tenant_id;
+                        seen.get(tenant)
+                            .is_none_or(|w| input.event.event_time_ms >= w.saturating_sub(lateness))
+                    });
+                    held += shard.inputs.len();
+                }
+                judge.held = held;
+            }
+        },
+    );
     let alerts = verdicts
         .clone()
         .flat_map(|((tenant, rule), (verdict, time))| match verdict {

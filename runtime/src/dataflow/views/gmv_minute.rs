@@ -10,42 +10,36 @@
 
 use crate::row::{Cell, Row};
 
+use super::compact::sum_groups;
 use super::route::Order;
-use super::{Coll, Key, MINUTE_MS, floor, sum_by};
+use super::{Coll, Key, MINUTE_MS, floor};
 
 pub(super) fn gmv_minute<'s>(
     cancelled: Coll<'s, (Key, Order)>,
     live: Coll<'s, (Key, Order)>,
 ) -> Coll<'s, Row> {
+    // Per order: [orders, gmv, cancelled, net], summed per minute.
     let bucket = |cancelled: bool| {
         move |((tenant, _), o): (Key, Order)| {
+            let net = if cancelled { 0 } else { o.total_cents };
             (
                 (tenant, o.currency, floor(o.time, MINUTE_MS)),
-                (o.total_cents, cancelled),
+                [1, o.total_cents, i64::from(cancelled), net],
             )
         }
     };
-    cancelled
-        .map(bucket(true))
-        .concat(live.map(bucket(false)))
-        .reduce(|_key, input, output| {
-            let orders = sum_by(input, |_| 1);
-            let gmv = sum_by(input, |(total, _)| *total);
-            let cancelled = sum_by(input, |(_, c)| i64::from(*c));
-            let net = sum_by(input, |(total, c)| if *c { 0 } else { *total });
-            output.push(((orders, gmv, cancelled, net), 1));
-        })
-        .map(
-            |((tenant, currency, minute), (orders, gmv, cancelled, net))| {
-                vec![
-                    Cell::Str(tenant),
-                    Cell::Str(currency),
-                    Cell::Int(minute),
-                    Cell::Int(orders),
-                    Cell::Int(gmv),
-                    Cell::Int(cancelled),
-                    Cell::Int(net),
-                ]
-            },
-        )
+    let orders = cancelled.map(bucket(true)).concat(live.map(bucket(false)));
+    sum_groups(orders, "GmvMinute").map(
+        |((tenant, currency, minute), [orders, gmv, cancelled, net])| {
+            vec![
+                Cell::Str(tenant),
+                Cell::Str(currency),
+                Cell::Int(minute),
+                Cell::Int(orders),
+                Cell::Int(gmv),
+                Cell::Int(cancelled),
+                Cell::Int(net),
+            ]
+        },
+    )
 }

@@ -10,8 +10,9 @@
 use crate::event::status;
 use crate::row::{Cell, Row};
 
+use super::compact::sum_groups;
 use super::route::{Order, PaymentRec};
-use super::{Coll, Key, latest, sum_by};
+use super::{Coll, Key, latest};
 
 pub(super) fn inventory<'s>(
     adjustments: Coll<'s, (Key, i64)>,
@@ -31,25 +32,20 @@ pub(super) fn inventory<'s>(
         .map(|(key, (items, _))| (key, items))
         .concat(live_items.antijoin(order_status.map(|(key, _)| key)));
 
-    // Values are (Δ on hand, reserved); every sku an order names gets a row even at (0, 0).
-    let adjustments = adjustments.map(|(key, delta)| (key, (delta, 0i64)));
+    // Values are [Δ on hand, reserved]; every sku an order names gets a row even at [0, 0].
+    let adjustments = adjustments.map(|(key, delta)| (key, [delta, 0]));
     let seen = orders.flat_map(|((tenant, _), o)| {
         o.items
             .into_iter()
-            .map(move |(sku, _)| ((tenant.clone(), sku), (0i64, 0i64)))
+            .map(move |(sku, _)| ((tenant.clone(), sku), [0, 0]))
     });
     let reserved = reserving.flat_map(|((tenant, _), items)| {
         items
             .into_iter()
-            .map(move |(sku, quantity)| ((tenant.clone(), sku), (0i64, quantity)))
+            .map(move |(sku, quantity)| ((tenant.clone(), sku), [0, quantity]))
     });
-    adjustments
-        .concat(seen)
-        .concat(reserved)
-        .reduce(|_key, input, output| {
-            output.push(((sum_by(input, |v| v.0), sum_by(input, |v| v.1)), 1));
-        })
-        .map(|((tenant, sku), (on_hand, reserved))| {
+    sum_groups(adjustments.concat(seen).concat(reserved), "Inventory").map(
+        |((tenant, sku), [on_hand, reserved])| {
             vec![
                 Cell::Str(tenant),
                 Cell::Str(sku),
@@ -57,5 +53,6 @@ pub(super) fn inventory<'s>(
                 Cell::Int(reserved),
                 Cell::Int(on_hand.saturating_sub(reserved)),
             ]
-        })
+        },
+    )
 }

@@ -3,9 +3,11 @@
 //! Every view is a function of the collection of admitted events, maintained incrementally:
 //! a late event is an insertion at a later logical time, and differential recomputes exactly
 //! the groups it touches (the user's sessions, the minute's GMV, the device's failure window),
-//! emitting retractions for what no longer holds. Grouped logic runs in `reduce`, which sees
-//! each group's whole current contents, so "latest", "sorted by time" and "within a window"
-//! are ordinary scans there and stay exact under any arrival order.
+//! emitting retractions for what no longer holds. Grouped logic that needs a group's whole
+//! contents ("latest", "within a window") runs in `reduce`, where it is an ordinary scan that
+//! stays exact under any arrival order; totals per group and sessions keep compact state
+//! instead (`compact`), one accumulator per group or the open sessions' activity, because
+//! `reduce` would hold every input they ever summed.
 //!
 //! Fraud features are computed here, in the core, and handed to the rule plugins; rules are
 //! pure functions, so re-running one on a retracted input retracts its alert.
@@ -19,7 +21,8 @@
 //! The tour, in the order the data flows:
 //!
 //! - here: [`build`] and [`build_selected`], which wire the views together, and the small
-//!   helpers several views share (`floor`, `sum_by`, `latest`);
+//!   helpers several views share (`floor`, `latest`);
+//! - `compact`: the operators that keep one compact record per group instead of every input;
 //! - `route`: the admitted events split by what reads them, narrowed to the records the
 //!   views read (`Order`, `PaymentRec`, session activity);
 //! - one file per view of SPEC §2: `gmv_minute` (§2.1), `payment_status` (§2.2),
@@ -37,6 +40,7 @@ use crate::row::{Row, ViewId};
 
 pub use crate::time::{Diff, Time};
 
+mod compact;
 mod conversion_hour;
 mod features;
 mod fraud_alerts;
@@ -72,13 +76,16 @@ fn floor(t: Millis, unit: Millis) -> Millis {
 }
 
 /// Builds every view over `admitted` (events with the logical time they were admitted at);
-/// fraud rules are judged by the versions `deployments` names, looked up in `rules`.
+/// fraud rules are judged by the versions `deployments` names, looked up in `rules`. With a
+/// `lateness` (SPEC §2.7: admission quarantines events further behind their tenant's
+/// watermark), state no admissible event can change leaves the dataflow.
 pub fn build<'s>(
     admitted: Coll<'s, (Time, Event)>,
     deployments: Coll<'s, Deployment>,
     rules: Arc<RuleRegistry>,
+    lateness: Option<Millis>,
 ) -> ViewStreams<'s> {
-    build_selected(admitted, deployments, rules, |_| true)
+    build_selected(admitted, deployments, rules, lateness, |_| true)
 }
 
 /// As [`build`], with only the tables `want` picks and the operators they need; the others
@@ -87,6 +94,7 @@ pub fn build_selected<'s>(
     admitted: Coll<'s, (Time, Event)>,
     deployments: Coll<'s, Deployment>,
     rules: Arc<RuleRegistry>,
+    lateness: Option<Millis>,
     want: impl Fn(ViewId) -> bool,
 ) -> ViewStreams<'s> {
     let (w_gmv, w_payments, w_inventory, w_sessions, w_conversion, w_alerts) = (
@@ -155,13 +163,13 @@ pub fn build_selected<'s>(
     } else {
         empty()
     };
-    let sessions = (w_sessions || w_conversion).then(|| sessions(activity));
+    let sessions = (w_sessions || w_conversion).then(|| sessions(activity, lateness));
     let conversion = match &sessions {
         Some(sessions) if w_conversion => conversion_hour(sessions.clone()),
         _ => empty(),
     };
     let (alerts, dead_letters) = if w_alerts {
-        fraud_alerts(orders, payments, deployments, rules)
+        fraud_alerts(orders, payments, deployments, rules, lateness)
     } else {
         (empty(), empty())
     };
@@ -181,16 +189,6 @@ pub fn build_selected<'s>(
             (ViewId::DeadLetters, dead_letters),
         ],
     }
-}
-
-/// Σ over a group's values with their multiplicities.
-fn sum_by<V>(input: &[(&V, Diff)], f: impl Fn(&V) -> i64) -> i64 {
-    saturate(
-        input
-            .iter()
-            .map(|(v, r)| i128::from(f(v)) * *r as i128)
-            .sum(),
-    )
 }
 
 /// An exact sum, as the `i64` a view column holds: past `i64::MAX` (over 9,000 orders of the

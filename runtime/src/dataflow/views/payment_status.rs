@@ -6,22 +6,20 @@
 
 use crate::row::{Cell, Row};
 
+use super::compact::sum_groups;
 use super::route::PaymentRec;
-use super::{Coll, latest, sum_by};
+use super::{Coll, latest};
 
 pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
-    latest(payments.map(|(tenant, p)| ((tenant, p.payment_id.clone()), p)))
-        .map(|((tenant, _), p)| ((tenant, p.provider, p.status), p.amount_cents))
-        .reduce(|_key, input, output| {
-            output.push(((sum_by(input, |_| 1), sum_by(input, |a| *a)), 1));
-        })
-        .map(|((tenant, provider, status), (payments, amount))| {
-            vec![
-                Cell::Str(tenant),
-                Cell::Str(provider),
-                Cell::Str(status),
-                Cell::Int(payments),
-                Cell::Int(amount),
-            ]
-        })
+    let latest = latest(payments.map(|(tenant, p)| ((tenant, p.payment_id.clone()), p)))
+        .map(|((tenant, _), p)| ((tenant, p.provider, p.status), [1, p.amount_cents]));
+    sum_groups(latest, "PaymentStatus").map(|((tenant, provider, status), [payments, amount])| {
+        vec![
+            Cell::Str(tenant),
+            Cell::Str(provider),
+            Cell::Str(status),
+            Cell::Int(payments),
+            Cell::Int(amount),
+        ]
+    })
 }

@@ -1,17 +1,21 @@
 //! The `sessions` view (SPEC §2.4): each user's page views, adds to cart and orders sorted by
 //! time, split into sessions at gaps of more than 30 minutes.
 //!
-//! Owns the [`Session`] record, the sessionisation and the view's rows; `conversion_hour`
-//! (§2.5) reads the same sessions.
+//! Owns the [`Session`] record, the sessionisation, the closing of sessions no admissible
+//! event can change (SPEC §2.7) and the view's rows; `conversion_hour` (§2.5) reads the same
+//! sessions.
 //!
 //! It reads only the `(time, kind)` activity `build_selected` gathers (orders included), never
 //! a whole event, and knows nothing of hours or conversion: those are `conversion_hour`'s.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::Millis;
 use crate::row::{Cell, Row};
 
+use super::compact::{changes, stateful};
 use super::route::{ADD_TO_CART, PAGE_VIEW};
 use super::{Coll, Key, MINUTE_MS};
 
@@ -28,39 +32,138 @@ pub(super) struct Session {
     pub(super) orders: i64,
 }
 
+/// A user's activity that can still change a session: `(time, kind)` with its multiplicity,
+/// and the sessions last emitted for it.
+#[derive(Default)]
+struct Hot {
+    events: BTreeMap<(Millis, u8), i64>,
+    sessions: Vec<Session>,
+}
+
+/// The sessions operator's state: every user with activity not yet closed.
+struct Users {
+    hot: HashMap<Key, Hot>,
+    /// The greatest event time seen per tenant: never ahead of the tenant's watermark, which
+    /// is what makes closing by it safe.
+    seen: HashMap<String, Millis>,
+    lateness: Option<Millis>,
+    /// Updates since the last sweep for closed sessions.
+    since_sweep: usize,
+}
+
+/// Sweeps run once the updates since the last one outnumber the users held, so their cost is
+/// amortised over the updates; never more often than every this many updates.
+const SWEEP_AT_LEAST: usize = 1_024;
+
 /// Sessions from each user's activity: `(time, kind)` of page views, adds to cart and orders.
-pub(super) fn sessions<'s>(activity: Coll<'s, (Key, (Millis, u8))>) -> Coll<'s, (Key, Session)> {
-    activity.reduce(|_key, input, output| {
-        // Values arrive sorted by time: one scan splits them at gaps over 30 minutes.
-        let mut current: Option<Session> = None;
-        for &(&(time, kind), count) in input {
-            let count = count as i64;
-            let session = match current.as_mut() {
-                Some(s) if time - s.end <= SESSION_GAP_MS => s,
-                _ => {
-                    if let Some(done) = current.take() {
-                        output.push((done, 1));
-                    }
-                    current.insert(Session {
-                        start: time,
-                        end: time,
-                        events: 0,
-                        page_views: 0,
-                        add_to_carts: 0,
-                        orders: 0,
-                    })
-                }
+///
+/// With a lateness L, a session whose end is more than 30 minutes before its tenant's
+/// `W − L` is closed: every event admitted later has a time of at least `W − L`, so none can
+/// join, merge or split it. Its row stays in the view (it is never retracted) and its events
+/// leave the operator, so what is held is the activity of the open sessions, not the history.
+/// Retroactive transform swaps only re-evaluate events within the lateness, which never
+/// belong to a closed session.
+pub(super) fn sessions<'s>(
+    activity: Coll<'s, (Key, (Millis, u8))>,
+    lateness: Option<Millis>,
+) -> Coll<'s, (Key, Session)> {
+    let users = Users {
+        hot: HashMap::new(),
+        seen: HashMap::new(),
+        lateness,
+        since_sweep: 0,
+    };
+    stateful(activity, "Sessions", users, |users, updates, out| {
+        users.since_sweep += updates.len();
+        let mut touched = HashSet::new();
+        for ((key, (time, kind)), diff) in updates {
+            if diff > 0 {
+                let seen = users.seen.entry(key.0.clone()).or_insert(time);
+                *seen = (*seen).max(time);
+            }
+            let hot = users.hot.entry(key.clone()).or_default();
+            let count = hot.events.entry((time, kind)).or_insert(0);
+            *count += diff as i64;
+            if *count == 0 {
+                hot.events.remove(&(time, kind));
+            }
+            touched.insert(key);
+        }
+        for key in touched {
+            let Some(hot) = users.hot.get_mut(&key) else {
+                continue;
             };
-            session.end = time;
-            session.events += count;
-            match kind {
-                PAGE_VIEW => session.page_views += count,
-                ADD_TO_CART => session.add_to_carts += count,
-                _ => session.orders += count,
+            let sessions = split(&hot.events);
+            let counted = |s: &Vec<Session>| s.iter().map(|s| (*s, 1)).collect::<Vec<_>>();
+            changes(
+                &counted(&hot.sessions),
+                &counted(&sessions),
+                |session, diff| {
+                    out.push(((key.clone(), session), diff));
+                },
+            );
+            hot.sessions = sessions;
+            if hot.events.is_empty() {
+                users.hot.remove(&key);
             }
         }
-        output.extend(current.map(|s| (s, 1)));
+        if let Some(lateness) = users.lateness
+            && users.since_sweep >= users.hot.len().max(SWEEP_AT_LEAST)
+        {
+            users.since_sweep = 0;
+            let seen = &users.seen;
+            users.hot.retain(|(tenant, _), hot| {
+                let cutoff = seen
+                    .get(tenant)
+                    .map_or(Millis::MIN, |w| w.saturating_sub(lateness));
+                close(hot, cutoff);
+                !hot.events.is_empty()
+            });
+        }
     })
+}
+
+/// Drops the sessions no event at or after `cutoff` can change, with their events.
+fn close(hot: &mut Hot, cutoff: Millis) {
+    let closed = hot
+        .sessions
+        .iter()
+        .take_while(|s| s.end.saturating_add(SESSION_GAP_MS) < cutoff)
+        .count();
+    if let Some(last) = closed.checked_sub(1).map(|i| hot.sessions[i]) {
+        hot.events = hot.events.split_off(&(last.end.saturating_add(1), 0));
+        hot.sessions.drain(..closed);
+    }
+}
+
+/// One user's sessions, in order, from `(time, kind)` and multiplicity in time order: one
+/// scan splits them at gaps over 30 minutes.
+fn split(events: &BTreeMap<(Millis, u8), i64>) -> Vec<Session> {
+    let mut sessions: Vec<Session> = Vec::new();
+    for (&(time, kind), &count) in events {
+        let session = match sessions.last_mut() {
+            Some(s) if time - s.end <= SESSION_GAP_MS => s,
+            _ => {
+                sessions.push(Session {
+                    start: time,
+                    end: time,
+                    events: 0,
+                    page_views: 0,
+                    add_to_carts: 0,
+                    orders: 0,
+                });
+                sessions.last_mut().expect("just pushed")
+            }
+        };
+        session.end = time;
+        session.events += count;
+        match kind {
+            PAGE_VIEW => session.page_views += count,
+            ADD_TO_CART => session.add_to_carts += count,
+            _ => session.orders += count,
+        }
+    }
+    sessions
 }
 
 /// The rows of the `sessions` view.
@@ -78,4 +181,132 @@ pub(super) fn session_rows<'s>(sessions: Coll<'s, (Key, Session)>) -> Coll<'s, R
             Cell::Bool(s.orders > 0),
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use differential_dataflow::input::Input;
+
+    use super::*;
+    use crate::time::{Diff, Time};
+
+    type Activity = (Key, (Millis, u8));
+
+    /// The sessions a dataflow holds at the end, with their multiplicities, after each batch
+    /// of `epochs` was admitted at its own logical time.
+    fn final_sessions(
+        epochs: &[Vec<Activity>],
+        lateness: Option<Millis>,
+    ) -> BTreeMap<(Key, Session), Diff> {
+        let epochs = epochs.to_vec();
+        timely::execute_directly(move |worker| {
+            let held = Rc::new(RefCell::new(BTreeMap::new()));
+            let sink = held.clone();
+            let mut input = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, activity) = scope.new_collection();
+                sessions(activity, lateness).inspect(move |(record, _, diff)| {
+                    *sink.borrow_mut().entry(record.clone()).or_insert(0) += diff;
+                });
+                input
+            });
+            for (epoch, batch) in epochs.into_iter().enumerate() {
+                input.advance_to(epoch as Time);
+                for activity in batch {
+                    input.insert(activity);
+                }
+            }
+            input.close();
+            while worker.step() {}
+            let mut held = held.borrow().clone();
+            held.retain(|_, diff| *diff != 0);
+            held
+        })
+    }
+
+    /// Activity of a few users of two tenants whose clocks move on, with events up to
+    /// `2 × lateness` behind: those more than `lateness` behind their tenant's watermark are
+    /// left out, as admission quarantines them.
+    fn activity(lateness: Millis, epochs: usize, per_epoch: usize) -> Vec<Vec<Activity>> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let mut watermarks: HashMap<String, Millis> = HashMap::new();
+        (0..epochs)
+            .map(|epoch| {
+                let before = watermarks.clone();
+                let batch: Vec<Activity> = (0..per_epoch)
+                    .filter_map(|_| {
+                        let tenant = format!("t{}", next(2));
+                        let user = format!("u{}", next(300));
+                        let now = epoch as Millis * 5 * MINUTE_MS;
+                        let time = now - next(2 * lateness as u64) as Millis;
+                        let kind = next(3) as u8;
+                        if before.get(&tenant).is_some_and(|w| time < w - lateness) {
+                            return None;
+                        }
+                        let w = watermarks.entry(tenant.clone()).or_insert(time);
+                        *w = (*w).max(time);
+                        Some(((tenant, user), (time, kind)))
+                    })
+                    .collect();
+                batch
+            })
+            .collect()
+    }
+
+    #[test]
+    fn closing_sessions_no_admissible_event_can_change_keeps_every_row() {
+        let lateness = 20 * MINUTE_MS;
+        let epochs = activity(lateness, 400, 60);
+        let open = final_sessions(&epochs, None);
+        let closing = final_sessions(&epochs, Some(lateness));
+        assert!(open.len() > 1_000, "{} sessions", open.len());
+        assert!(open.values().all(|diff| *diff == 1));
+        assert_eq!(closing, open);
+    }
+
+    #[test]
+    fn a_closed_session_leaves_with_its_events_and_the_open_ones_stay() {
+        let session = |start, end| Session {
+            start,
+            end,
+            events: 1,
+            page_views: 1,
+            add_to_carts: 0,
+            orders: 0,
+        };
+        let mut hot = Hot::default();
+        for time in [0, 10 * MINUTE_MS, 50 * MINUTE_MS, 60 * MINUTE_MS] {
+            hot.events.insert((time, PAGE_VIEW), 1);
+        }
+        hot.sessions = split(&hot.events);
+        assert_eq!(hot.sessions.len(), 2);
+        // An event at 40 min would still join the first session (a gap of exactly 30 min).
+        close(&mut hot, 40 * MINUTE_MS);
+        assert_eq!(hot.sessions.len(), 2);
+        close(&mut hot, 40 * MINUTE_MS + 1);
+        assert_eq!(hot.sessions[0].start, 50 * MINUTE_MS);
+        assert_eq!(hot.sessions.len(), 1);
+        assert_eq!(hot.events.len(), 2);
+        let mut seen = Vec::new();
+        changes(
+            &[(session(0, 1), 1), (session(5, 6), 1), (session(9, 9), 1)],
+            &[
+                (session(0, 1), 1),
+                (session(3, 4), 1),
+                (session(7, 8), 1),
+                (session(9, 9), 3),
+            ],
+            |s, d| seen.push((s.start, d)),
+        );
+        seen.sort();
+        assert_eq!(seen, [(3, 1), (5, -1), (7, 1), (9, 2)]);
+    }
 }

@@ -1,0 +1,173 @@
+//! View state held as one compact record per group, not one arranged record per input.
+//!
+//! Differential's `reduce` keeps every input record of every group in an arrangement, so a
+//! view over a sum holds the whole history it summed. The views whose output is a function of
+//! a few running totals (counts and sums per minute, hour, status or sku), or of state that
+//! can be closed once no admissible event can change it (sessions), use the operators here
+//! instead: each logical time's updates are applied, in time order once the input has passed
+//! it, to per-group state on the worker that owns the group, and only the rows that changed are
+//! emitted, as retraction and insertion at that time. What they emit is exactly what the
+//! `reduce` they replace would; what they keep is bounded by the groups, not the events.
+//!
+//! Owns [`stateful`] (the keyed, time-ordered operator the others are built on),
+//! [`sum_groups`] and [`changes`]; the views own what their state means.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, ExchangeData};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::{Coll, Diff, Time, saturate};
+
+/// The updates of one logical time, as `(record, diff)`; for `step` to consume.
+pub(super) type Updates<K, V> = Vec<((K, V), Diff)>;
+
+/// Runs `step` on the updates of each logical time, in time order, once the input frontier
+/// has passed that time, on the worker owning each key (records are exchanged by key). `step`
+/// owns its state and pushes the output updates of that time.
+///
+/// Logical times are totally ordered, so "once the frontier has passed it" means every
+/// update at or before the time has arrived: the state `step` sees is the accumulation of all
+/// earlier times, which is what makes compact state exact.
+pub(super) fn stateful<'s, K, V, O, S>(
+    input: Coll<'s, (K, V)>,
+    name: &str,
+    mut state: S,
+    mut step: impl FnMut(&mut S, Updates<K, V>, &mut Vec<(O, Diff)>) + 'static,
+) -> Coll<'s, O>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+    S: 'static,
+{
+    let exchange = Exchange::new(|((k, _), _, _): &((K, V), Time, Diff)| k.hashed());
+    input
+        .inner
+        .unary_frontier(exchange, name, move |_, _| {
+            let mut stash: BTreeMap<Time, (Capability<Time>, Updates<K, V>)> = BTreeMap::new();
+            let mut out = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    for (record, time, diff) in data.drain(..) {
+                        stash
+                            .entry(time)
+                            .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+                            .1
+                            .push((record, diff));
+                    }
+                });
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (time, (cap, updates)) = entry.remove_entry();
+                    step(&mut state, updates, &mut out);
+                    let mut session = output.session(&cap);
+                    for (record, diff) in out.drain(..) {
+                        session.give((record, time, diff));
+                    }
+                }
+            }
+        })
+        .container::<Vec<_>>()
+        .as_collection()
+}
+
+/// What turns `old` into `new` (each sorted, with one multiplicity per distinct item): every
+/// item whose multiplicity differs, with the difference. The operators that recompute a
+/// group's output keep what they last emitted and send only this.
+pub(super) fn changes<T: Ord + Clone>(
+    old: &[(T, Diff)],
+    new: &[(T, Diff)],
+    mut emit: impl FnMut(T, Diff),
+) {
+    let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (o.peek(), n.peek()) {
+            (Some((a, da)), Some((b, db))) if a == b => {
+                if da != db {
+                    emit(a.clone(), db - da);
+                }
+                o.next();
+                n.next();
+            }
+            (Some((a, da)), Some((b, _))) if a < b => {
+                emit(a.clone(), -da);
+                o.next();
+            }
+            (_, Some((b, db))) => {
+                emit(b.clone(), *db);
+                n.next();
+            }
+            (Some((a, da)), None) => {
+                emit(a.clone(), -da);
+                o.next();
+            }
+            (None, None) => break,
+        }
+    }
+}
+
+/// A group's running totals: how many records it holds and the exact sums of their columns.
+struct Totals<const N: usize> {
+    records: i128,
+    sums: [i128; N],
+}
+
+impl<const N: usize> Totals<N> {
+    /// The group's row, if it holds any record.
+    fn row(&self) -> Option<[i64; N]> {
+        (self.records > 0).then(|| self.sums.map(saturate))
+    }
+}
+
+/// Per group `K`, the sums of the records' columns, present while the group holds a record:
+/// what a `reduce` summing every column gives, from one accumulator per group.
+pub(super) fn sum_groups<'s, K, const N: usize>(
+    records: Coll<'s, (K, [i64; N])>,
+    name: &str,
+) -> Coll<'s, (K, [i64; N])>
+where
+    K: ExchangeData + Hash,
+    [i64; N]: ExchangeData,
+{
+    stateful(
+        records,
+        name,
+        HashMap::<K, Totals<N>>::new(),
+        |groups, updates, out| {
+            let mut before: HashMap<K, Option<[i64; N]>> = HashMap::new();
+            for ((key, values), diff) in updates {
+                let totals = groups.entry(key.clone()).or_insert(Totals {
+                    records: 0,
+                    sums: [0; N],
+                });
+                before.entry(key).or_insert_with(|| totals.row());
+                totals.records += diff as i128;
+                for (sum, value) in totals.sums.iter_mut().zip(values) {
+                    *sum += i128::from(value) * diff as i128;
+                }
+            }
+            for (key, old) in before {
+                let new = groups.get(&key).and_then(Totals::row);
+                if new.is_none() {
+                    groups.remove(&key);
+                }
+                if old == new {
+                    continue;
+                }
+                if let Some(old) = old {
+                    out.push(((key.clone(), old), -1));
+                }
+                if let Some(new) = new {
+                    out.push(((key, new), 1));
+                }
+            }
+        },
+    )
+}
