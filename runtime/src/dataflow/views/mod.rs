@@ -25,6 +25,8 @@
 //! - `compact`: the operators that keep one compact record per group instead of every input;
 //! - `route`: the admitted events split by what reads them, narrowed to the records the
 //!   views read (`Order`, `PaymentRec`, session activity);
+//! - `orders`: each order's placements, cancellation and status, one compact record per
+//!   order, which `gmv_minute` and `inventory` share;
 //! - one file per view of SPEC §2: `gmv_minute` (§2.1), `payment_status` (§2.2),
 //!   `inventory` (§2.3), `sessions` (§2.4), `conversion_hour` (§2.5) and `fraud_alerts`
 //!   (§2.6, with the dead letters of failed rule evaluations);
@@ -46,6 +48,7 @@ mod features;
 mod fraud_alerts;
 mod gmv_minute;
 mod inventory;
+mod orders;
 mod payment_status;
 mod route;
 mod sessions;
@@ -137,19 +140,14 @@ pub fn build_selected<'s>(
                 .map(|((tenant, _), o)| ((tenant, o.user_id), (o.time, ORDER))),
         );
 
-    let (cancelled_orders, live_orders) = if w_gmv || w_inventory {
-        let cancels = cancels.distinct();
-        (
-            orders.clone().semijoin(cancels.clone()),
-            orders.clone().antijoin(cancels),
-        )
+    let placed = if w_gmv || w_inventory {
+        orders::orders(orders.clone(), cancels, payments.clone())
     } else {
-        let none = || orders.clone().filter(|_| false);
-        (none(), none())
+        orders.clone().flat_map(|_| None)
     };
 
     let gmv = if w_gmv {
-        gmv_minute(cancelled_orders, live_orders.clone())
+        gmv_minute(placed.clone())
     } else {
         empty()
     };
@@ -159,7 +157,7 @@ pub fn build_selected<'s>(
         empty()
     };
     let inventory = if w_inventory {
-        inventory(adjustments, orders.clone(), live_orders, payments.clone())
+        inventory(adjustments, placed)
     } else {
         empty()
     };

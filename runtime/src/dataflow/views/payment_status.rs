@@ -11,8 +11,17 @@ use super::route::PaymentRec;
 use super::{Coll, latest};
 
 pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
-    let latest = latest(payments.map(|(tenant, p)| ((tenant, p.payment_id.clone()), p)))
-        .map(|((tenant, _), p)| ((tenant, p.provider, p.status), [1, p.amount_cents]));
+    // Only the fields the view reads are arranged, ordered by (time, event_id) first: the
+    // payment's other fields would be held for every one of its events.
+    let narrow = payments.map(|(tenant, p)| {
+        (
+            (tenant, p.payment_id),
+            (p.time, p.event_id, p.provider, p.status, p.amount_cents),
+        )
+    });
+    let latest = latest(narrow).map(|((tenant, _), (_, _, provider, status, amount))| {
+        ((tenant, provider, status), [1, amount])
+    });
     sum_groups(latest, "PaymentStatus").map(|((tenant, provider, status), [payments, amount])| {
         vec![
             Cell::Str(tenant),
