@@ -10,7 +10,8 @@
 //! `reduce` they replace would; what they keep is bounded by the groups, not the events.
 //!
 //! Owns [`stateful`] (the keyed, time-ordered operator the others are built on),
-//! [`sum_groups`] and [`changes`]; the views own what their state means.
+//! [`sum_groups`], [`latest`], and the helpers [`changes`] and [`add`]; the views own what
+//! their state means.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -111,6 +112,67 @@ pub(super) fn changes<T: Ord + Clone>(
             (None, None) => break,
         }
     }
+}
+
+/// Adds `diff` to `item`'s multiplicity in a multiset kept as a sorted `Vec` (the few events
+/// of one entity: a `Vec` costs their size, a map a node per entity), dropping it at zero.
+pub(super) fn add<T: Ord>(set: &mut Vec<(T, Diff)>, item: T, diff: Diff) {
+    match set.binary_search_by(|(t, _)| t.cmp(&item)) {
+        Ok(at) => {
+            set[at].1 += diff;
+            if set[at].1 == 0 {
+                set.remove(at);
+            }
+        }
+        Err(at) if diff != 0 => set.insert(at, (item, diff)),
+        Err(_) => {}
+    }
+}
+
+/// The greatest value of each key by the value's own order ("latest" when values start with
+/// `(event_time, event_id)`), from the key's values kept as a sorted multiset: what a `reduce`
+/// keeping the last value gives, without its input and output arrangements.
+pub(super) fn latest<'s, K, V>(records: Coll<'s, (K, V)>, name: &str) -> Coll<'s, (K, V)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
+    stateful(
+        records,
+        name,
+        HashMap::<K, Vec<(V, Diff)>>::new(),
+        |groups, updates, out| {
+            let mut before: HashMap<K, Option<V>> = HashMap::new();
+            for ((key, value), diff) in updates {
+                let values = groups.entry(key.clone()).or_default();
+                before
+                    .entry(key)
+                    .or_insert_with(|| last_present(values).cloned());
+                add(values, value, diff);
+            }
+            for (key, old) in before {
+                let values = groups.get(&key);
+                let new = values.and_then(|v| last_present(v)).cloned();
+                if values.is_some_and(Vec::is_empty) {
+                    groups.remove(&key);
+                }
+                if old == new {
+                    continue;
+                }
+                if let Some(old) = old {
+                    out.push(((key.clone(), old), -1));
+                }
+                if let Some(new) = new {
+                    out.push(((key, new), 1));
+                }
+            }
+        },
+    )
+}
+
+/// The greatest value held with a positive multiplicity.
+fn last_present<V>(values: &[(V, Diff)]) -> Option<&V> {
+    values.iter().rev().find(|(_, n)| *n > 0).map(|(v, _)| v)
 }
 
 /// A group's running totals: how many records it holds and the exact sums of their columns.

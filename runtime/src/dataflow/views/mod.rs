@@ -3,11 +3,13 @@
 //! Every view is a function of the collection of admitted events, maintained incrementally:
 //! a late event is an insertion at a later logical time, and differential recomputes exactly
 //! the groups it touches (the user's sessions, the minute's GMV, the device's failure window),
-//! emitting retractions for what no longer holds. Grouped logic that needs a group's whole
-//! contents ("latest", "within a window") runs in `reduce`, where it is an ordinary scan that
-//! stays exact under any arrival order; totals per group and sessions keep compact state
-//! instead (`compact`), one accumulator per group or the open sessions' activity, because
-//! `reduce` would hold every input they ever summed.
+//! emitting retractions for what no longer holds. Most grouped logic runs in keyed operators
+//! with compact state (`compact`): one accumulator per total, one record per order or payment,
+//! the open sessions' activity and the orders a fraud feature can still read, applied a
+//! logical time at a time in time order, so "latest", "sorted by time" and "within a window"
+//! are ordinary scans of a group's state and stay exact under any arrival order. A `reduce`
+//! would hold every input a group ever had; only the card-testing feature and the alerts
+//! (rare inputs) still use one.
 //!
 //! Fraud features are computed here, in the core, and handed to the rule plugins; rules are
 //! pure functions, so re-running one on a retracted input retracts its alert.
@@ -21,7 +23,7 @@
 //! The tour, in the order the data flows:
 //!
 //! - here: [`build`] and [`build_selected`], which wire the views together, and the small
-//!   helpers several views share (`floor`, `latest`);
+//!   helpers several views share (`floor`, `saturate`);
 //! - `compact`: the operators that keep one compact record per group instead of every input;
 //! - `route`: the admitted events split by what reads them, narrowed to the records the
 //!   views read (`Order`, `PaymentRec`, session activity);
@@ -194,16 +196,4 @@ pub fn build_selected<'s>(
 /// stopping the worker.
 pub(super) fn saturate(sum: i128) -> i64 {
     i64::try_from(sum).unwrap_or(if sum < 0 { i64::MIN } else { i64::MAX })
-}
-
-/// The latest record of each group, by the record's own order.
-fn latest<'s, K, V>(records: Coll<'s, (K, V)>) -> Coll<'s, (K, V)>
-where
-    K: differential_dataflow::ExchangeData + std::hash::Hash,
-    V: differential_dataflow::ExchangeData,
-{
-    records.reduce(|_key, input, output| {
-        let (last, _) = input[input.len() - 1];
-        output.push((last.clone(), 1));
-    })
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Millis, status};
 
-use super::compact::{changes, stateful};
+use super::compact::{add, changes, stateful};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key};
 
@@ -66,10 +66,9 @@ impl OrderState {
         let status = self
             .paid
             .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(p, _)| p)
-            .max()
-            .map_or(status::PENDING, |(_, _, s)| s.as_str());
+            .rev()
+            .find(|(_, n)| *n > 0)
+            .map_or(status::PENDING, |((_, _, s), _)| s.as_str());
         let reserving = !cancelled && (status == status::PENDING || status == status::AUTHORIZED);
         let mut rows: Vec<_> = self
             .placed
@@ -90,15 +89,6 @@ impl OrderState {
     fn is_empty(&self) -> bool {
         self.placed.is_empty() && self.cancels == 0 && self.paid.is_empty()
     }
-}
-
-/// Adds `diff` to `item`'s multiplicity in a small multiset, dropping it at zero.
-fn add<T: PartialEq>(set: &mut Vec<(T, Diff)>, item: T, diff: Diff) {
-    match set.iter_mut().find(|(t, _)| *t == item) {
-        Some((_, n)) => *n += diff,
-        None => set.push((item, diff)),
-    }
-    set.retain(|(_, n)| *n != 0);
 }
 
 /// Every placement of every order with whether that order is cancelled and whether it

@@ -6,22 +6,23 @@
 
 use crate::row::{Cell, Row};
 
-use super::compact::sum_groups;
+use super::Coll;
+use super::compact::{latest, sum_groups};
 use super::route::PaymentRec;
-use super::{Coll, latest};
 
 pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
-    // Only the fields the view reads are arranged, ordered by (time, event_id) first: the
-    // payment's other fields would be held for every one of its events.
+    // Only the fields the view reads are held, ordered by (time, event_id) first: the
+    // payment's other fields would be kept for every one of its events.
     let narrow = payments.map(|(tenant, p)| {
         (
             (tenant, p.payment_id),
             (p.time, p.event_id, p.provider, p.status, p.amount_cents),
         )
     });
-    let latest = latest(narrow).map(|((tenant, _), (_, _, provider, status, amount))| {
-        ((tenant, provider, status), [1, amount])
-    });
+    let latest =
+        latest(narrow, "LatestPayment").map(|((tenant, _), (_, _, provider, status, amount))| {
+            ((tenant, provider, status), [1, amount])
+        });
     sum_groups(latest, "PaymentStatus").map(|((tenant, provider, status), [payments, amount])| {
         vec![
             Cell::Str(tenant),
