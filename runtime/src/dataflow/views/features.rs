@@ -3,8 +3,9 @@
 //!
 //! Owns [`order_features`] (the user's orders in the velocity window, and the count and total
 //! of those before the order, for `velocity` and `amount_anomaly`), [`payment_features`] (the
-//! distinct cards failed on the device in the card-testing window, for `card_testing`) and
-//! the two windows.
+//! distinct cards failed on the device in the card-testing window, for `card_testing`), the
+//! two windows, and the windowed state both keep per group: the facts a feature can still
+//! read, with those past the lateness made final and folded away.
 //!
 //! The features are computed here, never judged: nothing in this file calls a rule or decides
 //! what a feature is worth, and the plugin types it builds are plain data (no plugin host, no
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::event::{Millis, status};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
 
-use super::compact::stateful;
+use super::compact::{changes, stateful};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key, MINUTE_MS, Time};
 
@@ -24,50 +25,155 @@ const CARD_TESTING_WINDOW_MS: Millis = 5 * MINUTE_MS;
 
 /// An order as its user's features read it: `(time, event_id, order_id, total, device,
 /// admitted)`, in time order.
-type Fact = (Millis, String, String, i64, Option<String>, Time);
+type OrderFact = (Millis, String, String, i64, Option<String>, Time);
 
-/// One user's orders that a feature can still read.
-#[derive(Default)]
-struct UserOrders {
-    /// Orders folded into these totals are before every window still computed; they only
-    /// count as prior orders.
+/// Rule inputs with their admission times and multiplicities, sorted.
+type Inputs = Vec<((RuleInput, Time), Diff)>;
+
+/// One group's facts (a user's orders, a device's failed payments) that a feature can still
+/// read.
+struct Recent<F> {
+    /// Facts folded away are before every window still computed: they only count as prior
+    /// orders.
     folded_count: i128,
     folded_total: i128,
-    /// Orders with their multiplicities, in time order.
-    hot: BTreeMap<Fact, Diff>,
-    /// Orders before this time are final: their features are no longer emitted or retracted
-    /// (no admissible order is early enough to change them), they stay in `hot` only as the
-    /// velocity window of the later ones.
+    /// Facts with their multiplicities, in time order.
+    facts: BTreeMap<F, Diff>,
+    /// Facts before this time are final: their features are no longer emitted or retracted
+    /// (no admissible event is early enough to change them); they stay in `facts` only as
+    /// the window of later ones.
     final_before: Millis,
-    /// The rule inputs last emitted, sorted, with multiplicities: one per hot order not final.
-    emitted: Vec<((RuleInput, Time), Diff)>,
+    /// The rule inputs last emitted, sorted, with multiplicities: one per fact not final.
+    emitted: Inputs,
 }
 
-/// The order features operator's state: each user with orders a feature can still read.
-struct Users {
-    users: HashMap<Key, UserOrders>,
+/// How one feature reads its groups' facts.
+struct Feature<F> {
+    name: &'static str,
+    window: Millis,
+    time: fn(&F) -> Millis,
+    /// Whether folded facts still count (as prior orders), so a group keeps its totals.
+    counts_prior: bool,
+    /// What a folded fact adds to the folded total.
+    weight: fn(&F) -> i64,
+    /// The rule inputs of the facts not final, sorted, with multiplicities.
+    inputs: fn(&Key, &Recent<F>) -> Inputs,
+}
+
+/// A windowed feature's state on one worker: each group with facts a feature can still read.
+struct Groups<F> {
+    groups: HashMap<Key, Recent<F>>,
     /// The greatest event time seen per tenant, never ahead of its watermark.
     seen: HashMap<String, Millis>,
     lateness: Option<Millis>,
     since_sweep: usize,
 }
 
-/// Sweeps for final orders run once the updates since the last one outnumber the users
-/// held; never more often than every this many updates.
-const SWEEP_AT_LEAST: usize = 1_024;
+/// Sweeps for final facts run once the updates since the last one outnumber the groups
+/// held (a sweep visits every group), and never more often than every this many updates;
+/// the floor is low because failed payments are rare.
+const SWEEP_AT_LEAST: usize = 64;
+
+/// The rule inputs of a windowed feature over each group's facts (keyed `(tenant, _)`).
+///
+/// With a lateness L, a fact more than L behind its tenant's watermark W is final (every
+/// event admitted later is at `W − L` or after, so none is before it or in its window), and
+/// one more than L plus the window behind leaves (folded into the group's prior count and
+/// total where the feature counts them): what is held per group is its facts of the last L
+/// and window, not the history.
+fn windowed<'s, F>(
+    facts: Coll<'s, (Key, F)>,
+    feature: Feature<F>,
+    lateness: Option<Millis>,
+) -> Coll<'s, (RuleInput, Time)>
+where
+    F: differential_dataflow::ExchangeData,
+{
+    let state = Groups {
+        groups: HashMap::new(),
+        seen: HashMap::new(),
+        lateness,
+        since_sweep: 0,
+    };
+    stateful(facts, feature.name, state, move |state, updates, out| {
+        state.since_sweep += updates.len();
+        let mut touched = HashSet::new();
+        for ((key, fact), diff) in updates {
+            let time = (feature.time)(&fact);
+            if diff > 0 {
+                let seen = state.seen.entry(key.0.clone()).or_insert(time);
+                *seen = (*seen).max(time);
+            }
+            let group = state.groups.entry(key.clone()).or_insert_with(|| Recent {
+                folded_count: 0,
+                folded_total: 0,
+                facts: BTreeMap::new(),
+                final_before: Millis::MIN,
+                emitted: Vec::new(),
+            });
+            let count = group.facts.entry(fact.clone()).or_insert(0);
+            *count += diff;
+            if *count == 0 {
+                group.facts.remove(&fact);
+            }
+            touched.insert(key);
+        }
+        for key in touched {
+            let Some(group) = state.groups.get_mut(&key) else {
+                continue;
+            };
+            let inputs = (feature.inputs)(&key, group);
+            changes(&group.emitted, &inputs, |input, diff| {
+                out.push((input, diff))
+            });
+            group.emitted = inputs;
+            if group.facts.is_empty() && (group.folded_count == 0 || !feature.counts_prior) {
+                state.groups.remove(&key);
+            }
+        }
+        if let Some(lateness) = state.lateness
+            && state.since_sweep >= state.groups.len().max(SWEEP_AT_LEAST)
+        {
+            state.since_sweep = 0;
+            let seen = &state.seen;
+            state.groups.retain(|(tenant, _), group| {
+                let cutoff = seen
+                    .get(tenant)
+                    .map_or(Millis::MIN, |w| w.saturating_sub(lateness));
+                finalise(group, cutoff, &feature);
+                !group.facts.is_empty() || (feature.counts_prior && group.folded_count != 0)
+            });
+        }
+    })
+}
+
+/// Marks the facts before `cutoff` final and folds those before its window away.
+fn finalise<F: Ord>(group: &mut Recent<F>, cutoff: Millis, feature: &Feature<F>) {
+    if cutoff <= group.final_before {
+        return;
+    }
+    group.final_before = cutoff;
+    group
+        .emitted
+        .retain(|((input, _), _)| input.event.event_time_ms >= cutoff);
+    let window_start = cutoff.saturating_sub(feature.window);
+    while let Some(entry) = group.facts.first_entry() {
+        if (feature.time)(entry.key()) >= window_start {
+            break;
+        }
+        let (fact, count) = entry.remove_entry();
+        group.folded_count += count as i128;
+        group.folded_total += i128::from((feature.weight)(&fact)) * count as i128;
+    }
+}
 
 /// Features of every order: the user's orders in the velocity window and before it.
-///
-/// With a lateness L, an order more than L behind its tenant's watermark W is final (every
-/// order admitted later is at `W − L` or after, so none is before it or in its window), and
-/// one more than L plus the window behind is folded into the user's prior count and total:
-/// what is held per user is the orders of the last L and window, not the history.
 pub(super) fn order_features<'s>(
     orders: Coll<'s, (Key, Order)>,
     lateness: Option<Millis>,
 ) -> Coll<'s, (RuleInput, Time)> {
     let facts = orders.map(|((tenant, order_id), o)| {
-        let fact: Fact = (
+        let fact: OrderFact = (
             o.time,
             o.event_id,
             order_id,
@@ -77,103 +183,40 @@ pub(super) fn order_features<'s>(
         );
         ((tenant, o.user_id), fact)
     });
-    let state = Users {
-        users: HashMap::new(),
-        seen: HashMap::new(),
-        lateness,
-        since_sweep: 0,
+    let feature = Feature {
+        name: "OrderFeatures",
+        window: VELOCITY_WINDOW_MS,
+        time: |f: &OrderFact| f.0,
+        counts_prior: true,
+        weight: |f: &OrderFact| f.3,
+        inputs: user_features,
     };
-    stateful(facts, "OrderFeatures", state, |state, updates, out| {
-        state.since_sweep += updates.len();
-        let mut touched = HashSet::new();
-        for ((key, fact), diff) in updates {
-            if diff > 0 {
-                let seen = state.seen.entry(key.0.clone()).or_insert(fact.0);
-                *seen = (*seen).max(fact.0);
-            }
-            let user = state
-                .users
-                .entry(key.clone())
-                .or_insert_with(|| UserOrders {
-                    final_before: Millis::MIN,
-                    ..UserOrders::default()
-                });
-            let count = user.hot.entry(fact.clone()).or_insert(0);
-            *count += diff;
-            if *count == 0 {
-                user.hot.remove(&fact);
-            }
-            touched.insert(key);
-        }
-        for key in touched {
-            let Some(user) = state.users.get_mut(&key) else {
-                continue;
-            };
-            let inputs = user_features(&key, user);
-            super::compact::changes(&user.emitted, &inputs, |input, diff| {
-                out.push((input, diff));
-            });
-            user.emitted = inputs;
-            if user.hot.is_empty() && user.folded_count == 0 {
-                state.users.remove(&key);
-            }
-        }
-        if let Some(lateness) = state.lateness
-            && state.since_sweep >= state.users.len().max(SWEEP_AT_LEAST)
-        {
-            state.since_sweep = 0;
-            let seen = &state.seen;
-            for ((tenant, _), user) in state.users.iter_mut() {
-                let cutoff = seen
-                    .get(tenant)
-                    .map_or(Millis::MIN, |w| w.saturating_sub(lateness));
-                finalise(user, cutoff);
-            }
-        }
-    })
-}
-
-/// Marks the orders before `cutoff` final and folds those before its window into totals.
-fn finalise(user: &mut UserOrders, cutoff: Millis) {
-    if cutoff <= user.final_before {
-        return;
-    }
-    user.final_before = cutoff;
-    user.emitted
-        .retain(|((input, _), _)| input.event.event_time_ms >= cutoff);
-    let window_start = cutoff.saturating_sub(VELOCITY_WINDOW_MS);
-    while let Some(entry) = user.hot.first_entry() {
-        if entry.key().0 >= window_start {
-            break;
-        }
-        let ((_, _, _, total, _, _), count) = entry.remove_entry();
-        user.folded_count += count as i128;
-        user.folded_total += i128::from(total) * count as i128;
-    }
+    windowed(facts, feature, lateness)
 }
 
 /// The rule inputs of a user's orders that are not final, sorted, with multiplicities.
-fn user_features((tenant, user_id): &Key, user: &UserOrders) -> Vec<((RuleInput, Time), Diff)> {
+fn user_features((tenant, user_id): &Key, user: &Recent<OrderFact>) -> Inputs {
     // Expand multiplicities so positions count orders.
-    let mut times = Vec::with_capacity(user.hot.len());
+    let mut times = Vec::with_capacity(user.facts.len());
     let mut prefix = vec![user.folded_total];
-    for (fact, &count) in &user.hot {
+    for (fact, &count) in &user.facts {
         for _ in 0..count.max(0) {
             times.push(fact.0);
             prefix.push(prefix[prefix.len() - 1] + i128::from(fact.3));
         }
     }
+    let not_final = (
+        user.final_before,
+        String::new(),
+        String::new(),
+        i64::MIN,
+        None,
+        0,
+    );
     let mut inputs = Vec::new();
-    for ((time, event_id, order_id, total, device, admitted), &count) in user.hot.range(
-        (
-            user.final_before,
-            String::new(),
-            String::new(),
-            i64::MIN,
-            None,
-            0,
-        )..,
-    ) {
+    for ((time, event_id, order_id, total, device, admitted), &count) in
+        user.facts.range(not_final..)
+    {
         let upto = times.partition_point(|&t| t <= *time);
         let window_start = times.partition_point(|&t| t <= *time - VELOCITY_WINDOW_MS);
         let prior = times.partition_point(|&t| t < *time);
@@ -208,51 +251,69 @@ fn user_features((tenant, user_id): &Key, user: &UserOrders) -> Vec<((RuleInput,
 /// device in the card-testing window.
 pub(super) fn payment_features<'s>(
     payments: Coll<'s, (String, PaymentRec)>,
+    lateness: Option<Millis>,
 ) -> Coll<'s, (RuleInput, Time)> {
-    payments
-        .flat_map(|(tenant, p)| {
-            let device = p.device_id.clone()?;
-            (p.status == status::FAILED && p.card_fingerprint.is_some())
-                .then_some(((tenant, device), p))
-        })
-        .reduce(|(tenant, _device), input, output| {
-            for (i, &(p, count)) in input.iter().enumerate() {
-                let mut cards: Vec<&str> = input[..=i]
-                    .iter()
-                    .rev()
-                    .take_while(|(q, _)| q.time > p.time - CARD_TESTING_WINDOW_MS)
-                    .filter_map(|(q, _)| q.card_fingerprint.as_deref())
-                    .collect();
-                // Later records with the same time are inside the window too.
-                cards.extend(
-                    input[i + 1..]
-                        .iter()
-                        .take_while(|(q, _)| q.time == p.time)
-                        .filter_map(|(q, _)| q.card_fingerprint.as_deref()),
-                );
-                cards.sort_unstable();
-                cards.dedup();
-                let input = RuleInput {
-                    event: RuleEvent {
-                        kind: RuleEventKind::Payment,
-                        tenant_id: tenant.clone(),
-                        event_id: p.event_id.clone(),
-                        event_time_ms: p.time,
-                        user_id: p.user_id.clone(),
-                        order_id: p.order_id.clone(),
-                        payment_id: p.payment_id.clone(),
-                        amount_cents: p.amount_cents,
-                        status: p.status.clone(),
-                        device_id: p.device_id.clone(),
-                        card_fingerprint: p.card_fingerprint.clone(),
-                    },
-                    features: Features {
-                        device_failed_cards_5m: cards.len() as u32,
-                        ..Features::default()
-                    },
-                };
-                output.push(((input, p.admitted), count));
-            }
-        })
-        .map(|(_, input)| input)
+    let facts = payments.flat_map(|(tenant, p)| {
+        let device = p.device_id.clone()?;
+        (p.status == status::FAILED && p.card_fingerprint.is_some())
+            .then_some(((tenant, device), p))
+    });
+    let feature = Feature {
+        name: "PaymentFeatures",
+        window: CARD_TESTING_WINDOW_MS,
+        time: |p: &PaymentRec| p.time,
+        counts_prior: false,
+        weight: |_| 0,
+        inputs: device_features,
+    };
+    windowed(facts, feature, lateness)
+}
+
+/// The rule inputs of a device's failed payments that are not final, sorted, with
+/// multiplicities.
+fn device_features((tenant, _): &Key, device: &Recent<PaymentRec>) -> Inputs {
+    let facts: Vec<(&PaymentRec, Diff)> = device.facts.iter().map(|(p, n)| (p, *n)).collect();
+    let mut inputs = Vec::new();
+    for (i, &(p, count)) in facts.iter().enumerate() {
+        if p.time < device.final_before {
+            continue;
+        }
+        let mut cards: Vec<&str> = facts[..=i]
+            .iter()
+            .rev()
+            .take_while(|(q, _)| q.time > p.time - CARD_TESTING_WINDOW_MS)
+            .filter_map(|(q, _)| q.card_fingerprint.as_deref())
+            .collect();
+        // Later records with the same time are inside the window too.
+        cards.extend(
+            facts[i + 1..]
+                .iter()
+                .take_while(|(q, _)| q.time == p.time)
+                .filter_map(|(q, _)| q.card_fingerprint.as_deref()),
+        );
+        cards.sort_unstable();
+        cards.dedup();
+        let input = RuleInput {
+            event: RuleEvent {
+                kind: RuleEventKind::Payment,
+                tenant_id: tenant.clone(),
+                event_id: p.event_id.clone(),
+                event_time_ms: p.time,
+                user_id: p.user_id.clone(),
+                order_id: p.order_id.clone(),
+                payment_id: p.payment_id.clone(),
+                amount_cents: p.amount_cents,
+                status: p.status.clone(),
+                device_id: p.device_id.clone(),
+                card_fingerprint: p.card_fingerprint.clone(),
+            },
+            features: Features {
+                device_failed_cards_5m: cards.len() as u32,
+                ..Features::default()
+            },
+        };
+        inputs.push(((input, p.admitted), count));
+    }
+    inputs.sort();
+    inputs
 }

@@ -92,7 +92,7 @@ pub(super) fn fraud_alerts<'s>(
     // the judge holds the inputs within the lateness (SPEC §2.7: a retroactive deploy
     // re-evaluates the retained events), and the deployments.
     let inputs = order_features(orders, lateness)
-        .concat(payment_features(payments))
+        .concat(payment_features(payments, lateness))
         .map(|(input, admitted)| (shard(&input.event.event_id), Judged::Input(input, admitted)));
     let deployments =
         deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, Judged::Deploy(d.clone()))));

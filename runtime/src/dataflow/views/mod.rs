@@ -8,8 +8,8 @@
 //! the open sessions' activity and the orders a fraud feature can still read, applied a
 //! logical time at a time in time order, so "latest", "sorted by time" and "within a window"
 //! are ordinary scans of a group's state and stay exact under any arrival order. A `reduce`
-//! would hold every input a group ever had; only the card-testing feature and the alerts
-//! (rare inputs) still use one.
+//! would hold every input a group ever had; only the alerts and dead letters (rare verdicts)
+//! still use one.
 //!
 //! Fraud features are computed here, in the core, and handed to the rule plugins; rules are
 //! pure functions, so re-running one on a retracted input retracts its alert.
