@@ -380,6 +380,39 @@ const RAW_COLUMNS: [&str; 7] = [
 /// `(tenant_id, event_id)` pairs are the oracle's admitted events without a repeat, each with
 /// the oracle's type, time and card masking. For a Kafka run (`topic` given) each file's name
 /// also bounds its rows' partition and offsets.
+/// `weir gen --to` a topic the broker does not have (tansu creates none on produce): the topic
+/// is created, and the count printed is what the broker acknowledged, every line read back.
+#[test]
+fn gen_to_a_missing_topic_creates_it_and_every_event_arrives() {
+    let _serial = broker_tests_one_at_a_time();
+    let root = scratch_dir("kafka-gen-to");
+    let broker = Broker::start(&root);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let topic = format!("gen-to-{}-{stamp}", std::process::id());
+    let generate = |to: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.args(["gen", "--events", "3000", "--seed", "5"]);
+        if let Some(to) = to {
+            cmd.args(["--to", to]);
+        }
+        cmd.output().unwrap()
+    };
+    let produced = generate(Some(&broker.url(&topic)));
+    let stderr = String::from_utf8_lossy(&produced.stderr);
+    assert!(produced.status.success(), "{stderr}");
+    assert!(stderr.contains("produced 3000 events"), "{stderr}");
+    let got = topic_contents(&broker.addr, &topic, &BTreeMap::from([(0, 3000)]));
+    let want: Vec<String> = String::from_utf8(generate(None).stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_same_lines(&got, &want, "gen --to a new topic");
+}
+
 fn assert_raw_exactly_once(dir: &Path, topic: Option<&str>, oracle: &Expected, context: &str) {
     let files = parquet_files(&dir.join("raw"));
     assert!(!files.is_empty(), "{context}: no raw landing files");

@@ -44,6 +44,15 @@ pub enum KafkaSourceError {
     #[error("stopped before the broker answered")]
     Stopped,
     #[error(
+        "{topic}: the broker acknowledged {acked} of the {sent} events produced (first failure: {first}); check that the topic exists and this client may write to it"
+    )]
+    Produce {
+        topic: String,
+        sent: u64,
+        acked: u64,
+        first: String,
+    },
+    #[error(
         "topic {topic} partition {partition}: the checkpoint resumes at offset {next}, but the partition ends at {high}: was the topic recreated or truncated? Start with --reset-offsets to read it again from its earliest offset, or with a fresh --out"
     )]
     OffsetsAhead {
@@ -71,6 +80,7 @@ impl KafkaSourceError {
             KafkaSourceError::Client(_) => "kafka_client",
             KafkaSourceError::Assign { .. } => "kafka_assign",
             KafkaSourceError::Stopped => "kafka_stopped",
+            KafkaSourceError::Produce { .. } => "kafka_produce",
             KafkaSourceError::OffsetsAhead { .. } => "kafka_offsets_ahead",
             KafkaSourceError::OffsetsGone { .. } => "kafka_offsets_gone",
         }
@@ -454,14 +464,67 @@ pub fn key_of(line: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Produces `lines` to `topic`, keyed by [`key_of`]; returns how many were acknowledged.
+/// What the broker said of each produced message.
+#[derive(Default)]
+struct Deliveries {
+    acked: std::sync::atomic::AtomicU64,
+    first_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Creates `topic` with one partition unless the broker has it. A broker that refuses (no
+/// permission, or topics made by an operator) is not an error here: producing will tell.
+fn ensure_topic(brokers: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+    else {
+        return;
+    };
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    // On a thread of its own: the caller may be on a tokio runtime, which cannot block on
+    // another.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(admin.create_topics([&new], &options));
+            }
+        });
+    });
+}
+
+/// Produces `lines` to `topic` (created with one partition if the broker lacks it), keyed by
+/// [`key_of`]; returns how many the broker acknowledged, which is all of them or an error.
 pub fn produce(
     brokers: &str,
     topic: &str,
     lines: impl IntoIterator<Item = String>,
 ) -> Result<u64, KafkaSourceError> {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = ClientConfig::new()
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    ensure_topic(brokers, topic);
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         // One message per record batch: tansu 0.6 answers a fetch that starts inside a batch
@@ -469,7 +532,7 @@ pub fn produce(
         // after a checkpoint) would miss the rest of that batch.
         .set("batch.num.messages", "1")
         .set("enable.idempotence", "false")
-        .create()
+        .create_with_context(Deliveries::default())
         .map_err(KafkaSourceError::Client)?;
     let mut sent = 0;
     for line in lines {
@@ -481,18 +544,33 @@ pub fn produce(
                 // The local queue is full: let deliveries drain, then try again.
                 Err((KafkaError::MessageProduction(_), back)) => {
                     record = back;
-                    producer.poll(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((e, _)) => return Err(KafkaSourceError::Client(e)),
             }
         }
         sent += 1;
-        producer.poll(Duration::ZERO);
     }
     producer
         .flush(Duration::from_secs(60))
         .map_err(KafkaSourceError::Client)?;
-    Ok(sent)
+    let deliveries = producer.context();
+    let acked = deliveries.acked.load(Ordering::Relaxed);
+    if acked < sent {
+        let first = deliveries
+            .first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "no delivery report".to_owned());
+        return Err(KafkaSourceError::Produce {
+            topic: topic.to_owned(),
+            sent,
+            acked,
+            first,
+        });
+    }
+    Ok(acked)
 }
 
 #[cfg(test)]
