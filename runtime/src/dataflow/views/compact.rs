@@ -10,8 +10,8 @@
 //! `reduce` they replace would; what they keep is bounded by the groups, not the events.
 //!
 //! Owns [`stateful`] (the keyed, time-ordered operator the others are built on),
-//! [`sum_groups`], [`latest`], and the helpers [`changes`] and [`add`]; the views own what
-//! their state means.
+//! [`sum_groups`], [`latest`], [`Closing`] (when state past the lateness may go), and the
+//! helpers [`changes`] and [`add`]; the views own what their state means.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -21,6 +21,8 @@ use differential_dataflow::{AsCollection, ExchangeData};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
+
+use crate::event::Millis;
 
 use super::{Coll, Diff, Time, saturate};
 
@@ -156,15 +158,7 @@ where
                 if values.is_some_and(Vec::is_empty) {
                     groups.remove(&key);
                 }
-                if old == new {
-                    continue;
-                }
-                if let Some(old) = old {
-                    out.push(((key.clone(), old), -1));
-                }
-                if let Some(new) = new {
-                    out.push(((key, new), 1));
-                }
+                replace(key, old, new, out);
             }
         },
     )
@@ -173,6 +167,77 @@ where
 /// The greatest value held with a positive multiplicity.
 fn last_present<V>(values: &[(V, Diff)]) -> Option<&V> {
     values.iter().rev().find(|(_, n)| *n > 0).map(|(v, _)| v)
+}
+
+/// Emits what turns a key's `old` row into its `new` one, if they differ.
+fn replace<K, V: PartialEq>(key: K, old: Option<V>, new: Option<V>, out: &mut Vec<((K, V), Diff)>)
+where
+    K: Clone,
+{
+    if old == new {
+        return;
+    }
+    if let Some(old) = old {
+        out.push(((key.clone(), old), -1));
+    }
+    if let Some(new) = new {
+        out.push(((key, new), 1));
+    }
+}
+
+/// What an operator that closes state past the lateness (SPEC §2.7) knows of time: the
+/// greatest event time it has seen per tenant — never ahead of the tenant's watermark, so
+/// whatever is before it minus the lateness is before every event still to be admitted —
+/// and when its next amortised sweep is due.
+pub(super) struct Closing {
+    lateness: Option<Millis>,
+    seen: HashMap<String, Millis>,
+    since_sweep: usize,
+    floor: usize,
+}
+
+impl Closing {
+    /// Sweeps run once the updates since the last one outnumber what is held (a sweep visits
+    /// all of it), and never more often than every `floor` updates.
+    pub(super) fn new(lateness: Option<Millis>, floor: usize) -> Closing {
+        Closing {
+            lateness,
+            seen: HashMap::new(),
+            since_sweep: 0,
+            floor,
+        }
+    }
+
+    /// An update of `tenant`'s at event time `time`; insertions raise what was seen.
+    pub(super) fn saw(&mut self, tenant: &str, time: Millis, diff: Diff) {
+        self.since_sweep += 1;
+        if diff > 0 {
+            match self.seen.get_mut(tenant) {
+                Some(seen) => *seen = (*seen).max(time),
+                None => {
+                    self.seen.insert(tenant.to_owned(), time);
+                }
+            }
+        }
+    }
+
+    /// Whether a sweep over `held` groups is due (never without a lateness); starts the
+    /// count again when it is.
+    pub(super) fn sweep_due(&mut self, held: usize) -> bool {
+        let due = self.lateness.is_some() && self.since_sweep >= held.max(self.floor);
+        if due {
+            self.since_sweep = 0;
+        }
+        due
+    }
+
+    /// Events of `tenant` before this time can no longer be admitted.
+    pub(super) fn cutoff(&self, tenant: &str) -> Millis {
+        match (self.lateness, self.seen.get(tenant)) {
+            (Some(lateness), Some(seen)) => seen.saturating_sub(lateness),
+            _ => Millis::MIN,
+        }
+    }
 }
 
 /// A group's running totals: how many records it holds and the exact sums of their columns.
@@ -220,15 +285,7 @@ where
                 if new.is_none() {
                     groups.remove(&key);
                 }
-                if old == new {
-                    continue;
-                }
-                if let Some(old) = old {
-                    out.push(((key.clone(), old), -1));
-                }
-                if let Some(new) = new {
-                    out.push(((key, new), 1));
-                }
+                replace(key, old, new, out);
             }
         },
     )

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::event::{Millis, status};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
 
-use super::compact::{changes, stateful};
+use super::compact::{Closing, changes, stateful};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key, MINUTE_MS, Time};
 
@@ -63,15 +63,11 @@ struct Feature<F> {
 /// A windowed feature's state on one worker: each group with facts a feature can still read.
 struct Groups<F> {
     groups: HashMap<Key, Recent<F>>,
-    /// The greatest event time seen per tenant, never ahead of its watermark.
-    seen: HashMap<String, Millis>,
-    lateness: Option<Millis>,
-    since_sweep: usize,
+    closing: Closing,
 }
 
-/// Sweeps for final facts run once the updates since the last one outnumber the groups
-/// held (a sweep visits every group), and never more often than every this many updates;
-/// the floor is low because failed payments are rare.
+/// Sweeps for final facts run never more often than every this many updates; the floor is
+/// low because failed payments are rare.
 const SWEEP_AT_LEAST: usize = 64;
 
 /// The rule inputs of a windowed feature over each group's facts (keyed `(tenant, _)`).
@@ -91,19 +87,12 @@ where
 {
     let state = Groups {
         groups: HashMap::new(),
-        seen: HashMap::new(),
-        lateness,
-        since_sweep: 0,
+        closing: Closing::new(lateness, SWEEP_AT_LEAST),
     };
     stateful(facts, feature.name, state, move |state, updates, out| {
-        state.since_sweep += updates.len();
         let mut touched = HashSet::new();
         for ((key, fact), diff) in updates {
-            let time = (feature.time)(&fact);
-            if diff > 0 {
-                let seen = state.seen.entry(key.0.clone()).or_insert(time);
-                *seen = (*seen).max(time);
-            }
+            state.closing.saw(&key.0, (feature.time)(&fact), diff);
             let group = state.groups.entry(key.clone()).or_insert_with(|| Recent {
                 folded_count: 0,
                 folded_total: 0,
@@ -131,16 +120,10 @@ where
                 state.groups.remove(&key);
             }
         }
-        if let Some(lateness) = state.lateness
-            && state.since_sweep >= state.groups.len().max(SWEEP_AT_LEAST)
-        {
-            state.since_sweep = 0;
-            let seen = &state.seen;
+        if state.closing.sweep_due(state.groups.len()) {
+            let closing = &state.closing;
             state.groups.retain(|(tenant, _), group| {
-                let cutoff = seen
-                    .get(tenant)
-                    .map_or(Millis::MIN, |w| w.saturating_sub(lateness));
-                finalise(group, cutoff, &feature);
+                finalise(group, closing.cutoff(tenant), &feature);
                 !group.facts.is_empty() || (feature.counts_prior && group.folded_count != 0)
             });
         }

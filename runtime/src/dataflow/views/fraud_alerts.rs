@@ -22,7 +22,7 @@ use crate::plugins::RuleInput;
 use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionId};
 use crate::row::{Cell, Row};
 
-use super::compact::stateful;
+use super::compact::{Closing, stateful};
 use super::features::{order_features, payment_features};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key, Time};
@@ -54,15 +54,11 @@ struct Shard {
 struct Judge {
     shards: HashMap<u64, Shard>,
     instances: RuleInstances,
-    /// The greatest event time seen per tenant, never ahead of its watermark.
-    seen: HashMap<String, Millis>,
-    lateness: Option<Millis>,
+    closing: Closing,
     held: usize,
-    since_sweep: usize,
 }
 
-/// Sweeps for inputs past the lateness run once the updates since the last one outnumber
-/// the inputs held; never more often than every this many updates.
+/// Sweeps for inputs past the lateness run never more often than every this many updates.
 const SWEEP_AT_LEAST: usize = 1_024;
 
 /// What one rule evaluation left: an alert, or a failure to dead-letter.
@@ -99,10 +95,8 @@ pub(super) fn fraud_alerts<'s>(
     let judge = Judge {
         shards: HashMap::new(),
         instances: RuleInstances::default(),
-        seen: HashMap::new(),
-        lateness,
+        closing: Closing::new(lateness, SWEEP_AT_LEAST),
         held: 0,
-        since_sweep: 0,
     };
     // Judged a batch at a time: one plugin call per rule version per logical time, each
     // verdict carrying its input's multiplicity (a retraction re-runs the rule and retracts
@@ -112,7 +106,6 @@ pub(super) fn fraud_alerts<'s>(
         "JudgeRules",
         judge,
         move |judge, updates, out| {
-            judge.since_sweep += updates.len();
             let mut by_version: BTreeMap<VersionId, Judging> = BTreeMap::new();
             let mut judging = |d: &Deployment, input: &RuleInput, admitted: Time, diff: Diff| {
                 if diff != 0 && d.judges(&input.event.tenant_id, admitted) {
@@ -132,13 +125,9 @@ pub(super) fn fraud_alerts<'s>(
             }
             // Δ(inputs ⋈ deployments) = Δinputs ⋈ deployments before + inputs after ⋈ Δdeployments.
             for (shard, input, admitted, diff) in arrived {
-                if diff > 0 {
-                    let seen = judge
-                        .seen
-                        .entry(input.event.tenant_id.clone())
-                        .or_insert(input.event.event_time_ms);
-                    *seen = (*seen).max(input.event.event_time_ms);
-                }
+                judge
+                    .closing
+                    .saw(&input.event.tenant_id, input.event.event_time_ms, diff);
                 let shard = judge.shards.entry(shard).or_default();
                 for (d, n) in &shard.deployments {
                     judging(d, &input, admitted, diff * n);
@@ -196,17 +185,12 @@ pub(super) fn fraud_alerts<'s>(
                 }
             }
             // Inputs past the lateness are never re-judged: their verdicts stand.
-            if let Some(lateness) = judge.lateness
-                && judge.since_sweep >= judge.held.max(SWEEP_AT_LEAST)
-            {
-                judge.since_sweep = 0;
-                let seen = &judge.seen;
+            if judge.closing.sweep_due(judge.held) {
+                let closing = &judge.closing;
                 let mut held = 0;
                 for shard in judge.shards.values_mut() {
                     shard.inputs.retain(|(input, _), _| {
-                        let tenant = &input.event.tenant_id;
-                        seen.get(tenant)
-                            .is_none_or(|w| input.event.event_time_ms >= w.saturating_sub(lateness))
+                        input.event.event_time_ms >= closing.cutoff(&input.event.tenant_id)
                     });
                     held += shard.inputs.len();
                 }

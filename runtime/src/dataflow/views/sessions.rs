@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::Millis;
 use crate::row::{Cell, Row};
 
-use super::compact::{changes, stateful};
+use super::compact::{Closing, changes, stateful};
 use super::route::{ADD_TO_CART, PAGE_VIEW};
 use super::{Coll, Key, MINUTE_MS};
 
@@ -43,16 +43,10 @@ struct Hot {
 /// The sessions operator's state: every user with activity not yet closed.
 struct Users {
     hot: HashMap<Key, Hot>,
-    /// The greatest event time seen per tenant: never ahead of the tenant's watermark, which
-    /// is what makes closing by it safe.
-    seen: HashMap<String, Millis>,
-    lateness: Option<Millis>,
-    /// Updates since the last sweep for closed sessions.
-    since_sweep: usize,
+    closing: Closing,
 }
 
-/// Sweeps run once the updates since the last one outnumber the users held, so their cost is
-/// amortised over the updates; never more often than every this many updates.
+/// Sweeps for closed sessions run never more often than every this many updates.
 const SWEEP_AT_LEAST: usize = 1_024;
 
 /// Sessions from each user's activity: `(time, kind)` of page views, adds to cart and orders.
@@ -69,18 +63,12 @@ pub(super) fn sessions<'s>(
 ) -> Coll<'s, (Key, Session)> {
     let users = Users {
         hot: HashMap::new(),
-        seen: HashMap::new(),
-        lateness,
-        since_sweep: 0,
+        closing: Closing::new(lateness, SWEEP_AT_LEAST),
     };
     stateful(activity, "Sessions", users, |users, updates, out| {
-        users.since_sweep += updates.len();
         let mut touched = HashSet::new();
         for ((key, (time, kind)), diff) in updates {
-            if diff > 0 {
-                let seen = users.seen.entry(key.0.clone()).or_insert(time);
-                *seen = (*seen).max(time);
-            }
+            users.closing.saw(&key.0, time, diff);
             let hot = users.hot.entry(key.clone()).or_default();
             let count = hot.events.entry((time, kind)).or_insert(0);
             *count += diff as i64;
@@ -107,16 +95,10 @@ pub(super) fn sessions<'s>(
                 users.hot.remove(&key);
             }
         }
-        if let Some(lateness) = users.lateness
-            && users.since_sweep >= users.hot.len().max(SWEEP_AT_LEAST)
-        {
-            users.since_sweep = 0;
-            let seen = &users.seen;
+        if users.closing.sweep_due(users.hot.len()) {
+            let closing = &users.closing;
             users.hot.retain(|(tenant, _), hot| {
-                let cutoff = seen
-                    .get(tenant)
-                    .map_or(Millis::MIN, |w| w.saturating_sub(lateness));
-                close(hot, cutoff);
+                close(hot, closing.cutoff(tenant));
                 !hot.events.is_empty()
             });
         }
