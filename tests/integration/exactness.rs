@@ -65,6 +65,39 @@ fn views_equal_the_oracle_on_twenty_seeds() {
     }
 }
 
+/// A run of `lines` with `lateness` (ms) against the oracle applying the same rule at the
+/// same logical times: the oracle, and the quarantine counts by reason.
+fn assert_late_run_is_the_oracles(
+    lines: &[String],
+    workers: usize,
+    epoch_lines: usize,
+    lateness: i64,
+    context: &str,
+) -> (
+    crate::common::Expected,
+    std::collections::BTreeMap<String, usize>,
+) {
+    let config = RunConfig {
+        workers,
+        epoch_lines,
+        lateness: Some(lateness),
+        ..RunConfig::default()
+    };
+    let result = run_lines(lines, &config);
+    let oracle = oracle(
+        lines,
+        &Params {
+            lateness: Some(Lateness {
+                ms: lateness,
+                epoch_lines,
+            }),
+            ..Params::default()
+        },
+    );
+    let quarantined = assert_run_is_the_oracles(&result, &oracle, context);
+    (oracle, quarantined)
+}
+
 /// SPEC §2.7 with 2 to 20 minutes of lateness: the events the generator and the shuffle make
 /// later than that are `too_late`, decided per tenant and per logical time exactly as the
 /// oracle decides them, and every view is the batch computation over what was admitted.
@@ -79,26 +112,11 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
         let len = (minutes as usize * 4_800).max(30_000);
         let window = 500 + (seed as usize * 7_919) % 20_000;
         let lines = mangled_input(seed, len, window);
-        let epoch_lines = 300 + seed as usize * 53;
-        let config = RunConfig {
-            workers: 1 + (seed % 2) as usize,
-            epoch_lines,
-            lateness: Some(lateness),
-            ..RunConfig::default()
-        };
-        let result = run_lines(&lines, &config);
-        let oracle = oracle(
-            &lines,
-            &Params {
-                lateness: Some(Lateness {
-                    ms: lateness,
-                    epoch_lines,
-                }),
-                ..Params::default()
-            },
-        );
         let context = format!("seed {seed}, {minutes} min");
-        let quarantined = assert_run_is_the_oracles(&result, &oracle, &context);
+        let workers = 1 + (seed % 2) as usize;
+        let epoch_lines = 300 + seed as usize * 53;
+        let (_, quarantined) =
+            assert_late_run_is_the_oracles(&lines, workers, epoch_lines, lateness, &context);
         let late = quarantined.get("too_late").copied().unwrap_or_default();
         assert!(late > 0, "{context}: no event past the lateness");
         too_late += late;
@@ -115,26 +133,9 @@ fn views_equal_the_oracle_while_sessions_and_fraud_features_close() {
     for (seed, minutes) in [(21u64, 2i64), (22, 5), (23, 10)] {
         let lateness = minutes * 60_000;
         let lines = mangled_input(seed, 250_000, 2_000);
-        let epoch_lines = 1_000 + seed as usize;
-        let config = RunConfig {
-            workers: 2,
-            epoch_lines,
-            lateness: Some(lateness),
-            ..RunConfig::default()
-        };
-        let result = run_lines(&lines, &config);
-        let oracle = oracle(
-            &lines,
-            &Params {
-                lateness: Some(Lateness {
-                    ms: lateness,
-                    epoch_lines,
-                }),
-                ..Params::default()
-            },
-        );
         let context = format!("seed {seed}, {minutes} min");
-        assert_run_is_the_oracles(&result, &oracle, &context);
+        let (oracle, _) =
+            assert_late_run_is_the_oracles(&lines, 2, 1_000 + seed as usize, lateness, &context);
         let sessions = &oracle.views["sessions"];
         assert!(
             sessions.len() > 5_000,
