@@ -12,6 +12,7 @@
 //! version or changes a deployment: deployments arrive here as data, and the pipeline changes
 //! them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -55,7 +56,6 @@ struct Judge {
     shards: HashMap<u64, Shard>,
     instances: RuleInstances,
     closing: Closing,
-    held: usize,
 }
 
 /// Sweeps for inputs past the lateness run never more often than every this many updates.
@@ -96,7 +96,6 @@ pub(super) fn fraud_alerts<'s>(
         shards: HashMap::new(),
         instances: RuleInstances::default(),
         closing: Closing::new(lateness, SWEEP_AT_LEAST),
-        held: 0,
     };
     // Judged a batch at a time: one plugin call per rule version per logical time, each
     // verdict carrying its input's multiplicity (a retraction re-runs the rule and retracts
@@ -132,13 +131,16 @@ pub(super) fn fraud_alerts<'s>(
                 for (d, n) in &shard.deployments {
                     judging(d, &input, admitted, diff * n);
                 }
-                let held = shard.inputs.entry((input, admitted)).or_insert(0);
-                if *held == 0 {
-                    judge.held += 1;
-                }
-                *held += diff;
-                if *held == 0 {
-                    judge.held -= 1;
+                match shard.inputs.entry((input, admitted)) {
+                    Entry::Occupied(mut held) => {
+                        *held.get_mut() += diff;
+                        if *held.get() == 0 {
+                            held.remove();
+                        }
+                    }
+                    Entry::Vacant(held) => {
+                        held.insert(diff);
+                    }
                 }
             }
             for (shard, d, diff) in changed {
@@ -151,9 +153,6 @@ pub(super) fn fraud_alerts<'s>(
                 if *count == 0 {
                     shard.deployments.remove(&d);
                 }
-            }
-            for shard in judge.shards.values_mut() {
-                shard.inputs.retain(|_, n| *n != 0);
             }
             for (version, judging) in by_version {
                 let Some(rule) = judge.instances.get(&registry, version) else {
@@ -185,16 +184,14 @@ pub(super) fn fraud_alerts<'s>(
                 }
             }
             // Inputs past the lateness are never re-judged: their verdicts stand.
-            if judge.closing.sweep_due(judge.held) {
+            let held = judge.shards.values().map(|s| s.inputs.len()).sum();
+            if judge.closing.sweep_due(held) {
                 let closing = &judge.closing;
-                let mut held = 0;
                 for shard in judge.shards.values_mut() {
                     shard.inputs.retain(|(input, _), _| {
                         input.event.event_time_ms >= closing.cutoff(&input.event.tenant_id)
                     });
-                    held += shard.inputs.len();
                 }
-                judge.held = held;
             }
         },
     );
