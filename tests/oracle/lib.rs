@@ -91,6 +91,11 @@ pub struct Params {
     /// `Some((line, threshold))`: orders from input lines at index `line` on are judged with
     /// `threshold` instead (a rule version deployed "from now" at that point of the input).
     pub velocity_switch: Option<(usize, usize)>,
+    /// The switch is retroactive: orders from earlier lines are judged with its threshold too,
+    /// except, with a lateness, those more than L behind their tenant's watermark at the
+    /// switch line's logical time, which keep their verdicts. The line must start a logical
+    /// time.
+    pub velocity_retroactive: bool,
     /// SPEC §2.7's lateness rule. `None` is a run without a retention window: no event is
     /// ever too late and every admitted `(tenant_id, event_id)` is remembered forever.
     pub lateness: Option<Lateness>,
@@ -114,6 +119,7 @@ impl Default for Params {
         Params {
             velocity_threshold: 5,
             velocity_switch: None,
+            velocity_retroactive: false,
             lateness: None,
         }
     }
@@ -685,6 +691,8 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     // of an earlier logical time, and none of the current one.
     let mut watermarks: HashMap<String, Millis> = HashMap::new();
     let mut folded = 0;
+    // The watermarks a retroactive switch reads which orders keep their verdicts by.
+    let mut at_switch: HashMap<String, Millis> = HashMap::new();
     for (index, line) in lines.iter().enumerate() {
         let now = index / epoch_lines;
         while let Some((at, e)) = admitted.get(folded)
@@ -693,6 +701,9 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
             let w = watermarks.entry(e.tenant_id.clone()).or_insert(e.time);
             *w = (*w).max(e.time);
             folded += 1;
+        }
+        if params.velocity_switch.is_some_and(|(from, _)| from == index) {
+            at_switch.clone_from(&watermarks);
         }
         let ev = match validate(line) {
             Err(reason) => {
@@ -730,7 +741,10 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
     views.insert("inventory", inventory(&events));
     views.insert("conversion_hour", conversion_hour(&sessions));
     views.insert("sessions", sessions);
-    views.insert("fraud_alerts", fraud_alerts(&events, &line_of, params));
+    views.insert(
+        "fraud_alerts",
+        fraud_alerts(&events, &line_of, params, &at_switch),
+    );
     for rows in views.values_mut() {
         rows.sort();
     }
@@ -962,8 +976,14 @@ fn conversion_hour(sessions: &[Row]) -> Vec<Row> {
         .collect()
 }
 
-/// `line_of[i]` is the input line of `events[i]`.
-fn fraud_alerts(events: &[Event], line_of: &[usize], params: &Params) -> Vec<Row> {
+/// `line_of[i]` is the input line of `events[i]`; `at_switch` the watermarks at the velocity
+/// switch.
+fn fraud_alerts(
+    events: &[Event],
+    line_of: &[usize],
+    params: &Params,
+    at_switch: &HashMap<String, Millis>,
+) -> Vec<Row> {
     // (tenant, rule, subject) -> earliest flagged event time
     let mut alerts: BTreeMap<(&str, &'static str, &str), Millis> = BTreeMap::new();
     let mut raise = |tenant, rule, subject, t: Millis| {
@@ -981,8 +1001,16 @@ fn fraud_alerts(events: &[Event], line_of: &[usize], params: &Params) -> Vec<Row
         let Body::OrderPlaced(o) = &e.body else {
             continue;
         };
+        // Older than the lateness behind its tenant's watermark at a retroactive switch.
+        let keeps_verdict = || {
+            let (Some(l), Some(w)) = (params.lateness, at_switch.get(&e.tenant_id)) else {
+                return false;
+            };
+            i128::from(e.time) < i128::from(*w) - i128::from(l.ms)
+        };
         let threshold = match params.velocity_switch {
             Some((from, threshold)) if line >= from => threshold,
+            Some((_, threshold)) if params.velocity_retroactive && !keeps_verdict() => threshold,
             _ => params.velocity_threshold,
         };
         user_orders
@@ -2261,6 +2289,47 @@ mod tests {
             alerts_of(&out, "velocity"),
             vec![alert("velocity", "o3", BASE + 55 * MIN)]
         );
+    }
+
+    #[test]
+    fn a_retroactive_switch_leaves_orders_past_the_lateness_with_their_verdicts() {
+        let lines = vec![
+            order("e1", "u1", "o1", 0, 100),
+            order("e2", "u2", "o2", 50 * MIN, 100),
+            order("e3", "u3", "o3", 60 * MIN, 100),
+            order("e4", "u4", "o4", 65 * MIN, 100),
+        ];
+        // Switched at line 3 (logical time 3): W = 60 min there, so the cutoff is 50 min.
+        let params = Params {
+            velocity_switch: Some((3, 1)),
+            velocity_retroactive: true,
+            ..late_after(10 * MIN, 1)
+        };
+        let alerted = |params: &Params| -> Vec<String> {
+            let out = run_with(&lines, params);
+            let mut subjects: Vec<String> = alerts_of(&out, "velocity")
+                .into_iter()
+                .map(|row| match &row[2] {
+                    Cell::Str(s) => s.clone(),
+                    other => panic!("subject {other:?}"),
+                })
+                .collect();
+            subjects.sort();
+            subjects
+        };
+        assert_eq!(alerted(&params), vec!["o2", "o3", "o4"]);
+        // Without a lateness every earlier order is judged again.
+        let everything = Params {
+            lateness: None,
+            ..params.clone()
+        };
+        assert_eq!(alerted(&everything), vec!["o1", "o2", "o3", "o4"]);
+        // From now on: only the switch line's order and later.
+        let from_now = Params {
+            velocity_retroactive: false,
+            ..params
+        };
+        assert_eq!(alerted(&from_now), vec!["o4"]);
     }
 
     #[test]

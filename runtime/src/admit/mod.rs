@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::event::{Event, Millis};
 use crate::plugins::Transform;
-use crate::plugins::registry::Mode;
+use crate::plugins::registry::{Mode, Split};
 use crate::time::Time;
 use decode::Reason;
 
@@ -119,6 +119,25 @@ impl Admission {
     /// records: the events after it are admitted at later logical times).
     pub fn watermarks(&self) -> Vec<(String, Millis)> {
         self.clock.all()
+    }
+
+    /// How a retroactive rule deploy at `at` splits the events admitted before it: each
+    /// tenant's cutoff of the lateness rule at `at`. `None` without a lateness (every event is
+    /// re-judged).
+    pub fn split_at(&self, at: Time) -> Option<Split> {
+        let lateness = self.clock.lateness?;
+        // The events admitted at the clock's own time count from the next one on.
+        let marks = if at > self.clock.epoch {
+            self.clock.all()
+        } else {
+            let closed = self.clock.closed.iter();
+            closed.map(|(t, m)| (t.to_string(), *m)).collect()
+        };
+        let cutoffs = marks
+            .into_iter()
+            .map(|(t, m)| (t, m.saturating_sub(lateness)))
+            .collect();
+        Some(Split::new(at, cutoffs))
     }
 
     /// Puts back the watermarks a checkpoint recorded.

@@ -20,7 +20,9 @@ use crate::dataflow::store::ViewStore;
 use crate::dataflow::views::{self, Diff, Time};
 use crate::event::Event;
 use crate::plugins::PluginFactory;
-use crate::plugins::registry::{Deployment, Mode, RegistryError, RuleRegistry, VersionId};
+use crate::plugins::registry::{
+    Deployment, Mode, RegistryError, RuleRegistry, Split, VersionId,
+};
 use crate::plugins::wasm::{Limits, WasmEngine};
 
 enum Message {
@@ -227,7 +229,7 @@ impl Pipeline {
         // The configured rules are the first versions, deployed for every event.
         for spec in config.plugins.rule_makers() {
             let id = pipeline.rules.register(spec);
-            pipeline.deploy_rule(id, Mode::Retroactive)?;
+            pipeline.deploy_rule(id, Mode::Retroactive, None)?;
         }
         Ok(pipeline)
     }
@@ -238,9 +240,15 @@ impl Pipeline {
     }
 
     /// Deploys a registered rule version at the current logical time, which it returns: with
-    /// `FromNow` it judges events admitted from then on, with `Retroactive` every event.
-    pub fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, PipelineError> {
-        let changes = self.rules.deploy(version, mode, self.epoch)?;
+    /// `FromNow` it judges events admitted from then on, with `Retroactive` every event, or
+    /// with a `split` (admission's, on a run with a lateness) those within the lateness.
+    pub fn deploy_rule(
+        &mut self,
+        version: VersionId,
+        mode: Mode,
+        split: Option<Split>,
+    ) -> Result<Time, PipelineError> {
+        let changes = self.rules.deploy(version, mode, self.epoch, split)?;
         if let Some(v) = self.rules.version(version) {
             self.plugins.reset_health(&v.name, v.tenant.as_deref());
             if let Some(uploads) = &self.uploads {
@@ -265,7 +273,7 @@ impl Pipeline {
 
     /// Validates a rule component (compiles, matches the rule world, passes `vectors`),
     /// registers it as a new version and deploys it now; returns the version and the
-    /// logical time it took effect at.
+    /// logical time it took effect at (`split` as for [`Pipeline::deploy_rule`]).
     pub fn deploy_rule_component(
         &mut self,
         name: &str,
@@ -273,10 +281,11 @@ impl Pipeline {
         vectors: &str,
         tenant: Option<&str>,
         mode: Mode,
+        split: Option<Split>,
     ) -> Result<(VersionId, Time), PipelineError> {
         let (id, _) =
             crate::plugins::set::upload_rule(&self.rules, name, bytes.into(), vectors, tenant)?;
-        let at = self.deploy_rule(id, mode)?;
+        let at = self.deploy_rule(id, mode, split)?;
         Ok((id, at))
     }
 

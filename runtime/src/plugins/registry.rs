@@ -10,6 +10,10 @@
 //! retiring a version for one tenant — from now or retroactively — changes nothing for the
 //! others. A rule retired for one tenant (it kept failing on that tenant's events) is
 //! excepted the same way until a fixed version is deployed.
+//! With a lateness (SPEC §2.7), a retroactive deploy at `T` re-judges only the events within
+//! the lateness of their tenant's watermark at `T` ([`Split`]): the older ones keep the
+//! version that judged them, and the deployments say so, so a restart that judges the whole
+//! input again reaches the same verdicts.
 //! Deployments are data in the dataflow: changing them at time `T` makes differential
 //! re-evaluate exactly the rule inputs whose judge changed, retracting the old verdicts and
 //! adding the new ones at `T`.
@@ -25,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Rule;
 use super::wasm::WasmEngine;
+use crate::event::Millis;
 use crate::time::Time;
 
 /// A version's id in the registry (its position in the list).
@@ -135,11 +140,73 @@ pub struct Deployment {
     /// none after the rule was retired for them), in tenant order.
     #[serde(default)]
     pub except: Vec<(String, Time)>,
+    /// The retroactive deploys that split the events this deployment judges: with `true` it
+    /// judges only the events the split re-judged (it is that deploy's new version, or came
+    /// after it), with `false` only those the split left with their verdicts.
+    #[serde(default)]
+    pub splits: Vec<(Split, bool)>,
+}
+
+/// How a retroactive deploy at `at` shared the events admitted before it between the new
+/// version and the old ones, with a lateness: an event of tenant `t` with `event_time` at or
+/// after `t`'s cutoff (`W_t(at) − L`, SPEC §2.7) is re-judged, an older one keeps its verdict.
+/// The cutoffs are those admission read the lateness rule with at `at`, so the split depends
+/// only on the input and the deploy time, never on which worker held what.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Split {
+    pub at: Time,
+    /// `(tenant, W − L)`, sorted by tenant; a tenant without a watermark at `at` has no event
+    /// old enough to keep its verdict.
+    pub cutoffs: Vec<(String, Millis)>,
+}
+
+impl Split {
+    /// A split at `at` with these cutoffs, in any order.
+    pub fn new(at: Time, mut cutoffs: Vec<(String, Millis)>) -> Split {
+        cutoffs.sort();
+        Split { at, cutoffs }
+    }
+
+    fn cutoff(&self, tenant: &str) -> Millis {
+        self.cutoffs
+            .binary_search_by(|(t, _)| t.as_str().cmp(tenant))
+            .map_or(Millis::MIN, |i| self.cutoffs[i].1)
+    }
+
+    /// Whether the new version of this split judges the event.
+    fn rejudges(&self, tenant: &str, admitted: Time, event_time: Millis) -> bool {
+        admitted >= self.at || event_time >= self.cutoff(tenant)
+    }
+
+    /// This split as it concerns `tenant` alone.
+    fn of(&self, tenant: &str) -> Split {
+        Split {
+            at: self.at,
+            cutoffs: self
+                .cutoffs
+                .iter()
+                .filter(|(t, _)| t == tenant)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Whether every event `earlier` left with its old verdict, this split leaves too.
+    fn leaves_old(&self, earlier: &Split) -> bool {
+        earlier.at <= self.at
+            && earlier.cutoffs.iter().all(|(t, c)| self.cutoff(t) >= *c)
+    }
+
+    /// Whether it leaves no event with its old verdict (no tenant had anything late).
+    fn rejudges_all(&self) -> bool {
+        self.cutoffs.iter().all(|(_, c)| *c == Millis::MIN)
+    }
 }
 
 impl Deployment {
-    /// Whether this deployment judges an event of `tenant` admitted at `admitted`.
-    pub fn judges(&self, tenant: &str, admitted: Time) -> bool {
+    /// Whether this deployment judges an event of `tenant` with `event_time` admitted at
+    /// `admitted`.
+    pub fn judges(&self, tenant: &str, admitted: Time, event_time: Millis) -> bool {
         self.from <= admitted
             && admitted < self.until
             && self.tenant.as_deref().is_none_or(|t| t == tenant)
@@ -147,6 +214,28 @@ impl Deployment {
                 .except
                 .iter()
                 .any(|(t, since)| t == tenant && admitted >= *since)
+            && self
+                .splits
+                .iter()
+                .all(|(s, rejudged)| s.rejudges(tenant, admitted, event_time) == *rejudged)
+    }
+
+    /// What of this deployment a retroactive deploy splitting at `split` leaves it: the events
+    /// admitted before the split that keep their verdicts. `None` when that is nothing.
+    fn keeping_old(&self, split: &Split) -> Option<Deployment> {
+        // Left with old verdicts by an earlier split that this one leaves old as a whole (the
+        // watermarks only rise, unless a restart raised the lateness): nothing changes.
+        let old = |(earlier, rejudged): &(Split, bool)| !rejudged && split.leaves_old(earlier);
+        if self.splits.iter().any(old) {
+            return Some(self.clone());
+        }
+        if split.rejudges_all() || self.from >= split.at {
+            return None;
+        }
+        let mut kept = self.clone();
+        kept.until = kept.until.min(split.at);
+        kept.splits.push((split.clone(), false));
+        Some(kept)
     }
 
     /// Whether it judges anything admitted at or after `at`.
@@ -319,12 +408,16 @@ impl RuleRegistry {
     /// global deployments of its rule, a tenant's version that tenant's. A tenant's version
     /// also takes that tenant out of the rule's global deployments from the time it judges
     /// from; a global version starts out excepting the tenants that have their own.
+    /// A retroactive deploy with a `split` (a run with a lateness) re-judges only the events
+    /// the split says; the versions it replaces keep judging the others.
     pub fn deploy(
         &self,
         version: VersionId,
         mode: Mode,
         at: Time,
+        split: Option<Split>,
     ) -> Result<Vec<(Deployment, isize)>, RegistryError> {
+        let split = split.filter(|_| mode == Mode::Retroactive);
         let mut versions = self.versions.write().unwrap();
         let v = versions
             .get_mut(version as usize)
@@ -343,12 +436,20 @@ impl RuleRegistry {
                 active.push(old);
                 continue;
             }
-            changes.push((old.clone(), -1));
-            if mode == Mode::FromNow && old.from < at {
-                let kept = Deployment {
+            let kept = match &split {
+                _ if mode == Mode::FromNow => (old.from < at).then(|| Deployment {
                     until: old.until.min(at),
-                    ..old
-                };
+                    ..old.clone()
+                }),
+                Some(split) => old.keeping_old(split),
+                None => None,
+            };
+            if kept.as_ref() == Some(&old) {
+                active.push(old);
+                continue;
+            }
+            changes.push((old, -1));
+            if let Some(kept) = kept {
                 changes.push((kept.clone(), 1));
                 active.push(kept);
             }
@@ -372,19 +473,44 @@ impl RuleRegistry {
                 except.sort();
                 except
             }
-            // This tenant leaves the global deployments from `from` on.
+            // This tenant leaves the global deployments from `from` on; with a split, the
+            // global version goes on judging this tenant's events the split leaves old, as a
+            // deployment of its own for the tenant.
             Some(t) => {
+                let mut left_old = Vec::new();
                 for d in active.iter_mut() {
                     let covers = d.name == name && d.tenant.is_none() && d.until > from;
                     let already = d.except.iter().any(|(e, since)| e == t && *since <= from);
                     if covers && !already {
+                        if let Some(split) = &split {
+                            let since = d
+                                .except
+                                .iter()
+                                .find(|(e, _)| e == t)
+                                .map_or(d.until, |(_, since)| (*since).min(d.until));
+                            let own = Deployment {
+                                tenant: Some(t.clone()),
+                                until: since,
+                                except: Vec::new(),
+                                ..d.clone()
+                            };
+                            left_old.extend(own.keeping_old(&split.of(t)));
+                        }
                         changes.push((d.clone(), -1));
                         *d = d.excepting(t, from);
                         changes.push((d.clone(), 1));
                     }
                 }
+                for own in left_old {
+                    changes.push((own.clone(), 1));
+                    active.push(own);
+                }
                 Vec::new()
             }
+        };
+        let splits = match split {
+            Some(split) if !split.rejudges_all() => vec![(split, true)],
+            _ => Vec::new(),
         };
         let new = Deployment {
             name,
@@ -393,6 +519,7 @@ impl RuleRegistry {
             from,
             until: Time::MAX,
             except,
+            splits,
         };
         changes.push((new.clone(), 1));
         active.push(new);

@@ -544,6 +544,23 @@ impl Driver {
         Ok((id, at))
     }
 
+    /// As [`Pipeline::deploy_rule_component`]: a retroactive deploy re-judges the events
+    /// within the run's lateness (SPEC §2.7), as a deploy through the API does.
+    pub fn deploy_rule_component(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        vectors: &str,
+        tenant: Option<&str>,
+        mode: Mode,
+    ) -> Result<(VersionId, Time), DeployError> {
+        let rules = self.pipeline.rules();
+        let (id, _) = crate::plugins::set::upload_rule(rules, name, bytes.into(), vectors, tenant)
+            .map_err(PipelineError::from)?;
+        let at = Deploys::deploy_rule(self, id, mode)?;
+        Ok((id, at))
+    }
+
     /// Swaps in a transform at the current logical time (which it returns); see
     /// [`Admission::swap_transform`] for the modes.
     pub fn swap_transform(
@@ -809,8 +826,10 @@ impl Driver {
 }
 
 impl Deploys for Driver {
+    /// A retroactive deploy re-judges the events within the run's lateness (SPEC §2.7).
     fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {
-        Deploys::deploy_rule(&mut self.pipeline, version, mode)
+        let split = self.admission.split_at(self.pipeline.epoch());
+        crate::serve::deploy_rule_logged(&mut self.pipeline, version, mode, split)
     }
 
     fn deploy_transform(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dataflow::pipeline::{Pipeline, PipelineError};
 use crate::dataflow::store::ViewStore;
-use crate::plugins::registry::{Mode, RuleRegistry, VersionId};
+use crate::plugins::registry::{Mode, RuleRegistry, Split, VersionId};
 use crate::plugins::set::World;
 use crate::plugins::transforms::{TransformError, TransformRegistry};
 use crate::time::Time;
@@ -95,19 +95,29 @@ pub trait Deploys {
 
 impl Deploys for Pipeline {
     fn deploy_rule(&mut self, version: VersionId, mode: Mode) -> Result<Time, DeployError> {
-        let at = Pipeline::deploy_rule(self, version, mode)?;
-        if let Some(v) = self.rules().version(version) {
-            eprintln!(
-                "weir: rule {} version {} ({}) deployed {mode:?} at logical time {at}",
-                v.name, v.id, v.hash
-            );
-        }
-        Ok(at)
+        deploy_rule_logged(self, version, mode, None)
     }
 
     fn deploy_transform(&mut self, _: VersionId, _: Mode) -> Result<Time, DeployError> {
         Err(DeployError::NoAdmission)
     }
+}
+
+/// Deploys a rule version (see [`Pipeline::deploy_rule`]) and says so on stderr.
+pub(crate) fn deploy_rule_logged(
+    pipeline: &mut Pipeline,
+    version: VersionId,
+    mode: Mode,
+    split: Option<Split>,
+) -> Result<Time, DeployError> {
+    let at = pipeline.deploy_rule(version, mode, split)?;
+    if let Some(v) = pipeline.rules().version(version) {
+        eprintln!(
+            "weir: rule {} version {} ({}) deployed {mode:?} at logical time {at}",
+            v.name, v.id, v.hash
+        );
+    }
+    Ok(at)
 }
 
 /// Deploys requested through the API, applied by whoever drives the pipeline.

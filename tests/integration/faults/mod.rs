@@ -594,7 +594,6 @@ fn a_run_restarts_from_a_checkpoint_holding_a_rule_deployed_while_running() {
     )
     .unwrap();
     let (version, _) = first
-        .pipeline()
         .deploy_rule_component("velocity", &v2, &vectors, None, Mode::Retroactive)
         .unwrap();
     let hash = first.pipeline().rules().version(version).unwrap().hash;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use weir::admit::Admission;
 use weir::dataflow::pipeline::{Pipeline, PipelineConfig};
 use weir::dataflow::store::ViewStore;
-use weir::plugins::registry::{Deployment, Mode, RuleMaker, RuleRegistry, RuleSpec, VersionId};
+use weir::plugins::registry::{
+    Deployment, Mode, RuleMaker, RuleRegistry, RuleSpec, Split, VersionId,
+};
 use weir::plugins::set::WasmPlugins;
 use weir::plugins::wasm::Limits;
 use weir::plugins::{Alert, PluginError, PluginFactory, Rule, RuleInput, embedded};
@@ -36,11 +38,16 @@ fn spec(name: &str, hash: &str, tenant: Option<&str>) -> RuleSpec {
     }
 }
 
-/// The versions of `rule` judging an event of `tenant` admitted at `admitted`.
+/// The versions judging an event of `tenant` admitted at `admitted` (whatever its time).
 fn judges(active: &[Deployment], tenant: &str, admitted: u64) -> Vec<VersionId> {
+    judges_at(active, tenant, admitted, 0)
+}
+
+/// The versions judging an event of `tenant` at `time` admitted at `admitted`.
+fn judges_at(active: &[Deployment], tenant: &str, admitted: u64, time: i64) -> Vec<VersionId> {
     let mut versions: Vec<VersionId> = active
         .iter()
-        .filter(|d| d.judges(tenant, admitted))
+        .filter(|d| d.judges(tenant, admitted, time))
         .map(|d| d.version)
         .collect();
     versions.sort();
@@ -55,18 +62,18 @@ fn a_tenants_own_rule_version_replaces_the_global_one_for_that_tenant_only() {
     let global2 = registry.register(spec("velocity", "g2", None));
     let acme2 = registry.register(spec("velocity", "a2", Some("acme")));
     let other = registry.register(spec("card_testing", "c1", None));
-    registry.deploy(global, Mode::Retroactive, 0).unwrap();
-    registry.deploy(other, Mode::Retroactive, 0).unwrap();
+    registry.deploy(global, Mode::Retroactive, 0, None).unwrap();
+    registry.deploy(other, Mode::Retroactive, 0, None).unwrap();
 
     // acme's own version from time 5: acme's later events are judged by it alone.
-    registry.deploy(acme, Mode::FromNow, 5).unwrap();
+    registry.deploy(acme, Mode::FromNow, 5, None).unwrap();
     let active = registry.active();
     assert_eq!(judges(&active, "acme", 4), [global, other]);
     assert_eq!(judges(&active, "acme", 5), [acme, other]);
     assert_eq!(judges(&active, "globex", 9), [global, other]);
 
     // A new global version from 10 leaves acme's own in place.
-    registry.deploy(global2, Mode::FromNow, 10).unwrap();
+    registry.deploy(global2, Mode::FromNow, 10, None).unwrap();
     let active = registry.active();
     assert_eq!(judges(&active, "acme", 4), [global, other]);
     assert_eq!(judges(&active, "acme", 12), [acme, other]);
@@ -75,7 +82,7 @@ fn a_tenants_own_rule_version_replaces_the_global_one_for_that_tenant_only() {
 
     // acme's second version, retroactively: every acme event is re-judged by it, and nobody
     // else's judge changes.
-    registry.deploy(acme2, Mode::Retroactive, 15).unwrap();
+    registry.deploy(acme2, Mode::Retroactive, 15, None).unwrap();
     let active = registry.active();
     for t in [0, 4, 5, 12, 20] {
         assert_eq!(judges(&active, "acme", t), [acme2, other], "acme at {t}");
@@ -85,7 +92,7 @@ fn a_tenants_own_rule_version_replaces_the_global_one_for_that_tenant_only() {
 
     // A global version deployed retroactively re-judges the other tenants' events; acme
     // keeps its own.
-    registry.deploy(global, Mode::Retroactive, 20).unwrap();
+    registry.deploy(global, Mode::Retroactive, 20, None).unwrap();
     let active = registry.active();
     assert_eq!(judges(&active, "acme", 3), [acme2, other]);
     assert_eq!(judges(&active, "globex", 12), [global, other]);
@@ -103,6 +110,97 @@ fn a_tenants_own_rule_version_replaces_the_global_one_for_that_tenant_only() {
     assert_eq!(listed.disabled_at, None);
     // Retiring it again is a no-op.
     assert!(registry.retire("velocity", "globex", 26).is_empty());
+}
+
+#[test]
+fn with_a_lateness_a_retroactive_version_rejudges_only_the_events_within_it() {
+    let registry = RuleRegistry::default();
+    let global = registry.register(spec("velocity", "g1", None));
+    let global2 = registry.register(spec("velocity", "g2", None));
+    let acme = registry.register(spec("velocity", "a1", Some("acme")));
+    let global3 = registry.register(spec("velocity", "g3", None));
+    registry.deploy(global, Mode::Retroactive, 0, None).unwrap();
+    let cutoffs = |acme: i64, globex: i64| vec![("globex".into(), globex), ("acme".into(), acme)];
+
+    // At 10, acme's cutoff is 1,000 ms and globex's 5,000; initech has no watermark yet.
+    let split = Split::new(10, cutoffs(1_000, 5_000));
+    registry
+        .deploy(global2, Mode::Retroactive, 10, Some(split))
+        .unwrap();
+    let active = registry.active();
+    let at = |tenant, admitted, time| judges_at(&active, tenant, admitted, time);
+    assert_eq!(at("acme", 3, 999), [global]);
+    assert_eq!(at("acme", 3, 1_000), [global2]);
+    assert_eq!(at("globex", 3, 4_999), [global]);
+    assert_eq!(at("globex", 9, 5_000), [global2]);
+    // Admitted from the deploy on: the new version, however old the event.
+    assert_eq!(at("globex", 10, 0), [global2]);
+    assert_eq!(at("initech", 3, i64::MIN), [global2]);
+
+    // acme's own version at 20, retroactively, acme's cutoff now 3,000: acme's events within
+    // it go to acme's version; older ones keep whichever version judged them; globex's keep
+    // theirs.
+    let split = Split::new(20, cutoffs(3_000, 6_000));
+    registry.deploy(acme, Mode::Retroactive, 20, Some(split)).unwrap();
+    let active = registry.active();
+    let at = |tenant, admitted, time| judges_at(&active, tenant, admitted, time);
+    assert_eq!(at("acme", 3, 999), [global]);
+    assert_eq!(at("acme", 3, 2_000), [global2]);
+    assert_eq!(at("acme", 15, 2_000), [global2]);
+    assert_eq!(at("acme", 15, 3_000), [acme]);
+    assert_eq!(at("acme", 25, 0), [acme]);
+    assert_eq!(at("globex", 3, 4_999), [global]);
+    assert_eq!(at("globex", 15, 0), [global2]);
+
+    // A third global version from now at 30: acme keeps its own.
+    registry.deploy(global3, Mode::FromNow, 30, None).unwrap();
+    let active = registry.active();
+    let at = |tenant, admitted, time| judges_at(&active, tenant, admitted, time);
+    assert_eq!(at("globex", 25, 0), [global2]);
+    assert_eq!(at("globex", 35, 0), [global3]);
+    assert_eq!(at("acme", 35, 0), [acme]);
+    assert_eq!(at("acme", 3, 999), [global]);
+
+    one_judge_each(&registry);
+
+    // A lower cutoff than before (a restart with a longer lateness) takes back what it
+    // re-judges from the versions that kept it.
+    let split = Split::new(40, cutoffs(500, 4_000));
+    registry
+        .deploy(global2, Mode::Retroactive, 40, Some(split))
+        .unwrap();
+    let active = registry.active();
+    assert_eq!(judges_at(&active, "globex", 3, 3_999), [global]);
+    assert_eq!(judges_at(&active, "globex", 3, 4_000), [global2]);
+    assert_eq!(judges_at(&active, "acme", 3, 999), [global]);
+    one_judge_each(&registry);
+
+    // A split with nothing late re-judges everything, as a run without a lateness (acme's
+    // own events stay with acme's versions).
+    registry
+        .deploy(global, Mode::Retroactive, 50, Some(Split::new(50, vec![])))
+        .unwrap();
+    let active = registry.active();
+    assert_eq!(judges_at(&active, "globex", 3, 0), [global]);
+    assert_eq!(judges_at(&active, "globex", 45, 0), [global]);
+    assert_eq!(judges_at(&active, "acme", 3, 2_000), [global2]);
+    one_judge_each(&registry);
+}
+
+/// However the deploys split them, every event has exactly one `velocity` judge.
+fn one_judge_each(registry: &RuleRegistry) {
+    let active = registry.active();
+    for tenant in ["acme", "globex", "initech"] {
+        for admitted in [0, 3, 9, 10, 15, 19, 20, 25, 30, 35, 40, 45, 50, 55] {
+            for time in [i64::MIN, 0, 499, 999, 1_000, 2_000, 3_000, 3_999, 4_999, 5_000, 9_000] {
+                assert_eq!(
+                    judges_at(&active, tenant, admitted, time).len(),
+                    1,
+                    "{tenant} admitted at {admitted}, event time {time}: {active:#?}"
+                );
+            }
+        }
+    }
 }
 
 fn payment(tenant: &str, id: &str, status: &str) -> String {
@@ -252,7 +350,7 @@ fn an_uploaded_rule_runs_under_the_configured_limits_and_is_retired_for_the_fail
     )
     .unwrap();
     let (version, _) = pipeline
-        .deploy_rule_component("velocity", &velocity, &vectors, None, Mode::FromNow)
+        .deploy_rule_component("velocity", &velocity, &vectors, None, Mode::FromNow, None)
         .unwrap_or_else(|e| panic!("{e}"));
     let mut admission = Admission::new(Vec::new());
     let mut feed = |pipeline: &mut Pipeline, lines: Vec<String>| {

@@ -85,8 +85,9 @@ pub(super) fn fraud_alerts<'s>(
 ) -> (Coll<'s, Row>, Coll<'s, Row>) {
     // Each input meets every deployment of every rule; a deployment judges the inputs of its
     // tenants admitted in its range. A deployment change re-judges exactly what it covers:
-    // the judge holds the inputs within the lateness (SPEC §2.7: a retroactive deploy
-    // re-evaluates the retained events), and the deployments.
+    // the judge holds the inputs within the lateness, and the deployments. A retroactive
+    // deploy at T changes the judge only of inputs at or after admission's cutoff at T
+    // (`Split`), and every input past it on this worker's clock is past it on admission's.
     let inputs = order_features(orders, lateness)
         .concat(payment_features(payments, lateness))
         .map(|(input, admitted)| (shard(&input.event.event_id), Judged::Input(input, admitted)));
@@ -107,7 +108,8 @@ pub(super) fn fraud_alerts<'s>(
         move |judge, updates, out| {
             let mut by_version: BTreeMap<VersionId, Judging> = BTreeMap::new();
             let mut judging = |d: &Deployment, input: &RuleInput, admitted: Time, diff: Diff| {
-                if diff != 0 && d.judges(&input.event.tenant_id, admitted) {
+                let (tenant, at) = (&input.event.tenant_id, input.event.event_time_ms);
+                if diff != 0 && d.judges(tenant, admitted, at) {
                     let judging = by_version.entry(d.version).or_default();
                     judging.name.clone_from(&d.name);
                     judging.inputs.push(input.clone());
