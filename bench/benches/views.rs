@@ -53,7 +53,10 @@ fn measure(view: ViewId, base: &[Event], batches: &[Vec<Event>], iters: u64) -> 
         let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
             let (input, events) = scope.new_collection::<(Time, Event), Diff>();
             let (deploy, deployments) = scope.new_collection();
-            let streams = views::build_selected(events, deployments, rules, None, |v| v == view);
+            let streams =
+                views::build_selected(events, deployments, rules, &Default::default(), |v| {
+                    v == view
+                });
             let (_, updates) = streams
                 .views
                 .into_iter()
@@ -64,7 +67,7 @@ fn measure(view: ViewId, base: &[Event], batches: &[Vec<Event>], iters: u64) -> 
         });
         for spec in NativePlugins.rule_makers() {
             let id = registry.register(spec);
-            for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0).unwrap() {
+            for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0, None).unwrap() {
                 deploy.update(deployment, diff);
             }
         }

@@ -46,6 +46,9 @@ pub struct Retention {
     /// How far behind its tenant's watermark an event may be and still count (`"1h"`,
     /// `"20m"`, `"90s"`, `"500ms"`, `"2d"`, or `"off"`); later ones are `too_late`.
     pub lateness: Option<String>,
+    /// How long an entity (order, payment, user) may go untouched in its tenant's event time
+    /// before its state moves to the cold tier on disk (`"30d"` when absent, or `"off"`).
+    pub entity_idle: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -310,6 +313,9 @@ impl Config {
     fn check(&self) -> Result<(), ConfigFileError> {
         if let Some(lateness) = &self.retention.lateness {
             duration_ms("retention.lateness", lateness)?;
+        }
+        if let Some(idle) = &self.retention.entity_idle {
+            duration_ms("retention.entity_idle", idle)?;
         }
         let p = &self.pipeline;
         positive("pipeline.workers", p.workers.map(u64::from))?;

@@ -36,6 +36,9 @@ pub const DEFAULT_TENANTS: u16 = 4;
 pub const DEFAULT_TICK_MS: u64 = 20;
 /// SPEC §2.7's default lateness: one hour.
 pub const DEFAULT_LATENESS_MS: i64 = 3_600_000;
+/// SPEC §2.7's default `entity_idle`: an entity untouched for 30 days of event time goes to
+/// the cold tier.
+pub const DEFAULT_ENTITY_IDLE_MS: i64 = 30 * 86_400_000;
 /// Live runs: seconds between status lines.
 pub const DEFAULT_STATUS_SECS: u64 = 5;
 /// Kafka runs: seconds between checkpoints.
@@ -107,6 +110,12 @@ pub struct RunFlags {
     /// landed files: off].
     #[arg(long)]
     pub lateness: Option<String>,
+    /// How long an order, payment or user may go untouched (in its tenant's event time)
+    /// before its state moves from memory to the cold tier on disk (under --out, else the
+    /// temporary directory), to come back when an event touches it: 30d, 10m, ..., or off
+    /// [default: 30d].
+    #[arg(long)]
+    pub entity_idle: Option<String>,
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
         help = format!("Live runs: generated events per second [default: {DEFAULT_RATE}]"))]
     pub rate: Option<u64>,
@@ -174,6 +183,16 @@ pub struct Settings {
     pub allowed_tenants: Option<Vec<String>>,
     /// Tenants labelled by name in the metrics.
     pub tenant_labels: usize,
+    /// Where idle entity state goes; `None` keeps it all in memory.
+    pub cold: Option<ColdSettings>,
+}
+
+/// The cold tier a run prepares at start (see [`crate::dataflow::views::cold`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColdSettings {
+    pub dir: PathBuf,
+    /// ms of a tenant's event time an entity may go untouched before it moves.
+    pub idle: i64,
 }
 
 /// Why a `weir run` cannot start.
@@ -326,6 +345,7 @@ impl Config {
                 (None, Some(set)) => crate::config::duration_ms("retention.lateness", set)?,
                 (None, None) => Some(DEFAULT_LATENESS_MS),
             },
+            cold: None,
         };
         let input = flags.input.clone().or_else(|| match src.kind {
             SourceKind::File => src.path.clone(),
@@ -356,6 +376,23 @@ impl Config {
                 local.map(|o| PathBuf::from(o).join("checkpoints"))
             })
             .unwrap_or_else(std::env::temp_dir);
+        let idle = match (&flags.entity_idle, &self.retention.entity_idle) {
+            (Some(flag), _) => crate::config::duration_ms("--entity-idle", flag)?,
+            (None, Some(set)) => crate::config::duration_ms("retention.entity_idle", set)?,
+            (None, None) => Some(DEFAULT_ENTITY_IDLE_MS),
+        };
+        // Local and private, like the checkpoints: under a local --out, else in the
+        // temporary directory (a start empties it either way).
+        let cold = idle.map(|idle| ColdSettings {
+            dir: out
+                .as_deref()
+                .filter(|o| !o.contains("://"))
+                .map(|o| PathBuf::from(o).join("cold"))
+                .unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("weir-cold-{}", std::process::id()))
+                }),
+            idle,
+        });
         let serve = || -> Result<ServeConfig, SettingsError> {
             // First, so a refused certificate leaves no generated token file behind.
             let tls = self.tls_identity()?;
@@ -470,6 +507,7 @@ impl Config {
                     ready_file,
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
+                    cold: cold.clone(),
                 })
             }
             (None, Some(input)) => {
@@ -494,6 +532,7 @@ impl Config {
                     ready_file,
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
+                    cold: cold.clone(),
                 })
             }
             (None, None) => Ok(Settings {
@@ -509,6 +548,7 @@ impl Config {
                 ready_file,
                 allowed_tenants,
                 tenant_labels,
+                cold,
             }),
         }
     }

@@ -6,7 +6,9 @@ use weir::dataflow::store::ViewStore;
 use weir::row::ViewId;
 use weir::run::{RunConfig, run_bounded_into};
 
-use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, views_of};
+use weir::dataflow::views::cold::ColdTier;
+
+use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, scratch_dir, views_of};
 use crate::oracle::{Lateness, Params};
 
 /// Asserts a run's views, admitted, duplicate and quarantine counts are the oracle's; the
@@ -67,11 +69,13 @@ fn views_equal_the_oracle_on_twenty_seeds() {
 
 /// A run of `lines` with `lateness` (ms) against the oracle applying the same rule at the
 /// same logical times: the oracle, and the quarantine counts by reason.
+/// With `cold`, entities idle that long move to the cold tier and come back when touched.
 fn assert_late_run_is_the_oracles(
     lines: &[String],
     workers: usize,
     epoch_lines: usize,
     lateness: i64,
+    cold: Option<&ColdTier>,
     context: &str,
 ) -> (
     crate::common::Expected,
@@ -81,6 +85,7 @@ fn assert_late_run_is_the_oracles(
         workers,
         epoch_lines,
         lateness: Some(lateness),
+        cold: cold.cloned(),
         ..RunConfig::default()
     };
     let result = run_lines(lines, &config);
@@ -103,7 +108,7 @@ fn assert_late_run_is_the_oracles(
 /// oracle decides them, and every view is the batch computation over what was admitted.
 #[test]
 fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
-    let mut too_late = 0;
+    let (mut too_late, mut moved, mut revived) = (0, 0, 0);
     for seed in 1..=20u64 {
         let minutes = 2 + (seed % 4) as i64 * 6;
         let lateness = minutes * 60_000;
@@ -115,32 +120,63 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
         let context = format!("seed {seed}, {minutes} min");
         let workers = 1 + (seed % 2) as usize;
         let epoch_lines = 300 + seed as usize * 53;
-        let (_, quarantined) =
-            assert_late_run_is_the_oracles(&lines, workers, epoch_lines, lateness, &context);
+        // Entities idle for half the lateness go cold.
+        let cold = ColdTier::prepare(scratch_dir(&format!("cold-{seed}")), lateness / 2).unwrap();
+        let (_, quarantined) = assert_late_run_is_the_oracles(
+            &lines,
+            workers,
+            epoch_lines,
+            lateness,
+            Some(&cold),
+            &context,
+        );
         let late = quarantined.get("too_late").copied().unwrap_or_default();
         assert!(late > 0, "{context}: no event past the lateness");
         too_late += late;
+        moved += cold.moved();
+        revived += cold.revived();
     }
     assert!(too_late > 1_000, "{too_late} too_late in all");
+    assert!(
+        moved > 0 && revived > 0,
+        "{moved} went cold, {revived} came back"
+    );
 }
 
 /// SPEC §2.7's closing of state: with inputs spanning about 50 minutes of event time and 2 to
 /// 10 minutes of lateness, sessions ended more than 30 minutes before `W − L` close, orders
 /// become final and fold into their users' prior totals, and the judge forgets inputs it can
-/// no longer re-judge, all while the run goes on. None of it may change a row.
+/// no longer re-judge, and idle entities move to the cold tier and back, all while the run
+/// goes on. None of it may change a row.
 #[test]
 fn views_equal_the_oracle_while_sessions_and_fraud_features_close() {
     for (seed, minutes) in [(21u64, 2i64), (22, 5), (23, 10)] {
         let lateness = minutes * 60_000;
         let lines = mangled_input(seed, 250_000, 2_000);
         let context = format!("seed {seed}, {minutes} min");
-        let (oracle, _) =
-            assert_late_run_is_the_oracles(&lines, 2, 1_000 + seed as usize, lateness, &context);
+        // Orders, payments and users untouched for the lateness go cold; a later payment,
+        // refund or cancellation of one brings it back.
+        let cold =
+            ColdTier::prepare(scratch_dir(&format!("cold-closing-{seed}")), lateness).unwrap();
+        let (oracle, _) = assert_late_run_is_the_oracles(
+            &lines,
+            2,
+            1_000 + seed as usize,
+            lateness,
+            Some(&cold),
+            &context,
+        );
         let sessions = &oracle.views["sessions"];
         assert!(
             sessions.len() > 5_000,
             "{context}: {} sessions",
             sessions.len()
+        );
+        assert!(
+            cold.moved() > 1_000 && cold.revived() > 0,
+            "{context}: {} went cold, {} came back",
+            cold.moved(),
+            cold.revived()
         );
     }
 }

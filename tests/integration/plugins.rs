@@ -446,6 +446,7 @@ fn a_rule_that_keeps_failing_is_retired_at_a_logical_time() {
         lockstep: true,
         plugins: std::sync::Arc::new(set),
         lateness: None,
+        cold: None,
     };
     let mut runner = weir::run::Driver::start(
         &config,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use weir::dataflow::store::ViewStore;
 use weir::plugins::embedded;
-use weir::plugins::set::upload_rule;
 use weir::plugins::registry::{Mode, SavedRules, content_hash};
+use weir::plugins::set::upload_rule;
 use weir::run::{Driver, RunConfig};
 use weir::serve::Deploys;
 
@@ -145,7 +145,11 @@ fn retroactive_swap_with_a_lateness_leaves_older_verdicts_standing() {
             ..Params::default()
         },
     );
-    assert_views_eq(&views_of(&result), &want.views, "retroactive v2 within the lateness");
+    assert_views_eq(
+        &views_of(&result),
+        &want.views,
+        "retroactive v2 within the lateness",
+    );
     // Some orders were re-judged, some kept their verdicts: the split is what was checked.
     for (other, mode) in [(3, None), (5, Some((at, 3)))] {
         let whole = oracle(
@@ -174,11 +178,22 @@ fn retroactive_swap_with_a_lateness_leaves_older_verdicts_standing() {
     let mut again = Driver::start(&config, Arc::new(ViewStore::default())).unwrap();
     let v2 = embedded::component("velocity-v2").unwrap();
     let vectors = velocity_v2_vectors();
-    upload_rule(again.pipeline().rules(), "velocity", v2.into(), &vectors, None).unwrap();
+    upload_rule(
+        again.pipeline().rules(),
+        "velocity",
+        v2.into(),
+        &vectors,
+        None,
+    )
+    .unwrap();
     again.pipeline().restore_rules(&rules).unwrap();
     again.feed(&lines);
     let replayed = again.finish().unwrap();
-    assert_views_eq(&views_of(&replayed), &want.views, "replayed with the deployments");
+    assert_views_eq(
+        &views_of(&replayed),
+        &want.views,
+        "replayed with the deployments",
+    );
 }
 
 #[test]

@@ -702,7 +702,10 @@ pub fn compute(lines: &[&[u8]], params: &Params) -> OracleViews {
             *w = (*w).max(e.time);
             folded += 1;
         }
-        if params.velocity_switch.is_some_and(|(from, _)| from == index) {
+        if params
+            .velocity_switch
+            .is_some_and(|(from, _)| from == index)
+        {
             at_switch.clone_from(&watermarks);
         }
         let ev = match validate(line) {

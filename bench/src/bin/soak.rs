@@ -2,7 +2,8 @@
 //!
 //! 1. **Memory.** Runs the `weir` binary live on the built-in generator (`--rate`, 20,000
 //!    events/s unless told, for `--minutes`, 30 unless told, with `--lateness`, 10 minutes
-//!    unless told) and samples its RSS from `/proc/<pid>/status` and the events it has read
+//!    unless told, and `--entity-idle`, 10 minutes unless told, so the cold tier is used within
+//!    the run) and samples its RSS from `/proc/<pid>/status` and the events it has read
 //!    from its status line every 10 s. It reports the growth in MB per million events read
 //!    after the first third of the run (when the lateness window has filled), the figure
 //!    retention must bound.
@@ -30,6 +31,7 @@ struct Args {
     minutes: f64,
     rate: u64,
     lateness: String,
+    entity_idle: String,
     every: Duration,
     kafka: Option<String>,
     kafka_events: u64,
@@ -42,6 +44,7 @@ fn parse_args() -> Args {
         minutes: 30.0,
         rate: 20_000,
         lateness: "10m".into(),
+        entity_idle: "10m".into(),
         every: Duration::from_secs(10),
         kafka: None,
         kafka_events: 2_000_000,
@@ -55,6 +58,7 @@ fn parse_args() -> Args {
             "--minutes" => args.minutes = value().parse().expect("--minutes M"),
             "--rate" => args.rate = value().parse().expect("--rate N"),
             "--lateness" => args.lateness = value(),
+            "--entity-idle" => args.entity_idle = value(),
             "--every-secs" => {
                 args.every = Duration::from_secs_f64(value().parse().expect("--every-secs S"))
             }
@@ -62,7 +66,7 @@ fn parse_args() -> Args {
             "--kafka-events" => args.kafka_events = value().parse().expect("--kafka-events N"),
             "--out" => args.out = value().into(),
             other => panic!(
-                "unknown flag {other}; flags: --weir PATH --minutes M --rate N --lateness D --every-secs S --kafka HOST:PORT --kafka-events N --out DIR"
+                "unknown flag {other}; flags: --weir PATH --minutes M --rate N --lateness D --entity-idle D --every-secs S --kafka HOST:PORT --kafka-events N --out DIR"
             ),
         }
     }
@@ -113,6 +117,7 @@ fn soak(args: &Args) -> Vec<Sample> {
     let mut child = Command::new(&args.weir)
         .args(["run", "--rate", &args.rate.to_string()])
         .args(["--lateness", &args.lateness])
+        .args(["--entity-idle", &args.entity_idle])
         .args(["--grpc", "127.0.0.1:0", "--metrics", "off"])
         .args(["--status-secs", "1"])
         .stdin(Stdio::null())
@@ -242,6 +247,7 @@ fn restart(args: &Args, broker: &str) -> Restart {
                 .args(["run", "--source", &url, "--out"])
                 .arg(&dir)
                 .args(["--lateness", &args.lateness, "--until-idle", "5"])
+                .args(["--entity-idle", &args.entity_idle])
                 .args(["--grpc", "127.0.0.1:0", "--metrics", "off"]),
             name,
         )
@@ -293,6 +299,7 @@ fn write_report(
         "rate": args.rate,
         "minutes": args.minutes,
         "lateness": args.lateness,
+        "entity_idle": args.entity_idle,
         "growth_mb_per_million_events_after": {"secs": settle, "value": grown},
         "samples": samples.iter().map(|s| serde_json::json!({
             "secs": s.secs, "rss_bytes": s.rss_bytes, "read": s.read,
@@ -308,13 +315,14 @@ fn write_report(
     std::fs::write(&json, serde_json::to_string_pretty(&report).unwrap()).expect("write");
     let (first, last) = (samples.first(), samples.last());
     let mut md = format!(
-        "| soak: {} min at {} events/s, lateness {} | |\n|---|---|\n\
+        "| soak: {} min at {} events/s, lateness {}, entity_idle {} | |\n|---|---|\n\
          | RSS first / last sample | {:.0} / {:.0} MiB |\n\
          | events read | {} |\n\
          | growth after {:.0} s | {} MB per million events (goal < 40) |\n",
         args.minutes,
         args.rate,
         args.lateness,
+        args.entity_idle,
         first.map_or(0.0, |s| mib(s.rss_bytes)),
         last.map_or(0.0, |s| mib(s.rss_bytes)),
         last.map_or(0, |s| s.read),

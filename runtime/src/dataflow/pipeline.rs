@@ -17,12 +17,11 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::probe::Probe;
 
 use crate::dataflow::store::ViewStore;
+use crate::dataflow::views::cold::ColdTier;
 use crate::dataflow::views::{self, Diff, Time};
 use crate::event::Event;
 use crate::plugins::PluginFactory;
-use crate::plugins::registry::{
-    Deployment, Mode, RegistryError, RuleRegistry, Split, VersionId,
-};
+use crate::plugins::registry::{Deployment, Mode, RegistryError, RuleRegistry, Split, VersionId};
 use crate::plugins::wasm::{Limits, WasmEngine};
 
 enum Message {
@@ -69,6 +68,9 @@ pub struct PipelineConfig {
     pub plugins: Arc<dyn PluginFactory>,
     /// The lateness admission applies (SPEC §2.7), which lets the views close state.
     pub lateness: Option<crate::event::Millis>,
+    /// Where idle entity records go ([`ColdTier::prepare`] has made it ready); `None` keeps
+    /// them in memory.
+    pub cold: Option<ColdTier>,
 }
 
 thread_local! {
@@ -130,7 +132,7 @@ impl Pipeline {
             }),
         };
         let worker_rules = rules.clone();
-        let lateness = config.lateness;
+        let (lateness, cold) = (config.lateness, config.cold.clone());
         install_worker_panic_hook();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             WORKER_STORE.with(|s| *s.borrow_mut() = Some(worker_store.clone()));
@@ -143,7 +145,11 @@ impl Pipeline {
             let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, events) = scope.new_collection::<(Time, Event), Diff>();
                 let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
-                let streams = views::build(events, deployments, worker_rules.clone(), lateness);
+                let retention = views::Retention {
+                    lateness,
+                    cold: cold.as_ref().map(|tier| tier.for_worker(index)),
+                };
+                let streams = views::build(events, deployments, worker_rules.clone(), &retention);
                 for (view, updates) in streams.views {
                     let store = store.clone();
                     updates

@@ -193,8 +193,7 @@ impl Split {
 
     /// Whether every event `earlier` left with its old verdict, this split leaves too.
     fn leaves_old(&self, earlier: &Split) -> bool {
-        earlier.at <= self.at
-            && earlier.cutoffs.iter().all(|(t, c)| self.cutoff(t) >= *c)
+        earlier.at <= self.at && earlier.cutoffs.iter().all(|(t, c)| self.cutoff(t) >= *c)
     }
 
     /// Whether it leaves no event with its old verdict (no tenant had anything late).

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::admit::{Admission, AdmissionStats, Admitted, Quarantined};
 use crate::dataflow::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::dataflow::store::ViewStore;
+use crate::dataflow::views::cold::{ColdError, ColdTier};
 use crate::event::Millis;
 use crate::output::landing::{Landing, LandingError};
 use crate::plugins::PluginFactory;
@@ -72,6 +73,9 @@ pub struct RunConfig {
     /// quarantined as `too_late`. `None` admits any event time (and dedup remembers every
     /// id); `weir run` defaults to [`crate::settings::DEFAULT_LATENESS_MS`].
     pub lateness: Option<Millis>,
+    /// Where entity records idle for a while go, and come back from when an event touches
+    /// them; `None` keeps every one in memory. `weir run` puts it under `--out` (`cold/`).
+    pub cold: Option<ColdTier>,
 }
 
 impl Default for RunConfig {
@@ -87,6 +91,7 @@ impl Default for RunConfig {
             lockstep: false,
             plugins,
             lateness: None,
+            cold: None,
         }
     }
 }
@@ -136,6 +141,8 @@ pub enum RunError {
     Durable(#[from] DurableError),
     #[error(transparent)]
     Spill(#[from] quarantine::SpillError),
+    #[error(transparent)]
+    Cold(#[from] ColdError),
     #[error("{streams} cannot resume at recorded offsets, so a run on it cannot checkpoint")]
     NotSeekable { streams: String },
     #[error("cannot write the ready file {path}: {source}")]
@@ -156,6 +163,7 @@ impl RunError {
             RunError::Landing(e) => e.code(),
             RunError::Durable(e) => e.code(),
             RunError::Spill(e) => e.code(),
+            RunError::Cold(e) => e.code(),
             RunError::NotSeekable { .. } => "not_seekable",
             RunError::ReadyFile { .. } => "ready_file",
         }
@@ -264,7 +272,17 @@ pub fn run_bounded_into(
 
 /// Runs what `settings` describe to its end (or until `stop`), writing the outputs it names.
 pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunError> {
-    let run = &settings.run;
+    let mut run = settings.run.clone();
+    if let Some(cold) = &settings.cold {
+        let tier = ColdTier::prepare(&cold.dir, cold.idle)?;
+        eprintln!(
+            "weir: entities idle for {} s of event time move to {}",
+            cold.idle / 1_000,
+            cold.dir.display()
+        );
+        run.cold = Some(tier);
+    }
+    let run = &run;
     let mut driver = match &settings.live {
         Some(live) => Driver::live(run, live.clone())?,
         None => Driver::start(run, Arc::new(ViewStore::default()))?,
@@ -386,6 +404,7 @@ impl Driver {
                 workers: config.workers,
                 plugins: config.plugins.clone(),
                 lateness: config.lateness,
+                cold: config.cold.clone(),
             },
             store.clone(),
         )?;

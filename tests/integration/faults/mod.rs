@@ -315,6 +315,7 @@ fn a_failed_dataflow_worker_ends_the_run_with_an_error_instead_of_hanging() {
         lockstep: true,
         plugins: Arc::new(WithPanickingRule),
         lateness: None,
+        cold: None,
     };
     let text = lines.join("\n");
     let (done, result) = std::sync::mpsc::channel();

@@ -92,7 +92,9 @@ fn a_tenants_own_rule_version_replaces_the_global_one_for_that_tenant_only() {
 
     // A global version deployed retroactively re-judges the other tenants' events; acme
     // keeps its own.
-    registry.deploy(global, Mode::Retroactive, 20, None).unwrap();
+    registry
+        .deploy(global, Mode::Retroactive, 20, None)
+        .unwrap();
     let active = registry.active();
     assert_eq!(judges(&active, "acme", 3), [acme2, other]);
     assert_eq!(judges(&active, "globex", 12), [global, other]);
@@ -141,7 +143,9 @@ fn with_a_lateness_a_retroactive_version_rejudges_only_the_events_within_it() {
     // it go to acme's version; older ones keep whichever version judged them; globex's keep
     // theirs.
     let split = Split::new(20, cutoffs(3_000, 6_000));
-    registry.deploy(acme, Mode::Retroactive, 20, Some(split)).unwrap();
+    registry
+        .deploy(acme, Mode::Retroactive, 20, Some(split))
+        .unwrap();
     let active = registry.active();
     let at = |tenant, admitted, time| judges_at(&active, tenant, admitted, time);
     assert_eq!(at("acme", 3, 999), [global]);
@@ -192,7 +196,19 @@ fn one_judge_each(registry: &RuleRegistry) {
     let active = registry.active();
     for tenant in ["acme", "globex", "initech"] {
         for admitted in [0, 3, 9, 10, 15, 19, 20, 25, 30, 35, 40, 45, 50, 55] {
-            for time in [i64::MIN, 0, 499, 999, 1_000, 2_000, 3_000, 3_999, 4_999, 5_000, 9_000] {
+            for time in [
+                i64::MIN,
+                0,
+                499,
+                999,
+                1_000,
+                2_000,
+                3_000,
+                3_999,
+                4_999,
+                5_000,
+                9_000,
+            ] {
                 assert_eq!(
                     judges_at(&active, tenant, admitted, time).len(),
                     1,
@@ -340,6 +356,7 @@ fn an_uploaded_rule_runs_under_the_configured_limits_and_is_retired_for_the_fail
             workers: 1,
             plugins,
             lateness: None,
+            cold: None,
         },
         store.clone(),
     )

@@ -24,7 +24,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::event::Millis;
 
-use super::{Coll, Diff, Time, saturate};
+use super::cold::{ColdTier, Tiered};
+use super::{Coll, Diff, Key, Time, saturate};
 
 /// The updates of one logical time, as `(record, diff)`; for `step` to consume.
 pub(super) type Updates<K, V> = Vec<((K, V), Diff)>;
@@ -134,19 +135,25 @@ pub(super) fn add<T: Ord>(set: &mut Vec<(T, Diff)>, item: T, diff: Diff) {
 /// The greatest value of each key by the value's own order ("latest" when values start with
 /// `(event_time, event_id)`), from the key's values kept as a sorted multiset: what a `reduce`
 /// keeping the last value gives, without its input and output arrangements.
-pub(super) fn latest<'s, K, V>(records: Coll<'s, (K, V)>, name: &str) -> Coll<'s, (K, V)>
+/// A key's values go `cold` when no event has touched it for a while (`time` reads a value's
+/// event time).
+pub(super) fn latest<'s, V>(
+    records: Coll<'s, (Key, V)>,
+    name: &str,
+    time: fn(&V) -> Millis,
+    cold: Option<&ColdTier>,
+) -> Coll<'s, (Key, V)>
 where
-    K: ExchangeData + Hash,
     V: ExchangeData,
 {
     stateful(
         records,
         name,
-        HashMap::<K, Vec<(V, Diff)>>::new(),
-        |groups, updates, out| {
-            let mut before: HashMap<K, Option<V>> = HashMap::new();
+        Tiered::<Vec<(V, Diff)>>::new(name, cold),
+        move |groups, updates, out| {
+            let mut before: HashMap<Key, Option<V>> = HashMap::new();
             for ((key, value), diff) in updates {
-                let values = groups.entry(key.clone()).or_default();
+                let values = groups.touch(key.clone(), time(&value));
                 before
                     .entry(key)
                     .or_insert_with(|| last_present(values).cloned());
@@ -160,6 +167,7 @@ where
                 }
                 replace(key, old, new, out);
             }
+            groups.sweep();
         },
     )
 }

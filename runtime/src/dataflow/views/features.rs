@@ -11,11 +11,14 @@
 //! what a feature is worth, and the plugin types it builds are plain data (no plugin host, no
 //! registry).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::event::{Millis, status};
 use crate::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
 
+use serde::{Deserialize, Serialize};
+
+use super::cold::{ColdTier, Tiered};
 use super::compact::{Closing, changes, stateful};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key, MINUTE_MS, Time};
@@ -32,6 +35,8 @@ type Inputs = Vec<((RuleInput, Time), Diff)>;
 
 /// One group's facts (a user's orders, a device's failed payments) that a feature can still
 /// read.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "F: Serialize", deserialize = "F: Ord + Deserialize<'de>"))]
 struct Recent<F> {
     /// Facts folded away are before every window still computed: they only count as prior
     /// orders.
@@ -45,6 +50,18 @@ struct Recent<F> {
     final_before: Millis,
     /// The rule inputs last emitted, sorted, with multiplicities: one per fact not final.
     emitted: Inputs,
+}
+
+impl<F> Default for Recent<F> {
+    fn default() -> Self {
+        Recent {
+            folded_count: 0,
+            folded_total: 0,
+            facts: BTreeMap::new(),
+            final_before: Millis::MIN,
+            emitted: Vec::new(),
+        }
+    }
 }
 
 /// How one feature reads its groups' facts.
@@ -62,7 +79,7 @@ struct Feature<F> {
 
 /// A windowed feature's state on one worker: each group with facts a feature can still read.
 struct Groups<F> {
-    groups: HashMap<Key, Recent<F>>,
+    groups: Tiered<Recent<F>>,
     closing: Closing,
 }
 
@@ -76,30 +93,27 @@ const SWEEP_AT_LEAST: usize = 64;
 /// event admitted later is at `W − L` or after, so none is before it or in its window), and
 /// one more than L plus the window behind leaves (folded into the group's prior count and
 /// total where the feature counts them): what is held per group is its facts of the last L
-/// and window, not the history.
+/// and window, not the history. A group no event has touched for the cold tier's idle time
+/// goes `cold` (with its prior count and total) until one does.
 fn windowed<'s, F>(
     facts: Coll<'s, (Key, F)>,
     feature: Feature<F>,
     lateness: Option<Millis>,
+    cold: Option<&ColdTier>,
 ) -> Coll<'s, (RuleInput, Time)>
 where
     F: differential_dataflow::ExchangeData,
 {
     let state = Groups {
-        groups: HashMap::new(),
+        groups: Tiered::new(feature.name, cold),
         closing: Closing::new(lateness, SWEEP_AT_LEAST),
     };
     stateful(facts, feature.name, state, move |state, updates, out| {
         let mut touched = HashSet::new();
         for ((key, fact), diff) in updates {
-            state.closing.saw(&key.0, (feature.time)(&fact), diff);
-            let group = state.groups.entry(key.clone()).or_insert_with(|| Recent {
-                folded_count: 0,
-                folded_total: 0,
-                facts: BTreeMap::new(),
-                final_before: Millis::MIN,
-                emitted: Vec::new(),
-            });
+            let time = (feature.time)(&fact);
+            state.closing.saw(&key.0, time, diff);
+            let group = state.groups.touch(key.clone(), time);
             let count = group.facts.entry(fact.clone()).or_insert(0);
             *count += diff;
             if *count == 0 {
@@ -127,6 +141,7 @@ where
                 !group.facts.is_empty() || (feature.counts_prior && group.folded_count != 0)
             });
         }
+        state.groups.sweep();
     })
 }
 
@@ -154,6 +169,7 @@ fn finalise<F: Ord>(group: &mut Recent<F>, cutoff: Millis, feature: &Feature<F>)
 pub(super) fn order_features<'s>(
     orders: Coll<'s, (Key, Order)>,
     lateness: Option<Millis>,
+    cold: Option<&ColdTier>,
 ) -> Coll<'s, (RuleInput, Time)> {
     let facts = orders.map(|((tenant, order_id), o)| {
         let fact: OrderFact = (
@@ -174,7 +190,7 @@ pub(super) fn order_features<'s>(
         weight: |f: &OrderFact| f.3,
         inputs: user_features,
     };
-    windowed(facts, feature, lateness)
+    windowed(facts, feature, lateness, cold)
 }
 
 /// The rule inputs of a user's orders that are not final, sorted, with multiplicities.
@@ -235,6 +251,7 @@ fn user_features((tenant, user_id): &Key, user: &Recent<OrderFact>) -> Inputs {
 pub(super) fn payment_features<'s>(
     payments: Coll<'s, (String, PaymentRec)>,
     lateness: Option<Millis>,
+    cold: Option<&ColdTier>,
 ) -> Coll<'s, (RuleInput, Time)> {
     let facts = payments.flat_map(|(tenant, p)| {
         let device = p.device_id.clone()?;
@@ -249,7 +266,7 @@ pub(super) fn payment_features<'s>(
         weight: |_| 0,
         inputs: device_features,
     };
-    windowed(facts, feature, lateness)
+    windowed(facts, feature, lateness, cold)
 }
 
 /// The rule inputs of a device's failed payments that are not final, sorted, with

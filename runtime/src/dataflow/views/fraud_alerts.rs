@@ -23,6 +23,7 @@ use crate::plugins::RuleInput;
 use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionId};
 use crate::row::{Cell, Row};
 
+use super::cold::ColdTier;
 use super::compact::{Closing, stateful};
 use super::features::{order_features, payment_features};
 use super::route::{Order, PaymentRec};
@@ -82,14 +83,15 @@ pub(super) fn fraud_alerts<'s>(
     deployments: Coll<'s, Deployment>,
     registry: Arc<RuleRegistry>,
     lateness: Option<Millis>,
+    cold: Option<&ColdTier>,
 ) -> (Coll<'s, Row>, Coll<'s, Row>) {
     // Each input meets every deployment of every rule; a deployment judges the inputs of its
     // tenants admitted in its range. A deployment change re-judges exactly what it covers:
     // the judge holds the inputs within the lateness, and the deployments. A retroactive
     // deploy at T changes the judge only of inputs at or after admission's cutoff at T
     // (`Split`), and every input past it on this worker's clock is past it on admission's.
-    let inputs = order_features(orders, lateness)
-        .concat(payment_features(payments, lateness))
+    let inputs = order_features(orders, lateness, cold)
+        .concat(payment_features(payments, lateness, cold))
         .map(|(input, admitted)| (shard(&input.event.event_id), Judged::Input(input, admitted)));
     let deployments =
         deployments.flat_map(|d| (0..RULE_SHARDS).map(move |s| (s, Judged::Deploy(d.clone()))));

@@ -25,6 +25,8 @@
 //! - here: [`build`] and [`build_selected`], which wire the views together, and the small
 //!   helpers several views share (`floor`, `saturate`);
 //! - `compact`: the operators that keep one compact record per group instead of every input;
+//! - [`cold`]: where the entity records no event has touched for a while go, and come back
+//!   from;
 //! - `route`: the admitted events split by what reads them, narrowed to the records the
 //!   views read (`Order`, `PaymentRec`, session activity);
 //! - `orders`: each order's placements, cancellation and status, one compact record per
@@ -41,9 +43,11 @@ use std::sync::Arc;
 
 use crate::plugins::registry::{Deployment, RuleRegistry};
 use crate::row::{Row, ViewId};
+use cold::ColdTier;
 
 pub use crate::time::{Diff, Time};
 
+pub mod cold;
 mod compact;
 mod conversion_hour;
 mod features;
@@ -80,17 +84,27 @@ fn floor(t: Millis, unit: Millis) -> Millis {
     t.div_euclid(unit) * unit
 }
 
+/// What bounds the views' state (SPEC §2.7).
+#[derive(Clone, Debug, Default)]
+pub struct Retention {
+    /// The lateness admission applies (it quarantines events further behind their tenant's
+    /// watermark): state no admissible event can change leaves the dataflow.
+    pub lateness: Option<Millis>,
+    /// Where the entity records idle for a while go (this worker's handle); `None` keeps
+    /// them all in memory.
+    pub cold: Option<ColdTier>,
+}
+
 /// Builds every view over `admitted` (events with the logical time they were admitted at);
-/// fraud rules are judged by the versions `deployments` names, looked up in `rules`. With a
-/// `lateness` (SPEC §2.7: admission quarantines events further behind their tenant's
-/// watermark), state no admissible event can change leaves the dataflow.
+/// fraud rules are judged by the versions `deployments` names, looked up in `rules`;
+/// `retention` says what state may leave memory.
 pub fn build<'s>(
     admitted: Coll<'s, (Time, Event)>,
     deployments: Coll<'s, Deployment>,
     rules: Arc<RuleRegistry>,
-    lateness: Option<Millis>,
+    retention: &Retention,
 ) -> ViewStreams<'s> {
-    build_selected(admitted, deployments, rules, lateness, |_| true)
+    build_selected(admitted, deployments, rules, retention, |_| true)
 }
 
 /// As [`build`], with only the tables `want` picks and the operators they need; the others
@@ -99,9 +113,10 @@ pub fn build_selected<'s>(
     admitted: Coll<'s, (Time, Event)>,
     deployments: Coll<'s, Deployment>,
     rules: Arc<RuleRegistry>,
-    lateness: Option<Millis>,
+    retention: &Retention,
     want: impl Fn(ViewId) -> bool,
 ) -> ViewStreams<'s> {
+    let (lateness, cold) = (retention.lateness, retention.cold.as_ref());
     let (w_gmv, w_payments, w_inventory, w_sessions, w_conversion, w_alerts) = (
         want(ViewId::GmvMinute),
         want(ViewId::PaymentStatus),
@@ -143,7 +158,7 @@ pub fn build_selected<'s>(
         );
 
     let placed = if w_gmv || w_inventory {
-        orders::orders(orders.clone(), cancels, payments.clone())
+        orders::orders(orders.clone(), cancels, payments.clone(), cold)
     } else {
         orders.clone().flat_map(|_| None)
     };
@@ -154,7 +169,7 @@ pub fn build_selected<'s>(
         empty()
     };
     let payment_status = if w_payments {
-        payment_status(payments.clone())
+        payment_status(payments.clone(), cold)
     } else {
         empty()
     };
@@ -169,7 +184,7 @@ pub fn build_selected<'s>(
         _ => empty(),
     };
     let (alerts, dead_letters) = if w_alerts {
-        fraud_alerts(orders, payments, deployments, rules, lateness)
+        fraud_alerts(orders, payments, deployments, rules, lateness, cold)
     } else {
         (empty(), empty())
     };

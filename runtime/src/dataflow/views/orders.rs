@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Millis, status};
 
+use super::cold::{ColdTier, Tiered};
 use super::compact::{add, changes, stateful};
 use super::route::{Order, PaymentRec};
 use super::{Coll, Diff, Key};
@@ -50,7 +51,7 @@ enum Fact {
 
 /// One order's placements and payment events with their multiplicities, and its
 /// cancellations.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct OrderState {
     placed: Vec<(Placed, Diff)>,
     cancels: Diff,
@@ -98,6 +99,7 @@ pub(super) fn orders<'s>(
     orders: Coll<'s, (Key, Order)>,
     cancels: Coll<'s, Key>,
     payments: Coll<'s, (String, PaymentRec)>,
+    cold: Option<&ColdTier>,
 ) -> Coll<'s, (Key, OrderRow)> {
     let facts = orders
         .map(|(key, o)| {
@@ -119,11 +121,18 @@ pub(super) fn orders<'s>(
     stateful(
         facts,
         "Orders",
-        HashMap::<Key, OrderState>::new(),
+        Tiered::<OrderState>::new("Orders", cold),
         |states, updates, out| {
             let mut before: HashMap<Key, Vec<(OrderRow, Diff)>> = HashMap::new();
             for ((key, fact), diff) in updates {
-                let state = states.entry(key.clone()).or_default();
+                // A cancellation carries no time: it touches the order without making it
+                // recent.
+                let time = match &fact {
+                    Fact::Placed(placed) => placed.time,
+                    Fact::Paid((time, _, _)) => *time,
+                    Fact::Cancelled => Millis::MIN,
+                };
+                let state = states.touch(key.clone(), time);
                 before.entry(key.clone()).or_insert_with(|| state.rows());
                 match fact {
                     Fact::Cancelled => state.cancels += diff,
@@ -142,6 +151,7 @@ pub(super) fn orders<'s>(
                     states.remove(&key);
                 }
             }
+            states.sweep();
         },
     )
 }

@@ -7,10 +7,14 @@
 use crate::row::{Cell, Row};
 
 use super::Coll;
+use super::cold::ColdTier;
 use super::compact::{latest, sum_groups};
 use super::route::PaymentRec;
 
-pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Coll<'s, Row> {
+pub(super) fn payment_status<'s>(
+    payments: Coll<'s, (String, PaymentRec)>,
+    cold: Option<&ColdTier>,
+) -> Coll<'s, Row> {
     // Only the fields the view reads are held, ordered by (time, event_id) first: the
     // payment's other fields would be kept for every one of its events.
     let narrow = payments.map(|(tenant, p)| {
@@ -19,10 +23,9 @@ pub(super) fn payment_status<'s>(payments: Coll<'s, (String, PaymentRec)>) -> Co
             (p.time, p.event_id, p.provider, p.status, p.amount_cents),
         )
     });
-    let latest =
-        latest(narrow, "LatestPayment").map(|((tenant, _), (_, _, provider, status, amount))| {
-            ((tenant, provider, status), [1, amount])
-        });
+    let latest = latest(narrow, "LatestPayment", |v| v.0, cold).map(
+        |((tenant, _), (_, _, provider, status, amount))| ((tenant, provider, status), [1, amount]),
+    );
     sum_groups(latest, "PaymentStatus").map(|((tenant, provider, status), [payments, amount])| {
         vec![
             Cell::Str(tenant),

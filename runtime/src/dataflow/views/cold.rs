@@ -1,0 +1,415 @@
+//! The cold tier: entity state that no event has touched for `[retention] entity_idle` of its
+//! tenant's event time moves out of memory to an embedded store on local disk, and comes back
+//! the moment an event touches the entity again.
+//!
+//! Owns [`ColdTier`] (where, after how long, and what has moved) and [`Tiered`], the map the
+//! entity operators keep their records in (each order's state, each payment's events, each
+//! user's fraud-feature history). A touch of a key not in memory looks it up on disk first, so
+//! a refund or a late cancellation weeks later finds the order as it was: only where a state
+//! lives changes, never its value, and every view stays exactly what it would be with all of
+//! it in memory.
+//!
+//! Each operator on each worker has its own file, `<dir>/<operator>-<worker>.redb` (one writer
+//! each, nothing shared between workers). The tier holds state the run can rebuild: a start
+//! empties the directory, and a recovery rebuilds from the checkpoint's segments what was cold
+//! as it does what was hot. redb is a copy-on-write B-tree in one file; moves commit in one
+//! transaction per sweep, and a revival removes its record in a transaction that is not
+//! synced (nothing needs it to survive a crash).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::event::Millis;
+
+use super::Key;
+use super::compact::Closing;
+
+/// The one table of every file: encoded key to encoded state.
+const ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entities");
+
+/// redb's page cache, per file: the tier is there to keep memory small.
+const CACHE_BYTES: usize = 4 << 20;
+
+/// Sweeps for idle entities run once the touches since the last one outnumber the entities
+/// in memory (a sweep visits them all), and never more often than every this many touches.
+const SWEEP_AT_LEAST: usize = 4_096;
+
+/// Why the cold tier could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdError {
+    #[error(
+        "cold tier {dir}: {why}: point --out at a writable local directory, or set [retention] entity_idle = \"off\" to keep every entity in memory"
+    )]
+    Dir { dir: PathBuf, why: String },
+}
+
+impl ColdError {
+    /// The stable, machine-readable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ColdError::Dir { .. } => "cold_tier_dir",
+        }
+    }
+}
+
+/// Where idle entity state goes and after how long; what has moved, counted over every worker.
+#[derive(Clone, Debug)]
+pub struct ColdTier {
+    dir: PathBuf,
+    idle: Millis,
+    /// The worker whose operators use this handle ([`ColdTier::for_worker`]).
+    worker: usize,
+    stats: Arc<ColdStats>,
+}
+
+#[derive(Debug, Default)]
+struct ColdStats {
+    moved: AtomicU64,
+    revived: AtomicU64,
+}
+
+impl ColdTier {
+    /// A tier in `dir` (created if missing, emptied of an earlier run's files) for entities
+    /// idle longer than `idle` ms of their tenant's event time.
+    pub fn prepare(dir: impl Into<PathBuf>, idle: Millis) -> Result<ColdTier, ColdError> {
+        let dir = dir.into();
+        let fail = |why: String| ColdError::Dir {
+            dir: dir.clone(),
+            why,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| fail(e.to_string()))? {
+            let path = entry.map_err(|e| fail(e.to_string()))?.path();
+            if path.extension().is_some_and(|x| x == "redb") {
+                std::fs::remove_file(&path)
+                    .map_err(|e| fail(format!("removing {}: {e}", path.display())))?;
+            }
+        }
+        // Refused now, with a message, rather than by a worker in the middle of the run.
+        let probe = dir.join(".writable");
+        std::fs::write(&probe, b"").map_err(|e| fail(format!("not writable: {e}")))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(ColdTier {
+            dir,
+            idle,
+            worker: 0,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How long an entity may go untouched (ms of its tenant's event time) before it moves.
+    pub fn idle(&self) -> Millis {
+        self.idle
+    }
+
+    /// Entity states moved to disk so far (one moved twice counts twice).
+    pub fn moved(&self) -> u64 {
+        self.stats.moved.load(Ordering::Relaxed)
+    }
+
+    /// Entity states brought back from disk by an event touching them.
+    pub fn revived(&self) -> u64 {
+        self.stats.revived.load(Ordering::Relaxed)
+    }
+
+    /// This tier as worker `worker`'s operators use it (their own files, the shared counts).
+    pub fn for_worker(&self, worker: usize) -> ColdTier {
+        ColdTier {
+            worker,
+            ..self.clone()
+        }
+    }
+}
+
+/// One operator's entity states on one worker: those touched within the idle time in
+/// memory, the others on disk (with no tier, all in memory).
+pub(super) struct Tiered<S> {
+    hot: HashMap<Key, Held<S>>,
+    disk: Option<Disk>,
+    idle: Closing,
+}
+
+struct Held<S> {
+    state: S,
+    /// The greatest event time of the events that touched it.
+    touched: Millis,
+}
+
+impl<S: Default + Serialize + DeserializeOwned> Tiered<S> {
+    /// The states of operator `name`, moving to `cold` when idle.
+    pub(super) fn new(name: &str, cold: Option<&ColdTier>) -> Tiered<S> {
+        Tiered {
+            hot: HashMap::new(),
+            disk: cold.map(|tier| Disk::open(tier, name)),
+            idle: Closing::new(cold.map(ColdTier::idle), SWEEP_AT_LEAST),
+        }
+    }
+
+    /// `key`'s state, brought back from disk if it went cold (a fresh one if it has none),
+    /// touched by an event at `time`.
+    pub(super) fn touch(&mut self, key: Key, time: Millis) -> &mut S {
+        self.idle.saw(&key.0, time, 1);
+        let held = match self.hot.entry(key) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(missing) => {
+                let state = match &mut self.disk {
+                    Some(disk) => disk.take(missing.key()).unwrap_or_default(),
+                    None => S::default(),
+                };
+                missing.insert(Held {
+                    state,
+                    touched: time,
+                })
+            }
+        };
+        held.touched = held.touched.max(time);
+        &mut held.state
+    }
+
+    /// `key`'s state if it is in memory: every key touched since the last sweep is.
+    pub(super) fn get(&self, key: &Key) -> Option<&S> {
+        self.hot.get(key).map(|held| &held.state)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &Key) -> Option<&mut S> {
+        self.hot.get_mut(key).map(|held| &mut held.state)
+    }
+
+    /// Forgets `key`'s state (it holds nothing any more); a cold key is never in memory too.
+    pub(super) fn remove(&mut self, key: &Key) {
+        self.hot.remove(key);
+    }
+
+    /// The states in memory.
+    pub(super) fn len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// Keeps the states in memory `keep` says to; the cold ones are left as they are.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Key, &mut S) -> bool) {
+        self.hot.retain(|key, held| keep(key, &mut held.state));
+    }
+
+    /// Moves the states untouched for longer than the idle time to disk, when a sweep is due.
+    pub(super) fn sweep(&mut self) {
+        let Some(disk) = &mut self.disk else {
+            return;
+        };
+        if !self.idle.sweep_due(self.hot.len()) {
+            return;
+        }
+        let idle = &self.idle;
+        let moving: Vec<(Key, Held<S>)> = self
+            .hot
+            .extract_if(|key, held| held.touched < idle.cutoff(&key.0))
+            .collect();
+        disk.put(moving.iter().map(|(key, held)| (key, &held.state)));
+    }
+}
+
+/// One operator's file on one worker.
+struct Disk {
+    db: Database,
+    path: PathBuf,
+    /// How many keys on disk have each hash: most touches of a key not in memory are of new
+    /// entities, and this tells them apart without reading the file (a shared hash only
+    /// costs a read that finds nothing).
+    hashes: HashMap<u64, u32>,
+    stats: Arc<ColdStats>,
+}
+
+impl Disk {
+    fn open(tier: &ColdTier, name: &str) -> Disk {
+        let path = tier.dir.join(format!("{name}-{}.redb", tier.worker));
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .unwrap_or_else(|e| fail(&path, e));
+        let disk = Disk {
+            db,
+            path,
+            hashes: HashMap::new(),
+            stats: tier.stats.clone(),
+        };
+        // The table exists from the start, so a lookup never has to tell "no table" apart.
+        disk.write(Durability::Immediate, |_| Ok(()));
+        disk
+    }
+
+    /// The state stored for `key`, removed from the file.
+    fn take<S: DeserializeOwned>(&mut self, key: &Key) -> Option<S> {
+        let key = encode(key);
+        let hash = hash(&key);
+        if !self.hashes.contains_key(&hash) {
+            return None;
+        }
+        // A read finds out whether it is this key without a write.
+        let read = self.db.begin_read().unwrap_or_else(|e| fail(&self.path, e));
+        let table = read
+            .open_table(ENTITIES)
+            .unwrap_or_else(|e| fail(&self.path, e));
+        let found = table
+            .get(key.as_slice())
+            .unwrap_or_else(|e| fail(&self.path, e))
+            .is_some();
+        drop((table, read));
+        if !found {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        self.write(Durability::None, |table| {
+            if let Some(value) = table.remove(key.as_slice())? {
+                bytes = value.value().to_vec();
+            }
+            Ok(())
+        });
+        if let Entry::Occupied(mut count) = self.hashes.entry(hash) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+        self.stats.revived.fetch_add(1, Ordering::Relaxed);
+        Some(bincode::deserialize(&bytes).unwrap_or_else(|e| fail(&self.path, e)))
+    }
+
+    /// Stores every `(key, state)` in one transaction; its sync also frees the pages earlier
+    /// revivals released.
+    fn put<'a, S: Serialize + 'a>(&mut self, states: impl Iterator<Item = (&'a Key, &'a S)>) {
+        let mut hashes = Vec::new();
+        let path = &self.path;
+        self.write(Durability::Immediate, |table| {
+            for (key, state) in states {
+                let key = encode(key);
+                let value = bincode::serialize(state).unwrap_or_else(|e| fail(path, e));
+                // A key is never in memory and on disk at once, so this is a new record.
+                table.insert(key.as_slice(), value.as_slice())?;
+                hashes.push(hash(&key));
+            }
+            Ok(())
+        });
+        self.stats
+            .moved
+            .fetch_add(hashes.len() as u64, Ordering::Relaxed);
+        for hash in hashes {
+            *self.hashes.entry(hash).or_default() += 1;
+        }
+    }
+
+    fn write(
+        &self,
+        durability: Durability,
+        apply: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<(), redb::StorageError>,
+    ) {
+        let run = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(durability)?;
+            {
+                let mut table = txn.open_table(ENTITIES)?;
+                apply(&mut table)?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        run().unwrap_or_else(|e| fail(&self.path, e));
+    }
+}
+
+fn hash(encoded: &[u8]) -> u64 {
+    crate::plugins::registry::fnv1a(encoded)
+}
+
+fn encode(key: &Key) -> Vec<u8> {
+    bincode::serialize(key).expect("a pair of strings encodes")
+}
+
+/// The tier's disk failed under a running worker: the state it holds cannot be given up, so
+/// the worker stops with the reason and the run ends with it (a restart rebuilds the tier).
+fn fail(path: &Path, error: impl std::fmt::Display) -> ! {
+    panic!("cold tier {}: {error}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-cold-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn key(tenant: &str, id: &str) -> Key {
+        (tenant.to_owned(), id.to_owned())
+    }
+
+    #[test]
+    fn an_idle_state_moves_to_disk_and_comes_back_as_it_was() {
+        let dir = scratch("roundtrip");
+        let tier = ColdTier::prepare(&dir, 1_000).unwrap();
+        let mut states: Tiered<Vec<(String, i64)>> = Tiered::new("test", Some(&tier));
+        states
+            .touch(key("acme", "o1"), 0)
+            .push(("placed".into(), 1));
+        states
+            .touch(key("globex", "o1"), 0)
+            .push(("other".into(), 2));
+        // Enough later touches of acme for a sweep: o1 is 10 s behind acme's clock.
+        for i in 0..SWEEP_AT_LEAST {
+            states.touch(key("acme", &format!("o{}", i + 2)), 10_000);
+        }
+        states.sweep();
+        assert_eq!(tier.moved(), 1, "only acme's o1 is idle");
+        assert!(states.get(&key("acme", "o1")).is_none());
+        // globex's clock never moved: its o1 stays, whatever acme's time says.
+        assert!(states.get(&key("globex", "o1")).is_some());
+        let back = states.touch(key("acme", "o1"), 10_000);
+        assert_eq!(back, &vec![("placed".to_owned(), 1)]);
+        assert_eq!(tier.revived(), 1);
+        // Revived means removed from disk: a state is in one place.
+        states.remove(&key("acme", "o1"));
+        assert!(states.touch(key("acme", "o1"), 10_000).is_empty());
+        assert_eq!(tier.revived(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_start_empties_the_tier_of_an_earlier_run() {
+        let dir = scratch("start");
+        let tier = ColdTier::prepare(&dir, 0).unwrap();
+        let mut states: Tiered<u64> = Tiered::new("test", Some(&tier));
+        *states.touch(key("acme", "a"), 0) = 7;
+        for i in 0..SWEEP_AT_LEAST {
+            states.touch(key("acme", &format!("b{i}")), 5);
+        }
+        states.sweep();
+        assert!(tier.moved() >= 1);
+        drop(states);
+        let again = ColdTier::prepare(&dir, 0).unwrap();
+        let mut states: Tiered<u64> = Tiered::new("test", Some(&again));
+        assert_eq!(*states.touch(key("acme", "a"), 0), 0);
+        assert_eq!(again.revived(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_refused_with_what_to_do() {
+        let file = scratch("file");
+        std::fs::write(&file, b"not a directory").unwrap();
+        let e = ColdTier::prepare(&file, 0).unwrap_err();
+        assert_eq!(e.code(), "cold_tier_dir");
+        assert!(e.to_string().contains("entity_idle = \"off\""), "{e}");
+        let _ = std::fs::remove_file(&file);
+    }
+}
