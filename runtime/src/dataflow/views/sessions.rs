@@ -33,11 +33,22 @@ pub(super) struct Session {
 }
 
 /// A user's activity that can still change a session: `(time, kind)` with its multiplicity,
-/// and the sessions last emitted for it.
+/// the sessions last emitted for it, and the events of its first open session that are past
+/// the lateness, folded into one running session.
 #[derive(Default)]
 struct Hot {
     events: BTreeMap<(Millis, u8), i64>,
     sessions: Vec<Session>,
+    /// The first open session's events before the cutoff: no admissible event is before
+    /// them, so only their span and counts matter (a user active without a 30-minute gap
+    /// keeps one session open for as long as that goes on).
+    folded: Option<Session>,
+}
+
+impl Hot {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.folded.is_none()
+    }
 }
 
 /// The sessions operator's state: every user with activity not yet closed.
@@ -81,7 +92,7 @@ pub(super) fn sessions<'s>(
             let Some(hot) = users.hot.get_mut(&key) else {
                 continue;
             };
-            let sessions = split(&hot.events);
+            let sessions = split(hot.folded, &hot.events);
             let counted = |s: &Vec<Session>| s.iter().map(|s| (*s, 1)).collect::<Vec<_>>();
             changes(
                 &counted(&hot.sessions),
@@ -91,7 +102,7 @@ pub(super) fn sessions<'s>(
                 },
             );
             hot.sessions = sessions;
-            if hot.events.is_empty() {
+            if hot.is_empty() {
                 users.hot.remove(&key);
             }
         }
@@ -99,13 +110,15 @@ pub(super) fn sessions<'s>(
             let closing = &users.closing;
             users.hot.retain(|(tenant, _), hot| {
                 close(hot, closing.cutoff(tenant));
-                !hot.events.is_empty()
+                !hot.is_empty()
             });
         }
     })
 }
 
-/// Drops the sessions no event at or after `cutoff` can change, with their events.
+/// Drops the sessions no event at or after `cutoff` can change, with their events, and folds
+/// the events before `cutoff` that are left (all in the first open session: a later one
+/// starts more than 30 minutes after an end at or after `cutoff − 30 min`).
 fn close(hot: &mut Hot, cutoff: Millis) {
     let closed = hot
         .sessions
@@ -115,13 +128,39 @@ fn close(hot: &mut Hot, cutoff: Millis) {
     if let Some(last) = closed.checked_sub(1).map(|i| hot.sessions[i]) {
         hot.events = hot.events.split_off(&(last.end.saturating_add(1), 0));
         hot.sessions.drain(..closed);
+        // What was folded belonged to the first session, which closed.
+        hot.folded = None;
+    }
+    let recent = hot.events.split_off(&(cutoff, 0));
+    let past = std::mem::replace(&mut hot.events, recent);
+    for ((time, kind), count) in past {
+        let session = hot.folded.get_or_insert(Session {
+            start: time,
+            end: time,
+            events: 0,
+            page_views: 0,
+            add_to_carts: 0,
+            orders: 0,
+        });
+        add_event(session, time, kind, count);
     }
 }
 
-/// One user's sessions, in order, from `(time, kind)` and multiplicity in time order: one
-/// scan splits them at gaps over 30 minutes.
-fn split(events: &BTreeMap<(Millis, u8), i64>) -> Vec<Session> {
-    let mut sessions: Vec<Session> = Vec::new();
+/// Counts `count` events of `kind` at `time` (the session's latest so far) in `session`.
+fn add_event(session: &mut Session, time: Millis, kind: u8, count: i64) {
+    session.end = time;
+    session.events += count;
+    match kind {
+        PAGE_VIEW => session.page_views += count,
+        ADD_TO_CART => session.add_to_carts += count,
+        _ => session.orders += count,
+    }
+}
+
+/// One user's sessions, in order, from what was `folded` and then `(time, kind)` and
+/// multiplicity in time order: one scan splits them at gaps over 30 minutes.
+fn split(folded: Option<Session>, events: &BTreeMap<(Millis, u8), i64>) -> Vec<Session> {
+    let mut sessions: Vec<Session> = folded.into_iter().collect();
     for (&(time, kind), &count) in events {
         let session = match sessions.last_mut() {
             Some(s) if time - s.end <= SESSION_GAP_MS => s,
@@ -137,13 +176,7 @@ fn split(events: &BTreeMap<(Millis, u8), i64>) -> Vec<Session> {
                 sessions.last_mut().expect("just pushed")
             }
         };
-        session.end = time;
-        session.events += count;
-        match kind {
-            PAGE_VIEW => session.page_views += count,
-            ADD_TO_CART => session.add_to_carts += count,
-            _ => session.orders += count,
-        }
+        add_event(session, time, kind, count);
     }
     sessions
 }
@@ -268,7 +301,7 @@ mod tests {
         for time in [0, 10 * MINUTE_MS, 50 * MINUTE_MS, 60 * MINUTE_MS] {
             hot.events.insert((time, PAGE_VIEW), 1);
         }
-        hot.sessions = split(&hot.events);
+        hot.sessions = split(None, &hot.events);
         assert_eq!(hot.sessions.len(), 2);
         // An event at 40 min would still join the first session (a gap of exactly 30 min).
         close(&mut hot, 40 * MINUTE_MS);
@@ -277,6 +310,24 @@ mod tests {
         assert_eq!(hot.sessions[0].start, 50 * MINUTE_MS);
         assert_eq!(hot.sessions.len(), 1);
         assert_eq!(hot.events.len(), 2);
+        // Past 50 min, the open session's first event folds; the session is the same.
+        close(&mut hot, 55 * MINUTE_MS);
+        assert_eq!(hot.events.len(), 1);
+        assert_eq!(
+            hot.folded.map(|s| (s.start, s.end)),
+            Some((50 * MINUTE_MS, 50 * MINUTE_MS))
+        );
+        assert_eq!(split(hot.folded, &hot.events), hot.sessions);
+        // A user active without a gap holds only the events within the lateness.
+        let mut busy = Hot::default();
+        for minute in 0..1_000 {
+            busy.events.insert((minute * MINUTE_MS, PAGE_VIEW), 1);
+            busy.sessions = split(busy.folded, &busy.events);
+            close(&mut busy, (minute - 10) * MINUTE_MS);
+        }
+        assert_eq!(busy.sessions.len(), 1);
+        assert_eq!(busy.sessions[0].events, 1_000);
+        assert!(busy.events.len() <= 11, "{} events held", busy.events.len());
         let mut seen = Vec::new();
         changes(
             &[(session(0, 1), 1), (session(5, 6), 1), (session(9, 9), 1)],
