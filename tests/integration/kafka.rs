@@ -134,6 +134,12 @@ fn crash_recovery_is_exactly_once() {
     let final_stderr = weir.wait_success(Duration::from_secs(600));
     let final_recovery = parse_recovered(&final_stderr)
         .unwrap_or_else(|| panic!("the final run recovered no checkpoint: {final_stderr}"));
+    let (moved, revived) = cold_counts(&final_stderr)
+        .unwrap_or_else(|| panic!("the final run reported no cold tier: {final_stderr}"));
+    assert!(
+        moved > 1_000 && revived > 0,
+        "the final run moved {moved} entity states to the cold tier and brought {revived} back"
+    );
     let final_secs = started.elapsed().as_secs_f64();
 
     let recoveries: Vec<&Recovered> = starts.iter().filter_map(|s| s.recovered.as_ref()).collect();
@@ -681,6 +687,16 @@ fn parse_recovered(stderr: &str) -> Option<Recovered> {
     Some(parse().unwrap_or_else(|| panic!("malformed recovery line: {line}")))
 }
 
+/// What a run's summary says went through its cold tier: states moved, states brought back.
+fn cold_counts(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().find_map(|l| l.strip_prefix("cold tier:"))?;
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    Some((*numbers.first()?, *numbers.get(1)?))
+}
+
 /// `weir run` against a Kafka topic with the flags every test here uses.
 fn live_args(
     url: &str,
@@ -702,6 +718,10 @@ fn live_args(
         "off",
         "--workers",
         "2",
+        // About 50 events a second of event time: orders, payments and users go cold within
+        // every run and come back when touched, kills landing while they move.
+        "--entity-idle",
+        "5m",
     ]
     .map(String::from)
     .to_vec();

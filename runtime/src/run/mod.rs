@@ -180,6 +180,8 @@ pub struct RunResult {
     /// Where every quarantined input is, when the run streamed them to a file.
     pub quarantine_file: Option<quarantine::SpillFile>,
     pub elapsed: Duration,
+    /// The cold tier the run used, with what moved through it.
+    pub cold: Option<ColdTier>,
 }
 
 /// Exports every view as `views/<view>.parquet`, at one published time.
@@ -231,6 +233,13 @@ impl RunResult {
             secs,
             s.read as f64 / secs
         ));
+        if let Some(cold) = &self.cold {
+            out.push_str(&format!(
+                "cold tier:     {} entity states moved to disk, {} brought back\n",
+                cold.moved(),
+                cold.revived()
+            ));
+        }
         out
     }
 }
@@ -383,6 +392,8 @@ pub struct Driver {
     served: Option<(Server, AdminQueue)>,
     status: Option<Status>,
     durability: Option<Durability>,
+    /// The run's cold tier, for its counts.
+    cold: Option<ColdTier>,
     /// Where a run without durability writes its final outputs, if anywhere.
     outputs: Option<Landing>,
     /// Where the API's addresses are written once it serves.
@@ -425,6 +436,7 @@ impl Driver {
             served: None,
             status: None,
             durability: None,
+            cold: config.cold.clone(),
             outputs: None,
             ready_file: None,
             positioned: false,
@@ -683,7 +695,7 @@ impl Driver {
             }
             deployed.into_iter().for_each(Deployed::acknowledge);
             if let Some(status) = self.status.as_mut() {
-                status.tick(self.admission.stats(), &self.store);
+                status.tick(self.admission.stats(), &self.store, self.cold.as_ref());
             }
             if let Some(idle) = until_idle
                 && last_input.elapsed() >= idle
@@ -713,6 +725,7 @@ impl Driver {
             durability,
             outputs,
             started,
+            cold,
             ..
         } = self;
         let stats = admission.stats().clone();
@@ -724,6 +737,7 @@ impl Driver {
             quarantine,
             quarantine_file,
             elapsed: started.elapsed(),
+            cold,
         };
         if let Some(durability) = durability {
             durability.finish(&result)?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::admit::AdmissionStats;
 use crate::dataflow::store::ViewStore;
+use crate::dataflow::views::cold::ColdTier;
 use crate::row::ViewId;
 
 pub(super) struct Status {
@@ -25,7 +26,12 @@ impl Status {
         }
     }
 
-    pub(super) fn tick(&mut self, stats: &AdmissionStats, store: &ViewStore) {
+    pub(super) fn tick(
+        &mut self,
+        stats: &AdmissionStats,
+        store: &ViewStore,
+        cold: Option<&ColdTier>,
+    ) {
         if self.last.elapsed() < self.every {
             return;
         }
@@ -34,8 +40,11 @@ impl Status {
         self.last = Instant::now();
         let alerts = ViewId::FraudAlerts;
         let (as_of, count) = store.read(|p| (p.as_of, p.view(alerts).len()));
+        let cold = cold.map_or(String::new(), |c| {
+            format!(" | cold moved {} back {}", c.moved(), c.revived())
+        });
         eprintln!(
-            "weir: {rate:.0} events/s | read {} admitted {} duplicates {} quarantined {} | {} {count} | logical time {}",
+            "weir: {rate:.0} events/s | read {} admitted {} duplicates {} quarantined {} | {} {count} | logical time {}{cold}",
             stats.read,
             stats.admitted,
             stats.duplicates,
