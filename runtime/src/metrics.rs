@@ -101,6 +101,8 @@ pub struct Metrics {
     subscribers: Gauge,
     subscriber_lag: Gauge,
     subscribers_dropped: Counter,
+    cold_moved: Counter,
+    cold_revived: Counter,
     /// Admission totals already handed over, by the admission that counted them.
     synced: Mutex<BTreeMap<usize, AdmissionStats>>,
 }
@@ -133,6 +135,8 @@ impl Metrics {
             subscribers: Gauge::default(),
             subscriber_lag: Gauge::default(),
             subscribers_dropped: Counter::default(),
+            cold_moved: Counter::default(),
+            cold_revived: Counter::default(),
             synced: Mutex::default(),
             registry: Registry::default(),
         };
@@ -211,7 +215,23 @@ impl Metrics {
             "Subscriptions dropped because they fell behind",
             m.subscribers_dropped.clone(),
         );
+        m.registry.register(
+            "weir_cold_entities_moved",
+            "Entity states moved from memory to the cold tier (idle for entity_idle)",
+            m.cold_moved.clone(),
+        );
+        m.registry.register(
+            "weir_cold_entities_revived",
+            "Entity states brought back from the cold tier by an event touching them",
+            m.cold_revived.clone(),
+        );
         m
+    }
+
+    /// Entity states moved to the cold tier, and brought back from it.
+    pub fn count_cold(&self, moved: u64, revived: u64) {
+        self.cold_moved.inc_by(moved);
+        self.cold_revived.inc_by(revived);
     }
 
     /// Hands over an admission's running totals; `source` tells admissions apart.

@@ -1101,12 +1101,13 @@ fn metrics_are_prometheus_text_with_the_pipelines_metrics(run: &WeirRun) {
             .iter()
             .any(|s| s.metric == "weir_events_quarantined_total")
     );
-    assert!(
-        scrape
-            .samples
-            .iter()
-            .any(|s| s.metric == "weir_events_duplicate_total")
-    );
+    for name in [
+        "weir_events_duplicate_total",
+        "weir_cold_entities_moved_total",
+        "weir_cold_entities_revived_total",
+    ] {
+        assert!(scrape.samples.iter().any(|s| s.metric == name), "no {name}");
+    }
 }
 
 /// The plugin commands with the demo admin token: deploy a rule version, list it, roll it

@@ -281,6 +281,7 @@ impl Disk {
             }
         }
         self.stats.revived.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().count_cold(0, 1);
         Some(bincode::deserialize(&bytes).unwrap_or_else(|e| fail(&self.path, e)))
     }
 
@@ -302,6 +303,7 @@ impl Disk {
         self.stats
             .moved
             .fetch_add(hashes.len() as u64, Ordering::Relaxed);
+        crate::metrics::global().count_cold(hashes.len() as u64, 0);
         for hash in hashes {
             *self.hashes.entry(hash).or_default() += 1;
         }
