@@ -1,7 +1,8 @@
 //! Each view's incremental update cost per event.
 //!
 //! A one-worker dataflow holds only one view and the operators it needs
-//! ([`weir::dataflow::views::build_selected`], picking it by [`ViewId`]) over a base of
+//! ([`weir_bench::views_dataflow`] over [`weir::dataflow::views::build_selected`], picking
+//! it by [`ViewId`]) over a base of
 //! 50,000 admitted generated events; each iteration then applies a batch of 1,000 further
 //! events and waits until the view has absorbed it. Batches are inserted and later retracted
 //! in turn, so the state stays between 50,000 and 70,000 events. Throughput lines give
@@ -9,20 +10,14 @@
 //!
 //! Run with `cargo bench -p weir-bench --bench views`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_bench as _; // the shipped allocator
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use differential_dataflow::input::Input;
-use timely::dataflow::ProbeHandle;
-use timely::dataflow::operators::probe::Probe;
 use weir::admit::Admission;
-use weir::dataflow::views::{self, Diff, Time};
+use weir::dataflow::views::Time;
 use weir::event::Event;
 use weir::plugins::PluginFactory;
 use weir::plugins::native::NativePlugins;
-use weir::plugins::registry::{Mode, RuleRegistry};
 use weir::row::ViewId;
 use weir::source::generator::{GenConfig, Generator};
 
@@ -47,30 +42,8 @@ fn admitted(lines: usize) -> Vec<Event> {
 fn measure(view: ViewId, base: &[Event], batches: &[Vec<Event>], iters: u64) -> Duration {
     let (base, batches) = (base.to_vec(), batches.to_vec());
     timely::execute_directly(move |worker| {
-        let registry = Arc::new(RuleRegistry::default());
-        let rules = registry.clone();
-        let probe = ProbeHandle::new();
-        let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
-            let (input, events) = scope.new_collection::<(Time, Event), Diff>();
-            let (deploy, deployments) = scope.new_collection();
-            let streams =
-                views::build_selected(events, deployments, rules, &Default::default(), |v| {
-                    v == view
-                });
-            let (_, updates) = streams
-                .views
-                .into_iter()
-                .find(|(v, _)| *v == view)
-                .expect("every table has a stream");
-            updates.inner.probe_with(&probe);
-            (input, deploy)
-        });
-        for spec in NativePlugins.rule_makers() {
-            let id = registry.register(spec);
-            for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0, None).unwrap() {
-                deploy.update(deployment, diff);
-            }
-        }
+        let (mut input, mut deploy, probe) =
+            weir_bench::views_dataflow(worker, &Default::default(), |v| v == view);
         for event in base {
             input.insert((0, event));
         }

@@ -8,10 +8,57 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod readers;
 
+use std::sync::Arc;
+
+use differential_dataflow::input::{Input, InputSession};
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::probe::Probe;
 use weir::admit::decode::decode;
+use weir::dataflow::views::{self, Diff, Retention, Time};
 use weir::event::{Body, Event};
-use weir::plugins::{Features, RuleEvent, RuleEventKind, RuleInput};
+use weir::plugins::native::NativePlugins;
+use weir::plugins::registry::{Deployment, Mode, RuleRegistry};
+use weir::plugins::{Features, PluginFactory, RuleEvent, RuleEventKind, RuleInput};
+use weir::row::ViewId;
 use weir::source::generator::{GenConfig, Generator};
+
+/// A worker's dataflow of the views `want` picks: the input of admitted events, the input of
+/// rule deployments (the native rules deployed at time 0; keep it open), and a probe that
+/// has passed a time once every picked view has absorbed it.
+pub type ViewsDataflow = (
+    InputSession<Time, (Time, Event), Diff>,
+    InputSession<Time, Deployment, Diff>,
+    ProbeHandle<Time>,
+);
+
+/// Builds [`ViewsDataflow`] on `worker` with `retention`.
+pub fn views_dataflow(
+    worker: &mut timely::worker::Worker,
+    retention: &Retention,
+    want: impl Fn(ViewId) -> bool,
+) -> ViewsDataflow {
+    let registry = Arc::new(RuleRegistry::default());
+    let rules = registry.clone();
+    let probe = ProbeHandle::new();
+    let (input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
+        let (input, events) = scope.new_collection::<(Time, Event), Diff>();
+        let (deploy, deployments) = scope.new_collection();
+        let streams = views::build_selected(events, deployments, rules, retention, &want);
+        for (view, updates) in streams.views {
+            if want(view) {
+                updates.inner.probe_with(&probe);
+            }
+        }
+        (input, deploy)
+    });
+    for spec in NativePlugins.rule_makers() {
+        let id = registry.register(spec);
+        for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0, None).unwrap() {
+            deploy.update(deployment, diff);
+        }
+    }
+    (input, deploy, probe)
+}
 
 /// The first `n` valid events of type `kind` the generator makes for `seed`.
 pub fn events_of(kind: &str, n: usize, seed: u64) -> Vec<Event> {

@@ -14,20 +14,12 @@
 //!    cargo run --release -p weir-bench --bin footprint -- --view $v; done`
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use weir_bench as _; // the shipped allocator
-
-use differential_dataflow::input::Input;
-use timely::dataflow::ProbeHandle;
-use timely::dataflow::operators::probe::Probe;
 use weir::admit::Admission;
 use weir::dataflow::views::cold::ColdTier;
-use weir::dataflow::views::{self, Diff, Retention, Time};
-use weir::event::Event;
+use weir::dataflow::views::{Retention, Time};
 use weir::plugins::PluginFactory;
 use weir::plugins::native::NativePlugins;
-use weir::plugins::registry::{Mode, RuleRegistry};
 use weir::row::ViewId;
 use weir::source::generator::{GenConfig, Generator};
 
@@ -77,26 +69,8 @@ fn main() {
         cold: tier.clone(),
     };
     timely::execute_directly(move |worker| {
-        let registry = Arc::new(RuleRegistry::default());
-        let rules = registry.clone();
-        let probe = ProbeHandle::new();
-        let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
-            let (input, events) = scope.new_collection::<(Time, Event), Diff>();
-            let (deploy, deployments) = scope.new_collection();
-            let streams = views::build_selected(events, deployments, rules, &retention, |v| {
-                view.is_none_or(|w| w == v)
-            });
-            for (_, updates) in streams.views {
-                updates.inner.probe_with(&probe);
-            }
-            (input, deploy)
-        });
-        for spec in NativePlugins.rule_makers() {
-            let id = registry.register(spec);
-            for (deployment, diff) in registry.deploy(id, Mode::Retroactive, 0, None).unwrap() {
-                deploy.update(deployment, diff);
-            }
-        }
+        let (mut input, mut deploy, probe) =
+            weir_bench::views_dataflow(worker, &retention, |v| view.is_none_or(|w| w == v));
         let mut generator = Generator::new(GenConfig {
             seed: 7,
             tenants: 4,

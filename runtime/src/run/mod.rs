@@ -585,11 +585,9 @@ impl Driver {
         tenant: Option<&str>,
         mode: Mode,
     ) -> Result<(VersionId, Time), DeployError> {
-        let rules = self.pipeline.rules();
-        let (id, _) = crate::plugins::set::upload_rule(rules, name, bytes.into(), vectors, tenant)
-            .map_err(PipelineError::from)?;
-        let at = Deploys::deploy_rule(self, id, mode)?;
-        Ok((id, at))
+        let split = self.admission.split_at(self.pipeline.epoch());
+        let pipeline = &mut self.pipeline;
+        Ok(pipeline.deploy_rule_component(name, bytes, vectors, tenant, mode, split)?)
     }
 
     /// Swaps in a transform at the current logical time (which it returns); see

@@ -32,6 +32,20 @@ pub(super) struct Session {
     pub(super) orders: i64,
 }
 
+impl Session {
+    /// A session starting at `time`, with nothing counted yet.
+    fn starting(time: Millis) -> Session {
+        Session {
+            start: time,
+            end: time,
+            events: 0,
+            page_views: 0,
+            add_to_carts: 0,
+            orders: 0,
+        }
+    }
+}
+
 /// A user's activity that can still change a session: `(time, kind)` with its multiplicity,
 /// the sessions last emitted for it, and the events of its first open session that are past
 /// the lateness, folded into one running session.
@@ -134,14 +148,7 @@ fn close(hot: &mut Hot, cutoff: Millis) {
     let recent = hot.events.split_off(&(cutoff, 0));
     let past = std::mem::replace(&mut hot.events, recent);
     for ((time, kind), count) in past {
-        let session = hot.folded.get_or_insert(Session {
-            start: time,
-            end: time,
-            events: 0,
-            page_views: 0,
-            add_to_carts: 0,
-            orders: 0,
-        });
+        let session = hot.folded.get_or_insert(Session::starting(time));
         add_event(session, time, kind, count);
     }
 }
@@ -165,14 +172,7 @@ fn split(folded: Option<Session>, events: &BTreeMap<(Millis, u8), i64>) -> Vec<S
         let session = match sessions.last_mut() {
             Some(s) if time - s.end <= SESSION_GAP_MS => s,
             _ => {
-                sessions.push(Session {
-                    start: time,
-                    end: time,
-                    events: 0,
-                    page_views: 0,
-                    add_to_carts: 0,
-                    orders: 0,
-                });
+                sessions.push(Session::starting(time));
                 sessions.last_mut().expect("just pushed")
             }
         };
