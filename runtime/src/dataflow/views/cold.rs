@@ -41,6 +41,10 @@ const CACHE_BYTES: usize = 4 << 20;
 /// in memory (a sweep visits them all), and never more often than every this many touches.
 const SWEEP_AT_LEAST: usize = 4_096;
 
+/// A sweep moves at most this many states in one step (redb takes ~15 µs a record here, so
+/// about a third of a second); the rest move in the steps after it.
+const MOVES_PER_STEP: usize = 20_000;
+
 /// Why the cold tier could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ColdError {
@@ -138,6 +142,8 @@ pub(super) struct Tiered<S> {
     hot: HashMap<Key, Held<S>>,
     disk: Option<Disk>,
     idle: Closing,
+    /// The last sweep stopped at [`MOVES_PER_STEP`]: the next step goes on with it.
+    unfinished: bool,
 }
 
 struct Held<S> {
@@ -153,6 +159,7 @@ impl<S: Default + Serialize + DeserializeOwned> Tiered<S> {
             hot: HashMap::new(),
             disk: cold.map(|tier| Disk::open(tier, name)),
             idle: Closing::new(cold.map(ColdTier::idle), SWEEP_AT_LEAST),
+            unfinished: false,
         }
     }
 
@@ -206,14 +213,17 @@ impl<S: Default + Serialize + DeserializeOwned> Tiered<S> {
         let Some(disk) = &mut self.disk else {
             return;
         };
-        if !self.idle.sweep_due(self.hot.len()) {
+        if !self.unfinished && !self.idle.sweep_due(self.hot.len()) {
             return;
         }
         let idle = &self.idle;
+        // What `extract_if` has not reached when it is dropped stays in memory.
         let moving: Vec<(Key, Held<S>)> = self
             .hot
             .extract_if(|key, held| held.touched < idle.cutoff(&key.0))
+            .take(MOVES_PER_STEP)
             .collect();
+        self.unfinished = moving.len() == MOVES_PER_STEP;
         disk.put(moving.iter().map(|(key, held)| (key, &held.state)));
     }
 }
@@ -383,6 +393,30 @@ mod tests {
         states.remove(&key("acme", "o1"));
         assert!(states.touch(key("acme", "o1"), 10_000).is_empty());
         assert_eq!(tier.revived(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_large_sweep_moves_a_steps_worth_at_a_time_and_finishes_in_the_next_steps() {
+        let dir = scratch("large");
+        let tier = ColdTier::prepare(&dir, 1_000).unwrap();
+        let mut states: Tiered<u64> = Tiered::new("test", Some(&tier));
+        let idle = MOVES_PER_STEP + MOVES_PER_STEP / 2;
+        for i in 0..idle {
+            *states.touch(key("acme", &format!("old{i}")), 0) = i as u64;
+        }
+        for i in 0..idle + SWEEP_AT_LEAST {
+            states.touch(key("acme", &format!("new{i}")), 10_000);
+        }
+        states.sweep();
+        assert_eq!(tier.moved(), MOVES_PER_STEP as u64);
+        // The next step goes on without waiting for the next sweep to be due.
+        states.sweep();
+        assert_eq!(tier.moved(), idle as u64);
+        states.sweep();
+        assert_eq!(tier.moved(), idle as u64);
+        assert_eq!(states.len(), idle + SWEEP_AT_LEAST);
+        assert_eq!(*states.touch(key("acme", "old7"), 10_000), 7);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
