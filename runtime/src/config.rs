@@ -49,6 +49,12 @@ pub struct Retention {
     /// How long an entity (order, payment, user) may go untouched in its tenant's event time
     /// before its state moves to the cold tier on disk (`"30d"` when absent, or `"off"`).
     pub entity_idle: Option<String>,
+    /// How far behind its tenant's watermark an hour of a windowed view is still served from
+    /// memory; older hours move to `gold/` in the landing zone (`"7d"` when absent, or
+    /// `"off"`).
+    pub serve: Option<String>,
+    /// The event time one gold file spans (`"1h"` when absent; whole minutes dividing a day).
+    pub gold_span: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -316,6 +322,12 @@ impl Config {
         }
         if let Some(idle) = &self.retention.entity_idle {
             duration_ms("retention.entity_idle", idle)?;
+        }
+        if let Some(serve) = &self.retention.serve {
+            duration_ms("retention.serve", serve)?;
+        }
+        if let Some(span) = &self.retention.gold_span {
+            duration_ms("retention.gold_span", span)?;
         }
         let p = &self.pipeline;
         positive("pipeline.workers", p.workers.map(u64::from))?;

@@ -39,6 +39,8 @@ pub const DEFAULT_LATENESS_MS: i64 = 3_600_000;
 /// SPEC §2.7's default `entity_idle`: an entity untouched for 30 days of event time goes to
 /// the cold tier.
 pub const DEFAULT_ENTITY_IDLE_MS: i64 = 30 * 86_400_000;
+/// SPEC §2.7's default serve window: hours a week behind the watermark go to gold.
+pub const DEFAULT_SERVE_MS: i64 = crate::output::gold::DEFAULT_SERVE_MS;
 /// Live runs: seconds between status lines.
 pub const DEFAULT_STATUS_SECS: u64 = 5;
 /// Kafka runs: seconds between checkpoints.
@@ -116,6 +118,16 @@ pub struct RunFlags {
     /// [default: 30d].
     #[arg(long)]
     pub entity_idle: Option<String>,
+    /// How far behind its tenant's watermark an hour of gmv_minute, sessions and
+    /// conversion_hour stays in memory; older hours are exported to gold/ under --out and
+    /// leave memory (the view is gold plus what is served): 7d, 12h, ..., or off [default:
+    /// 7d; only with --out].
+    #[arg(long)]
+    pub serve_window: Option<String>,
+    /// The event time one gold file spans: whole minutes that divide a day (1h, 30m, 5m)
+    /// [default: 1h].
+    #[arg(long)]
+    pub gold_span: Option<String>,
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
         help = format!("Live runs: generated events per second [default: {DEFAULT_RATE}]"))]
     pub rate: Option<u64>,
@@ -185,6 +197,17 @@ pub struct Settings {
     pub tenant_labels: usize,
     /// Where idle entity state goes; `None` keeps it all in memory.
     pub cold: Option<ColdSettings>,
+    /// When the windowed views' closed spans move to gold (with `out`); `None` keeps them.
+    pub gold: Option<GoldSettings>,
+}
+
+/// The gold export a run with a landing zone starts (see [`crate::output::gold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoldSettings {
+    /// ms behind its tenant's watermark a span of event time is still served from memory.
+    pub serve: i64,
+    /// Minutes of event time per gold file.
+    pub span_minutes: u32,
 }
 
 /// The cold tier a run prepares at start (see [`crate::dataflow::views::cold`]).
@@ -216,6 +239,8 @@ pub enum SettingsError {
     CheckpointsNeedDir { out: String },
     #[error("{flag}: {value} is not a positive number of seconds")]
     Seconds { flag: String, value: f64 },
+    #[error("{key} = {value}: a gold file spans whole minutes that divide a day (1h, 30m, 5m)")]
+    GoldSpan { key: String, value: String },
     #[error("--plugin {0}: expected NAME=FILE.wasm")]
     PluginSpec(String),
     #[error("loading plugin components needs the WebAssembly plugins; drop --plugins native")]
@@ -252,6 +277,7 @@ impl SettingsError {
             SettingsError::BoundedNeedsOut => "bounded_needs_out",
             SettingsError::CheckpointsNeedDir { .. } => "checkpoints_need_dir",
             SettingsError::Seconds { .. } => "bad_seconds",
+            SettingsError::GoldSpan { .. } => "bad_gold_span",
             SettingsError::PluginSpec(_) => "plugin_spec",
             SettingsError::NativeWithComponents => "native_with_components",
             SettingsError::PluginFile { .. } => "plugin_file",
@@ -260,6 +286,19 @@ impl SettingsError {
             SettingsError::TokenFile { .. } => "token_file",
             SettingsError::Tls(e) => e.code(),
         }
+    }
+}
+
+/// Minutes per gold file from a duration: whole minutes that divide a day.
+fn gold_span(key: &str, value: &str) -> Result<u32, SettingsError> {
+    let bad = || SettingsError::GoldSpan {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    };
+    let ms = crate::config::duration_ms(key, value)?.ok_or_else(bad)?;
+    match u32::try_from(ms / 60_000) {
+        Ok(minutes) if ms % 60_000 == 0 && minutes > 0 && 1_440 % minutes == 0 => Ok(minutes),
+        _ => Err(bad()),
     }
 }
 
@@ -393,6 +432,20 @@ impl Config {
                 }),
             idle,
         });
+        let serve_window = match (&flags.serve_window, &self.retention.serve) {
+            (Some(flag), _) => crate::config::duration_ms("--serve-window", flag)?,
+            (None, Some(set)) => crate::config::duration_ms("retention.serve", set)?,
+            (None, None) => Some(DEFAULT_SERVE_MS),
+        };
+        let span_minutes = match (&flags.gold_span, &self.retention.gold_span) {
+            (Some(flag), _) => gold_span("--gold-span", flag)?,
+            (None, Some(set)) => gold_span("retention.gold_span", set)?,
+            (None, None) => (crate::output::gold::BUCKET_MS / 60_000) as u32,
+        };
+        let serve_window = serve_window.map(|serve| GoldSettings {
+            serve,
+            span_minutes,
+        });
         let serve = || -> Result<ServeConfig, SettingsError> {
             // First, so a refused certificate leaves no generated token file behind.
             let tls = self.tls_identity()?;
@@ -508,6 +561,7 @@ impl Config {
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
                     cold: cold.clone(),
+                    gold: serve_window,
                 })
             }
             (None, Some(input)) => {
@@ -533,6 +587,7 @@ impl Config {
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
                     cold: cold.clone(),
+                    gold: serve_window,
                 })
             }
             (None, None) => Ok(Settings {
@@ -549,6 +604,7 @@ impl Config {
                 allowed_tenants,
                 tenant_labels,
                 cold,
+                gold: serve_window,
             }),
         }
     }

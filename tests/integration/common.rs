@@ -99,6 +99,77 @@ pub fn oracle(lines: &[String], params: &Params) -> Expected {
     expected
 }
 
+/// Rows of every view, by name.
+pub type Views = BTreeMap<&'static str, Vec<Row>>;
+
+/// The oracle's views split as SPEC §2.7's gold leaves them after a run with a serve window
+/// of `serve` ms and gold files of `span` ms: the rows in gold, and the live rest.
+pub fn oracle_gold(lines: &[String], params: &Params, serve: i64, span: i64) -> (Views, Views) {
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let (gold, live) = compute(&refs, params).split_gold(serve, span);
+    let cells = |tables: oracle::Tables| {
+        tables
+            .into_iter()
+            .map(|(name, rows)| {
+                let mut rows: Vec<Row> = rows
+                    .into_iter()
+                    .map(|row| {
+                        row.into_iter()
+                            .map(|cell| match cell {
+                                oracle::Cell::Int(v) => Cell::Int(v),
+                                oracle::Cell::Str(v) => Cell::Str(v),
+                                oracle::Cell::Bool(v) => Cell::Bool(v),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                rows.sort();
+                (name, rows)
+            })
+            .collect()
+    };
+    (cells(gold), cells(live))
+}
+
+/// Every gold file's rows under `dir/gold`, by view (every view present), sorted; no file may
+/// be a half-written one.
+pub fn read_gold(dir: &Path) -> BTreeMap<&'static str, Vec<Row>> {
+    let mut gold: BTreeMap<&'static str, Vec<Row>> =
+        VIEWS.iter().map(|v| (v.name, Vec::new())).collect();
+    let mut dirs = vec![dir.join("gold")];
+    while let Some(at) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let (view, tenant, _) = weir::output::gold::parse_name(&relative)
+                .unwrap_or_else(|| panic!("{relative} is not a gold file"));
+            let (names, rows) = read_parquet(&path);
+            let want: Vec<&str> = view.schema().columns.iter().map(|c| c.name).collect();
+            assert_eq!(names, want, "columns of {relative}");
+            assert!(
+                rows.iter().all(|r| r[0] == Cell::Str(tenant.clone())),
+                "{relative} holds another tenant's rows"
+            );
+            gold.get_mut(view.name()).unwrap().extend(rows);
+        }
+    }
+    for rows in gold.values_mut() {
+        rows.sort();
+    }
+    gold
+}
+
 /// The published rows of every view, by name.
 pub fn views_of(result: &RunResult) -> BTreeMap<&'static str, Vec<Row>> {
     result.store.read(|p| {
@@ -246,6 +317,16 @@ impl WeirProcess {
     /// Spawns `weir ARGS --ready-file DIR/NAME.ready.json` and returns at once; `ARGS` is a
     /// `weir run` command line (starting with `run`).
     pub fn spawn<S: AsRef<OsStr>>(args: &[S], dir: &Path, name: &str) -> WeirProcess {
+        WeirProcess::spawn_with_env(args, &[], dir, name)
+    }
+
+    /// As [`WeirProcess::spawn`], with `env` added to the child's environment.
+    pub fn spawn_with_env<S: AsRef<OsStr>>(
+        args: &[S],
+        env: &[(&str, &str)],
+        dir: &Path,
+        name: &str,
+    ) -> WeirProcess {
         assert!(
             args.first().is_some_and(|a| a.as_ref() == "run"),
             "WeirProcess runs `weir run ...`"
@@ -259,6 +340,7 @@ impl WeirProcess {
             .args(args)
             .arg("--ready-file")
             .arg(&ready_file)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -8,7 +8,14 @@ use weir::run::{RunConfig, run_bounded_into};
 
 use weir::dataflow::views::cold::ColdTier;
 
-use crate::common::{assert_views_eq, mangled_input, oracle, run_lines, scratch_dir, views_of};
+use weir::output::gold::{Gold, GoldStats};
+use weir::output::landing::Landing;
+use weir::run::Driver;
+
+use crate::common::{
+    Expected, assert_views_eq, mangled_input, oracle, oracle_gold, read_gold, run_lines,
+    scratch_dir, views_of,
+};
 use crate::oracle::{Lateness, Params};
 
 /// Asserts a run's views, admitted, duplicate and quarantine counts are the oracle's; the
@@ -67,19 +74,32 @@ fn views_equal_the_oracle_on_twenty_seeds() {
     }
 }
 
+/// Where a run exports its closed rows: the landing directory, the serve window (ms) and the
+/// minutes of event time per gold file.
+struct GoldAt<'a> {
+    dir: &'a std::path::Path,
+    serve: i64,
+    span_minutes: u32,
+}
+
 /// A run of `lines` with `lateness` (ms) against the oracle applying the same rule at the
-/// same logical times: the oracle, and the quarantine counts by reason.
+/// same logical times: the oracle, the quarantine counts by reason and what went to gold.
 /// With `cold`, entities idle that long move to the cold tier and come back when touched.
+/// With `gold`, an export pass runs after every 2,000 lines and once at the end: the rows of
+/// the closed spans must be in the gold files exactly and the rest live, so that their union
+/// is the view.
 fn assert_late_run_is_the_oracles(
     lines: &[String],
     workers: usize,
     epoch_lines: usize,
     lateness: i64,
     cold: Option<&ColdTier>,
+    gold: Option<GoldAt>,
     context: &str,
 ) -> (
     crate::common::Expected,
     std::collections::BTreeMap<String, usize>,
+    Option<GoldStats>,
 ) {
     let config = RunConfig {
         workers,
@@ -88,27 +108,55 @@ fn assert_late_run_is_the_oracles(
         cold: cold.cloned(),
         ..RunConfig::default()
     };
-    let result = run_lines(lines, &config);
-    let oracle = oracle(
-        lines,
-        &Params {
-            lateness: Some(Lateness {
-                ms: lateness,
-                epoch_lines,
-            }),
-            ..Params::default()
-        },
+    let params = Params {
+        lateness: Some(Lateness {
+            ms: lateness,
+            epoch_lines,
+        }),
+        ..Params::default()
+    };
+    let oracle = oracle(lines, &params);
+    let Some(gold) = gold else {
+        let result = run_lines(lines, &config);
+        let quarantined = assert_run_is_the_oracles(&result, &oracle, context);
+        return (oracle, quarantined, None);
+    };
+    let landing = Landing::open(gold.dir.to_str().unwrap()).unwrap();
+    let exporter = Gold::open(landing, gold.serve, true)
+        .unwrap()
+        .with_span(gold.span_minutes);
+    let mut driver = Driver::start(&config, Arc::new(ViewStore::default())).unwrap();
+    driver.export_gold(exporter, None);
+    for chunk in lines.chunks(2_000) {
+        driver.feed(chunk);
+        driver.pass_gold().unwrap();
+    }
+    let result = driver.finish().unwrap();
+    let span = i64::from(gold.span_minutes) * 60_000;
+    let (want_gold, want_live) = oracle_gold(lines, &params, gold.serve, span);
+    assert_views_eq(
+        &read_gold(gold.dir),
+        &want_gold,
+        &format!("{context}: gold"),
     );
-    let quarantined = assert_run_is_the_oracles(&result, &oracle, context);
-    (oracle, quarantined)
+    let live = Expected {
+        views: want_live,
+        ..oracle.clone()
+    };
+    let quarantined = assert_run_is_the_oracles(&result, &live, &format!("{context}: live"));
+    (oracle, quarantined, result.gold)
 }
 
 /// SPEC §2.7 with 2 to 20 minutes of lateness: the events the generator and the shuffle make
 /// later than that are `too_late`, decided per tenant and per logical time exactly as the
 /// oracle decides them, and every view is the batch computation over what was admitted.
+/// Spans of 1 to 5 minutes more than 1 to 4 minutes behind the watermark go to gold while the
+/// run goes, well within the lateness: late events keep changing rows already in gold, and
+/// gold plus live must still be every view.
 #[test]
 fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
     let (mut too_late, mut moved, mut revived) = (0, 0, 0);
+    let (mut exported, mut merged) = (0, 0);
     for seed in 1..=20u64 {
         let minutes = 2 + (seed % 4) as i64 * 6;
         let lateness = minutes * 60_000;
@@ -122,14 +170,28 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
         let epoch_lines = 300 + seed as usize * 53;
         // Entities idle for half the lateness go cold.
         let cold = ColdTier::prepare(scratch_dir(&format!("cold-{seed}")), lateness / 2).unwrap();
-        let (_, quarantined) = assert_late_run_is_the_oracles(
+        let landing = scratch_dir(&format!("gold-{seed}"));
+        let gold = GoldAt {
+            dir: &landing,
+            serve: (1 + (seed % 4) as i64) * 60_000,
+            span_minutes: [1, 2, 5][seed as usize % 3],
+        };
+        let (oracle, quarantined, stats) = assert_late_run_is_the_oracles(
             &lines,
             workers,
             epoch_lines,
             lateness,
             Some(&cold),
+            Some(gold),
             &context,
         );
+        let stats = stats.expect("a gold export");
+        assert!(
+            stats.rows > 0 && !oracle.views["sessions"].is_empty(),
+            "{context}: nothing went to gold"
+        );
+        exported += stats.rows;
+        merged += stats.merged;
         let late = quarantined.get("too_late").copied().unwrap_or_default();
         assert!(late > 0, "{context}: no event past the lateness");
         too_late += late;
@@ -140,6 +202,10 @@ fn views_equal_the_oracle_with_minutes_of_lateness_on_twenty_seeds() {
     assert!(
         moved > 0 && revived > 0,
         "{moved} went cold, {revived} came back"
+    );
+    assert!(
+        exported > 10_000 && merged > 100,
+        "{exported} rows went to gold, {merged} files took changes to them"
     );
 }
 
@@ -158,12 +224,13 @@ fn views_equal_the_oracle_while_sessions_and_fraud_features_close() {
         // refund or cancellation of one brings it back.
         let cold =
             ColdTier::prepare(scratch_dir(&format!("cold-closing-{seed}")), lateness).unwrap();
-        let (oracle, _) = assert_late_run_is_the_oracles(
+        let (oracle, _, _) = assert_late_run_is_the_oracles(
             &lines,
             2,
             1_000 + seed as usize,
             lateness,
             Some(&cold),
+            None,
             &context,
         );
         let sessions = &oracle.views["sessions"];

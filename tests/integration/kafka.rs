@@ -39,12 +39,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
-use weir::row::Cell;
+use weir::row::{Cell, Row};
 
 use crate::common::{
     Expected, Landed, Rng, WeirProcess, assert_landed_events_are_masked,
     assert_quarantine_is_the_bad_lines, assert_views_eq, mangled_input, oracle, parquet_files,
-    read_parquet, read_views, scratch_dir, tail,
+    read_gold, read_parquet, read_views, scratch_dir, tail,
 };
 use crate::oracle::{Lateness, Params};
 use weir::run::DEFAULT_EPOCH_LINES;
@@ -75,10 +75,20 @@ fn crash_recovery_is_exactly_once() {
     // is in the topic, so kills land during start-up, mid-batch and mid-checkpoint alike.
     let mut rng = Rng::new(0xC0FFEE);
     let mut starts: Vec<Start> = Vec::new();
-    while starts.len() < 10 || !producing.finished() {
+    let mut mid_export = 0;
+    // Spans of 5 minutes of event time go to gold 5 minutes behind the watermark, well within
+    // the hour of lateness, so exports and merges into them go on all the time; each file
+    // waits 100 ms before it is written, so kills land in the middle of exports too.
+    let with_gold = |until_idle| {
+        let mut args = live_args(&broker.url(&topic), &out, "0.5", until_idle);
+        args.extend(["--serve-window", "5m", "--gold-span", "5m"].map(String::from));
+        args
+    };
+    while starts.len() < 10 || !producing.finished() || mid_export == 0 {
         // Not waiting for the ready file: a kill may land before the run serves.
-        let mut weir = WeirProcess::spawn(
-            &live_args(&broker.url(&topic), &out, "0.5", None),
+        let mut weir = WeirProcess::spawn_with_env(
+            &with_gold(None),
+            &[("WEIR_GOLD_WRITE_DELAY_MS", "100")],
             &logs,
             &format!("start-{:02}", starts.len()),
         );
@@ -97,6 +107,13 @@ fn crash_recovery_is_exactly_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let stderr = weir.kill();
+        if stderr.rfind(GOLD_EXPORTING) > stderr.rfind(GOLD_EXPORTED) {
+            mid_export += 1;
+        }
+        assert!(
+            starts.len() < 40,
+            "40 kills and none in the middle of a gold export"
+        );
         starts.push(Start {
             recovered: parse_recovered(&stderr),
             seen_after,
@@ -104,7 +121,10 @@ fn crash_recovery_is_exactly_once() {
     }
     let kills = starts.len();
     // Reported before anything else can fail, so a failing run still shows it.
-    eprintln!("kafka crash test: {kills} kills, {} lines", lines.len());
+    eprintln!(
+        "kafka crash test: {kills} kills ({mid_export} in the middle of a gold export), {} lines",
+        lines.len()
+    );
     for (i, start) in starts.iter().enumerate() {
         match &start.recovered {
             Some(r) => eprintln!(
@@ -125,11 +145,7 @@ fn crash_recovery_is_exactly_once() {
     assert_same_lines(&in_topic, &lines, "the topic");
 
     // The last run drains the topic and stops once it has been idle for three seconds.
-    let weir = start_live(
-        &live_args(&broker.url(&topic), &out, "0.5", Some("3")),
-        &logs,
-        "final",
-    );
+    let weir = start_live(&with_gold(Some("3")), &logs, "final");
     let started = weir.started();
     let final_stderr = weir.wait_success(Duration::from_secs(600));
     let final_recovery = parse_recovered(&final_stderr)
@@ -184,14 +200,26 @@ fn crash_recovery_is_exactly_once() {
         "the input must have events past the lateness: {:?}",
         oracle.quarantined
     );
-    assert_views_eq(&read_views(&out), &oracle.views, "after kills");
+    // A windowed view is its gold files and its live rows.
+    let gold = read_gold(&out);
+    assert!(
+        ["gmv_minute", "sessions", "conversion_hour"]
+            .iter()
+            .all(|v| gold[v].len() > 100),
+        "too little went to gold: {:?}",
+        gold.iter()
+            .map(|(v, rows)| (v, rows.len()))
+            .collect::<Vec<_>>()
+    );
+    let views = union(read_views(&out), gold);
+    assert_views_eq(&views, &oracle.views, "after kills");
     assert_raw_exactly_once(&out, Some(&topic), &oracle, "after kills");
     assert_quarantine_exactly_once(&out, &topic, &lines, &oracle);
 
     // Acceptance 3: the landing zone alone reproduces the live run's views.
     let replay = root.join("replay");
     weir_bounded(&out, &replay, &logs, "replay");
-    assert_views_eq(&read_views(&replay), &read_views(&out), "replay vs live");
+    assert_views_eq(&read_views(&replay), &views, "replay vs live");
 }
 
 /// Acceptance 2: with the newest manifest torn, the next start warns, recovers the one
@@ -648,6 +676,21 @@ fn checkpoint_manifests(dir: &Path) -> Vec<(u64, PathBuf)> {
 // ------------------------------------------------------------------------------------------
 
 const RECOVERED: &str = "weir: recovered checkpoint ";
+const GOLD_EXPORTING: &str = "weir: gold: exporting";
+const GOLD_EXPORTED: &str = "weir: gold: exported";
+
+/// Two sets of rows of every view as one, each view sorted.
+fn union(
+    mut a: BTreeMap<&'static str, Vec<Row>>,
+    b: BTreeMap<&'static str, Vec<Row>>,
+) -> BTreeMap<&'static str, Vec<Row>> {
+    for (view, rows) in b {
+        let all = a.entry(view).or_default();
+        all.extend(rows);
+        all.sort();
+    }
+    a
+}
 const KAFKA: &str = "weir: kafka:";
 
 fn has_kafka_line(stderr: &str) -> bool {

@@ -20,7 +20,12 @@ use weir::serve::api::{from_row, to_value};
 use weir::serve::proto::{self, plugins_client::PluginsClient, views_client::ViewsClient};
 use weir::serve::{AdminQueue, Caller, ServeConfig, Server, Tokens};
 
-use crate::common::{WeirProcess, mangled_input, oracle, run_lines, scratch_dir, tail};
+use weir::output::gold::Gold;
+use weir::output::landing::Landing;
+
+use crate::common::{
+    WeirProcess, mangled_input, oracle, parquet_files, read_parquet, run_lines, scratch_dir, tail,
+};
 use crate::oracle::Params;
 
 const ADMIN: &str = "admin-token";
@@ -204,6 +209,81 @@ fn queries_return_exactly_the_oracle_rows_and_tenants_only_their_own() {
             .into_inner();
         assert_eq!(limited.rows.len(), 1);
         assert_eq!(limited.truncated, acme.len() > 1);
+    });
+}
+
+/// Once spans of a windowed view went to gold, a query answers with the live rows and says,
+/// for the caller's tenants alone, before when and where the rest are: those files plus the
+/// rows are the view.
+#[test]
+fn a_query_says_where_its_tenants_rows_in_gold_are() {
+    let lines = mangled_input(6, 30_000, 400);
+    let want = oracle(&lines, &Params::default());
+    let store = finished_store(&lines);
+    let landing = scratch_dir("serving-gold");
+    let mut gold = Gold::open(
+        Landing::open(landing.to_str().unwrap()).unwrap(),
+        120_000,
+        true,
+    )
+    .unwrap()
+    .with_span(1);
+    gold.pass(&store).unwrap();
+    assert!(gold.stats().rows > 0);
+    let (server, _admin) = serve(store, Arc::default());
+    runtime().block_on(async {
+        let mut client = ViewsClient::new(channel(&server).await);
+        for (token, tenant) in [
+            (ACME, Some("acme")),
+            (GLOBEX, Some("globex")),
+            (ADMIN, None),
+        ] {
+            let answer = client
+                .query(with_token(query_request("sessions", &[], None), token))
+                .await
+                .unwrap()
+                .into_inner();
+            let tenants: Vec<&str> = answer.gold.iter().map(|g| g.tenant_id.as_str()).collect();
+            match tenant {
+                Some(tenant) => assert_eq!(tenants, [tenant], "{token}"),
+                None => assert_eq!(tenants, ["acme", "globex", "initech"], "{token}"),
+            }
+            for part in &answer.gold {
+                assert_eq!(
+                    part.location,
+                    format!("gold/sessions/tenant_id={}/", part.tenant_id)
+                );
+                // The files under the location and the live rows are the tenant's sessions.
+                let mut rows: Vec<Row> = parquet_files(&landing.join(&part.location))
+                    .iter()
+                    .flat_map(|f| read_parquet(f).1)
+                    .collect();
+                assert!(
+                    rows.iter()
+                        .all(|r| matches!(r[2], Cell::Int(t) if t < part.before_ms)),
+                    "a gold row of {} at or after {}",
+                    part.tenant_id,
+                    part.before_ms
+                );
+                let (_, live) = query(
+                    &mut client,
+                    ADMIN,
+                    "sessions",
+                    &[Cell::from(part.tenant_id.as_str())],
+                    None,
+                )
+                .await
+                .unwrap();
+                assert!(!rows.is_empty() && !live.is_empty(), "{}", part.tenant_id);
+                rows.extend(live);
+                let want_tenant: Vec<Row> = want.views["sessions"]
+                    .iter()
+                    .filter(|r| tenant_of(r) == part.tenant_id)
+                    .cloned()
+                    .collect();
+                assert_eq!(sorted(rows), want_tenant, "{}", part.tenant_id);
+            }
+        }
     });
 }
 

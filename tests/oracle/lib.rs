@@ -170,6 +170,56 @@ impl<C> OracleViews<C> {
     }
 }
 
+/// SPEC §2.7's gold: the windowed views, each with the column of the event time a row
+/// belongs to (`minute_start_ms`, `session_start_ms`, `hour_start_ms`).
+pub const WINDOWED: [(&str, usize); 3] =
+    [("gmv_minute", 2), ("sessions", 2), ("conversion_hour", 1)];
+
+/// Rows of every view by name.
+pub type Tables = BTreeMap<&'static str, Vec<Vec<Cell>>>;
+
+impl OracleViews<Cell> {
+    /// Per tenant, where its gold ends once every event is in: the start of the span (of
+    /// `span` ms, counted from the epoch) holding the time `serve` behind its watermark, the
+    /// greatest event time of its admitted events. Rows of earlier spans can change no more
+    /// than any other, but they are no longer served from memory.
+    pub fn gold_before(&self, serve: Millis, span: Millis) -> BTreeMap<String, Millis> {
+        let mut marks: BTreeMap<String, Millis> = BTreeMap::new();
+        for (_, e) in &self.admitted {
+            let mark = marks.entry(e.tenant_id.clone()).or_insert(e.time);
+            *mark = (*mark).max(e.time);
+        }
+        marks
+            .into_iter()
+            .map(|(t, m)| (t, (m - serve).div_euclid(span) * span))
+            .collect()
+    }
+
+    /// The views split into what is in gold after the run and what is live: a windowed
+    /// view's row is in gold when its time is before its tenant's [`gold_before`]; every
+    /// other row (of every view) is live.
+    ///
+    /// [`gold_before`]: OracleViews::gold_before
+    pub fn split_gold(&self, serve: Millis, span: Millis) -> (Tables, Tables) {
+        let before = self.gold_before(serve, span);
+        let (mut gold, mut live) = (Tables::new(), Tables::new());
+        for (name, rows) in &self.views {
+            let column = WINDOWED.iter().find(|(v, _)| v == name).map(|(_, c)| *c);
+            let (g, l): (Vec<_>, Vec<_>) = rows.iter().cloned().partition(|row| {
+                match (column, &row[0], row.get(column.unwrap_or(0))) {
+                    (Some(_), Cell::Str(tenant), Some(Cell::Int(at))) => {
+                        before.get(tenant).is_some_and(|b| at < b)
+                    }
+                    _ => false,
+                }
+            });
+            gold.insert(name, g);
+            live.insert(name, l);
+        }
+        (gold, live)
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // The event contract (SPEC §1)
 // ------------------------------------------------------------------------------------------

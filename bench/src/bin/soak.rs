@@ -2,8 +2,10 @@
 //!
 //! 1. **Memory.** Runs the `weir` binary live on the built-in generator (`--rate`, 20,000
 //!    events/s unless told, for `--minutes`, 30 unless told, with `--lateness`, 10 minutes
-//!    unless told, and `--entity-idle`, 10 minutes unless told, so the cold tier is used within
-//!    the run) and samples its RSS from `/proc/<pid>/status` and the events it has read
+//!    unless told, `--entity-idle`, 10 minutes unless told, so the cold tier is used within
+//!    the run, and `--serve-window`, a day unless told, so closed spans go to gold within it:
+//!    the generator's event time runs hundreds of times faster than the wall clock) landing
+//!    in `target/bench/soak-landing`, and samples its RSS from `/proc/<pid>/status` and the events it has read
 //!    from its status line every 10 s. It reports the growth in MB per million events read
 //!    after the first third of the run (when the lateness window has filled), the figure
 //!    retention must bound.
@@ -32,6 +34,7 @@ struct Args {
     rate: u64,
     lateness: String,
     entity_idle: String,
+    serve_window: String,
     every: Duration,
     kafka: Option<String>,
     kafka_events: u64,
@@ -45,6 +48,7 @@ fn parse_args() -> Args {
         rate: 20_000,
         lateness: "10m".into(),
         entity_idle: "10m".into(),
+        serve_window: "1d".into(),
         every: Duration::from_secs(10),
         kafka: None,
         kafka_events: 2_000_000,
@@ -59,6 +63,7 @@ fn parse_args() -> Args {
             "--rate" => args.rate = value().parse().expect("--rate N"),
             "--lateness" => args.lateness = value(),
             "--entity-idle" => args.entity_idle = value(),
+            "--serve-window" => args.serve_window = value(),
             "--every-secs" => {
                 args.every = Duration::from_secs_f64(value().parse().expect("--every-secs S"))
             }
@@ -114,10 +119,14 @@ fn follow(child: &mut Child) -> (Arc<AtomicU64>, Arc<Mutex<Vec<String>>>) {
 }
 
 fn soak(args: &Args) -> Vec<Sample> {
+    let landing = args.out.join("soak-landing");
+    let _ = std::fs::remove_dir_all(&landing);
     let mut child = Command::new(&args.weir)
         .args(["run", "--rate", &args.rate.to_string()])
         .args(["--lateness", &args.lateness])
         .args(["--entity-idle", &args.entity_idle])
+        .args(["--serve-window", &args.serve_window, "--out"])
+        .arg(&landing)
         .args(["--grpc", "127.0.0.1:0", "--metrics", "off"])
         .args(["--status-secs", "1"])
         .stdin(Stdio::null())
@@ -300,6 +309,7 @@ fn write_report(
         "minutes": args.minutes,
         "lateness": args.lateness,
         "entity_idle": args.entity_idle,
+        "serve_window": args.serve_window,
         "growth_mb_per_million_events_after": {"secs": settle, "value": grown},
         "samples": samples.iter().map(|s| serde_json::json!({
             "secs": s.secs, "rss_bytes": s.rss_bytes, "read": s.read,
@@ -315,7 +325,7 @@ fn write_report(
     std::fs::write(&json, serde_json::to_string_pretty(&report).unwrap()).expect("write");
     let (first, last) = (samples.first(), samples.last());
     let mut md = format!(
-        "| soak: {} min at {} events/s, lateness {}, entity_idle {} | |\n|---|---|\n\
+        "| soak: {} min at {} events/s, lateness {}, entity_idle {}, serve {} | |\n|---|---|\n\
          | RSS first / last sample | {:.0} / {:.0} MiB |\n\
          | events read | {} |\n\
          | growth after {:.0} s | {} MB per million events (goal < 40) |\n",
@@ -323,6 +333,7 @@ fn write_report(
         args.rate,
         args.lateness,
         args.entity_idle,
+        args.serve_window,
         first.map_or(0.0, |s| mib(s.rss_bytes)),
         last.map_or(0.0, |s| mib(s.rss_bytes)),
         last.map_or(0, |s| s.read),

@@ -19,6 +19,14 @@
 //! dataflow back. Registering a subscriber and delivering a publication share one short lock
 //! (a pointer copy and non-blocking sends), which is what makes "nothing missed or doubled"
 //! hold; the snapshot itself is read outside it.
+//!
+//! The store holds the **live** rows. Rows of windowed views far enough behind their tenant's
+//! watermark move to the gold files of the landing zone (`output::gold`), which [`retire`]s
+//! them here; a later change to such a row arrives as an ordinary update and is merged into
+//! its gold file on the next export. A view is the union of its gold and live rows;
+//! [`Published::gold`] says, per view and tenant, up to where gold holds them.
+//!
+//! [`retire`]: ViewStore::retire
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -31,7 +39,7 @@ use imbl::OrdMap;
 use tokio::sync::mpsc;
 
 use crate::row::{Cell, Row, TABLES, ViewId};
-use crate::time::{Diff, Time};
+use crate::time::{Diff, Millis, Time};
 
 /// Publications whose updates are kept by default (a few seconds of a live run).
 pub const DEFAULT_HISTORY: usize = 256;
@@ -48,6 +56,9 @@ pub const MAX_PAGE_ROWS: usize = 10_000;
 /// One view's rows, each with its multiplicity (1 for a consistent view).
 pub type ViewRows = OrdMap<Row, Diff>;
 
+/// Each tenant's watermark, by tenant.
+pub type Watermarks = Arc<Vec<(String, Millis)>>;
+
 /// Published state. Cloning it is cheap (the maps are persistent).
 #[derive(Debug, Default, Clone)]
 pub struct Published {
@@ -55,6 +66,11 @@ pub struct Published {
     pub as_of: Option<Time>,
     /// Per view and table (indexed as [`TABLES`]).
     pub views: Vec<ViewRows>,
+    /// Each tenant's watermark over every event admitted at or before `as_of` (SPEC §2.7).
+    pub watermarks: Watermarks,
+    /// Per view and tenant: the row time before which the rows are in the gold files and not
+    /// here (besides changes made to them since, which are merged on the next export).
+    pub gold: Arc<BTreeMap<(ViewId, String), Millis>>,
 }
 
 impl Published {
@@ -82,8 +98,9 @@ impl Published {
             .collect()
     }
 
-    /// Rows under `prefix` strictly after `after` (from the first when `None`), in key order.
-    fn with_prefix<'a>(
+    /// Rows under `prefix` strictly after `after` (from the first when `None`), in key order,
+    /// with their multiplicities (a change to a row in gold can leave a negative one).
+    pub fn with_prefix<'a>(
         &'a self,
         view: ViewId,
         prefix: &'a [Cell],
@@ -216,6 +233,8 @@ pub struct ViewStore {
     subscriber_buffer: usize,
     /// Wall-clock admission of each logical time not yet published.
     admitted: Mutex<VecDeque<(Time, Instant)>>,
+    /// The watermarks at the close of each logical time not yet published.
+    marks: Mutex<VecDeque<(Time, Watermarks)>>,
     /// Signalled on every publication, for callers waiting on a time.
     progress: (Mutex<Option<Time>>, Condvar),
     /// Why the dataflow stopped, once a worker failed: nothing is published after it.
@@ -238,6 +257,7 @@ impl ViewStore {
             published: Published {
                 as_of: None,
                 views: TABLES.iter().map(|_| OrdMap::new()).collect(),
+                ..Published::default()
             },
             ..Version::default()
         };
@@ -249,6 +269,7 @@ impl ViewStore {
             history_len: history.max(1),
             subscriber_buffer: subscriber_buffer.max(1),
             admitted: Mutex::new(VecDeque::new()),
+            marks: Mutex::new(VecDeque::new()),
             progress: (Mutex::new(None), Condvar::new()),
             failed: OnceLock::new(),
             observer: Mutex::new(None),
@@ -272,6 +293,41 @@ impl ViewStore {
         if admitted.back().is_none_or(|(t, _)| *t < time) {
             admitted.push_back((time, at));
         }
+    }
+
+    /// The tenants' watermarks over every event admitted at or before `time`, published with
+    /// it (the gold export reads them).
+    pub fn watermarks(&self, time: Time, marks: Vec<(String, Millis)>) {
+        let mut pending = self.marks.lock().unwrap();
+        if pending.back().is_none_or(|(t, _)| *t < time) {
+            pending.push_back((time, Arc::new(marks)));
+        }
+    }
+
+    /// Takes `rows` (with the multiplicities given) out of `view`'s live rows: they are in its
+    /// gold files now, which hold `view`'s rows of each tenant of `gold` before its time. Not
+    /// an update of the view, so neither subscribers nor the history see it.
+    pub fn retire(&self, view: ViewId, rows: &[(Row, Diff)], gold: &[(String, Millis)]) {
+        let _publishing = self.publishing.lock().unwrap();
+        let mut next = Version::clone(&self.current.load());
+        let live = &mut next.published.views[view.index()];
+        for (row, diff) in rows {
+            let count = live.get(row).copied().unwrap_or(0) - diff;
+            if count == 0 {
+                live.remove(row);
+            } else {
+                live.insert(row.clone(), count);
+            }
+        }
+        if !gold.is_empty() {
+            let mut marks = BTreeMap::clone(&next.published.gold);
+            for (tenant, before) in gold {
+                let mark = marks.entry((view, tenant.clone())).or_insert(*before);
+                *mark = (*mark).max(*before);
+            }
+            next.published.gold = Arc::new(marks);
+        }
+        self.current.store(Arc::new(next));
     }
 
     /// Hands over updates a worker produced for `view`; they stay invisible until published.
@@ -319,6 +375,12 @@ impl ViewStore {
             }
         }
         next.published.as_of = Some(time);
+        {
+            let mut marks = self.marks.lock().unwrap();
+            while marks.front().is_some_and(|(t, _)| *t <= time) {
+                next.published.watermarks = marks.pop_front().expect("checked").1;
+            }
+        }
         let publication = Arc::new(Publication { time, updates });
         next.history.push_back(publication.clone());
         while next.history.len() > self.history_len {

@@ -158,6 +158,55 @@ pub fn write_view(
     write_batch(path, batch, as_of)
 }
 
+/// Reads rows of `view` back from a Parquet file's bytes (one written by [`view_batch`]'s
+/// layout): columns are taken by name, so their order in the file does not matter.
+pub fn decode_view(
+    view: &ViewSchema,
+    bytes: bytes::Bytes,
+) -> Result<Vec<Row>, parquet::errors::ParquetError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::errors::ParquetError;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let mut columns = Vec::with_capacity(view.columns.len());
+        for c in view.columns {
+            let array = batch.column_by_name(c.name).ok_or_else(|| {
+                ParquetError::General(format!("no column {} of {}", c.name, view.name))
+            })?;
+            columns.push((c, array.clone()));
+        }
+        let wrong = |name: &str| ParquetError::General(format!("column {name} has another type"));
+        for r in 0..batch.num_rows() {
+            let mut row = Vec::with_capacity(columns.len());
+            for (c, array) in &columns {
+                let any = array.as_any();
+                row.push(match c.ty {
+                    ColumnType::Int => Cell::Int(
+                        any.downcast_ref::<Int64Array>()
+                            .ok_or_else(|| wrong(c.name))?
+                            .value(r),
+                    ),
+                    ColumnType::Str => Cell::Str(
+                        any.downcast_ref::<StringArray>()
+                            .ok_or_else(|| wrong(c.name))?
+                            .value(r)
+                            .to_owned(),
+                    ),
+                    ColumnType::Bool => Cell::Bool(
+                        any.downcast_ref::<BooleanArray>()
+                            .ok_or_else(|| wrong(c.name))?
+                            .value(r),
+                    ),
+                });
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
 /// Quarantined inputs as columns (`raw`, `reason`).
 pub fn quarantine_batch(records: &[Quarantined]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let schema = Schema::new(vec![

@@ -379,6 +379,103 @@ impl Landing {
         self.put(relative, batch, None)
     }
 
+    /// Every file under `prefix`, as paths inside the landing zone (`gold/…/hour=07.parquet`).
+    pub fn files(&self, prefix: &str) -> Result<Vec<String>, LandingError> {
+        Ok(self
+            .list(prefix)?
+            .into_iter()
+            .filter_map(|path| {
+                path.prefix_match(&self.root)
+                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>())
+            })
+            .map(|parts| parts.join("/"))
+            .collect())
+    }
+
+    /// Reads the rows of `view` back from the file at `relative`; `None` if there is none.
+    pub fn read_view_rows(
+        &self,
+        relative: &str,
+        view: &ViewSchema,
+    ) -> Result<Option<Vec<Row>>, LandingError> {
+        let path = self.path(relative);
+        let bytes = self.runtime.block_on(async {
+            match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let Some(bytes) = bytes.map_err(|e| self.store_error(e))? else {
+            return Ok(None);
+        };
+        encode::decode_view(view, bytes)
+            .map(Some)
+            .map_err(|source| LandingError::Encode {
+                path: relative.to_owned(),
+                source,
+            })
+    }
+
+    /// Removes the file at `relative` (durably, on a local filesystem); gone already is fine.
+    pub fn remove(&self, relative: &str) -> Result<(), LandingError> {
+        let path = self.path(relative);
+        match self.runtime.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.store_error(e)),
+        }
+        if let Some(local) = &self.local {
+            let file = local
+                .fs
+                .path_to_filesystem(&path)
+                .map_err(|e| self.store_error(e))?;
+            if let Some(dir) = file.parent().filter(|d| d.exists()) {
+                sync_dir(dir).map_err(|source| LandingError::Sync {
+                    target: self.target.clone(),
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the half-written files a local put leaves under `prefix` when the process
+    /// dies before renaming them into place (`object_store` stages a put beside its target
+    /// as `<name>#<n>`, which no listing shows). Returns how many there were.
+    pub fn remove_staged(&self, prefix: &str) -> Result<usize, LandingError> {
+        let Some(local) = &self.local else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        let mut dirs = vec![local.dir.join(prefix)];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut here = 0;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if entry.file_name().to_string_lossy().contains('#')
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    here += 1;
+                }
+            }
+            if here > 0 {
+                sync_dir(&dir).map_err(|source| LandingError::Sync {
+                    target: self.target.clone(),
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                removed += here;
+            }
+        }
+        Ok(removed)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<Path>, LandingError> {
         let prefix = self.path(prefix);
         let listed: Vec<_> = self

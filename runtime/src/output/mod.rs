@@ -3,6 +3,8 @@
 //! - [`encode`]: rows and quarantined inputs as Arrow batches and Parquet files;
 //! - [`landing`]: the landing zone (local or S3-compatible): raw events, quarantine, view
 //!   exports;
+//! - [`gold`]: the closed rows of the windowed views, exported by hour to `gold/`, out of the
+//!   live store;
 //! - [`checkpoint`]: manifests, segments and the atomic commit protocol.
 //!
 //! Outputs write what they are given; they never drive the run or read a source.
@@ -18,6 +20,7 @@ use std::path::Path;
 
 pub mod checkpoint;
 pub mod encode;
+pub mod gold;
 pub mod landing;
 
 /// Fsyncs a directory, so the entries just added to or removed from it survive a power cut.

@@ -25,6 +25,7 @@ use crate::dataflow::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::dataflow::store::ViewStore;
 use crate::dataflow::views::cold::{ColdError, ColdTier};
 use crate::event::Millis;
+use crate::output::gold::{Gold, GoldExport, GoldStats};
 use crate::output::landing::{Landing, LandingError};
 use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
@@ -182,6 +183,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// The cold tier the run used, with what moved through it.
     pub cold: Option<ColdTier>,
+    /// What the gold export wrote, when the run had one.
+    pub gold: Option<GoldStats>,
 }
 
 /// Exports every view as `views/<view>.parquet`, at one published time.
@@ -238,6 +241,12 @@ impl RunResult {
                 "cold tier:     {} entity states moved to disk, {} brought back\n",
                 cold.moved(),
                 cold.revived()
+            ));
+        }
+        if let Some(gold) = &self.gold {
+            out.push_str(&format!(
+                "gold:          {} closed rows exported ({} files written)\n",
+                gold.rows, gold.files
             ));
         }
         out
@@ -357,6 +366,20 @@ pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunE
         (Some(landing), None) if settings.live.is_none() => driver.land_into(landing)?,
         (landing, _) => driver.outputs = landing,
     }
+    if let (Some(out), Some(gold)) = (&settings.out, settings.gold) {
+        // A run from a checkpoint takes the gold of the run it continues over; any other
+        // starts from nothing.
+        let fresh = settings.checkpoints.is_none();
+        let serve = gold.serve;
+        let gold = Gold::open(Landing::open(out)?, serve, fresh)?
+            .with_span(gold.span_minutes)
+            .logged();
+        eprintln!(
+            "weir: spans of event time more than {} s behind their tenant's watermark move to {out}/gold",
+            serve / 1_000
+        );
+        driver.export_gold(gold, Some(crate::output::gold::EVERY));
+    }
     driver.run(source.as_mut(), stop)?;
     let result = driver.finish()?;
     if settings.checkpoints.is_some() {
@@ -394,6 +417,8 @@ pub struct Driver {
     durability: Option<Durability>,
     /// The run's cold tier, for its counts.
     cold: Option<ColdTier>,
+    /// The export of closed hours to gold, when the run has a landing zone and a serve window.
+    gold: Option<GoldExport>,
     /// Where a run without durability writes its final outputs, if anywhere.
     outputs: Option<Landing>,
     /// Where the API's addresses are written once it serves.
@@ -437,6 +462,7 @@ impl Driver {
             status: None,
             durability: None,
             cold: config.cold.clone(),
+            gold: None,
             outputs: None,
             ready_file: None,
             positioned: false,
@@ -466,6 +492,32 @@ impl Driver {
         durability.track_transforms(self.transforms.clone());
         self.durability = Some(durability);
         self
+    }
+
+    /// Exports the hours of the windowed views past `gold`'s serve window as the run goes
+    /// (every `every`, or at each [`Driver::pass_gold`] when `None`), and once more when it
+    /// finishes.
+    pub fn export_gold(&mut self, gold: Gold, every: Option<Duration>) {
+        self.gold = Some(match every {
+            Some(every) => GoldExport::start(gold, self.store.clone(), every),
+            None => GoldExport::on_call(gold),
+        });
+    }
+
+    /// A gold export pass now, for an export that passes on call.
+    pub fn pass_gold(&mut self) -> Result<(), RunError> {
+        match self.gold.as_mut() {
+            Some(gold) => Ok(gold.pass(&self.store)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the current logical time, publishing the watermarks it closes at with it (what
+    /// the gold export reads).
+    fn advance(&mut self) -> Time {
+        self.store
+            .watermarks(self.pipeline.epoch(), self.admission.watermarks());
+        self.pipeline.advance()
     }
 
     /// Lands the raw events of a bounded run in `landing` (replacing an earlier bounded
@@ -724,10 +776,22 @@ impl Driver {
             outputs,
             started,
             cold,
+            gold,
+            store,
             ..
         } = self;
         let stats = admission.stats().clone();
+        store.watermarks(pipeline.epoch(), admission.watermarks());
         let store = pipeline.finish()?;
+        // The last pass, over the final views: every closed hour is in gold when the run ends.
+        let gold = match gold {
+            Some(export) => {
+                let mut gold = export.stop();
+                gold.pass(&store)?;
+                Some(gold.stats())
+            }
+            None => None,
+        };
         let (quarantine, quarantine_file) = quarantine.finish()?;
         let result = RunResult {
             store,
@@ -736,6 +800,7 @@ impl Driver {
             quarantine_file,
             elapsed: started.elapsed(),
             cold,
+            gold,
         };
         if let Some(durability) = durability {
             durability.finish(&result)?;
@@ -792,7 +857,7 @@ impl Driver {
         self.served = served;
         let source_id = Arc::as_ptr(&self.store) as usize;
         crate::metrics::global().sync_admission(source_id, self.admission.stats());
-        self.pipeline.advance();
+        self.advance();
         deployed
     }
 
@@ -844,7 +909,7 @@ impl Driver {
                     *done += take;
                     if *done == *per {
                         *done = 0;
-                        let closed = self.pipeline.advance();
+                        let closed = self.advance();
                         // A failed worker ends the run at the next poll.
                         if self.lockstep && self.store.wait_for(closed).is_err() {
                             return;

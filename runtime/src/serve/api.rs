@@ -488,6 +488,21 @@ impl Api {
             after,
         };
         let answer = self.store.query(view, &prefix, &page, as_of)?;
+        let tenant = match prefix.first() {
+            Some(Cell::Str(tenant)) => Some(tenant.as_str()),
+            _ => None,
+        };
+        let gold = self.store.read(|p| {
+            p.gold
+                .iter()
+                .filter(|((v, t), _)| *v == view && tenant.is_none_or(|tenant| tenant == t))
+                .map(|((v, t), before)| proto::GoldPart {
+                    tenant_id: t.clone(),
+                    before_ms: *before,
+                    location: format!("gold/{}/tenant_id={t}/", v.name()),
+                })
+                .collect()
+        });
         let next_page_token = match answer.rows.last() {
             Some(last) if answer.truncated => PageToken {
                 view: q.view,
@@ -503,6 +518,7 @@ impl Api {
             rows: answer.rows.iter().map(to_row).collect(),
             truncated: answer.truncated,
             next_page_token,
+            gold,
         })
     }
 

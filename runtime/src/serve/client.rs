@@ -351,6 +351,7 @@ pub fn query(
     };
     // `--limit 0` reads the whole view, a page at a time, all pages at the first page's time.
     let mut rows: Vec<Row> = Vec::new();
+    let mut gold = Vec::new();
     let as_of = runtime()?.block_on(async {
         let mut client =
             ViewsClient::new(target.channel().await?).max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -362,6 +363,9 @@ pub fn query(
                 .into_inner();
             for row in &page.rows {
                 rows.push(from_row(row).ok_or(ClientError::UnsetValue)?);
+            }
+            if gold.is_empty() {
+                gold = page.gold;
             }
             let wanted = limit != 0 && rows.len() >= limit as usize;
             if page.next_page_token.is_empty() || wanted {
@@ -388,6 +392,15 @@ pub fn query(
         write_table(out, &names, &rows)
     };
     written.map_err(ClientError::WriteAnswer)?;
+    // On stderr, so a script reading the rows is not confused by it.
+    for part in &gold {
+        let before = chrono::DateTime::from_timestamp_millis(part.before_ms)
+            .map_or_else(|| part.before_ms.to_string(), |t| t.to_rfc3339());
+        eprintln!(
+            "weir: {}'s rows before {before} are in the landing zone's {} (the view is those and the rows above)",
+            part.tenant_id, part.location
+        );
+    }
     Ok(as_of)
 }
 
