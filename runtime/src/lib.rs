@@ -11,7 +11,8 @@
 //!     ▲                                                                      ▼
 //!     └──── seek/commit ─────────────── run/ ─────────────────────────▶ output/
 //!                          one Driver loop; Durability (landing,        encode (Parquet),
-//!                          checkpoints, recovery) for seekable sources  landing zone, checkpoints
+//!                          checkpoints, recovery) for seekable sources  landing zone, checkpoints,
+//!                                                                       gold (closed spans ◀─ store)
 //!
 //!  shared by every stage: event (the typed event), row (view schemas, ViewId), time (Time,
 //!  Diff, Millis), metrics (Prometheus registry), config (the TOML file and its settings)
@@ -25,7 +26,8 @@
 //! 3. **[`dataflow`]** — the differential dataflow that keeps every view exact, run on timely
 //!    workers, publishing to the [`dataflow::store`] at one consistent logical time;
 //! 4. **[`output`]** — Parquet: views and quarantine, the landing zone of raw events (local or
-//!    S3-compatible), and the checkpoints that make a crash lose and double nothing;
+//!    S3-compatible), the gold tables the windowed views' closed spans move to out of the
+//!    store, and the checkpoints that make a crash lose and double nothing;
 //! 5. **[`serve`]** — the `weir.v1` gRPC API (queries, subscriptions, plugin admin) and its
 //!    clients; [`metrics`] is served beside it.
 //!

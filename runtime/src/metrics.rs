@@ -103,6 +103,8 @@ pub struct Metrics {
     subscribers_dropped: Counter,
     cold_moved: Counter,
     cold_revived: Counter,
+    gold_rows: Counter,
+    gold_files: Counter,
     /// Admission totals already handed over, by the admission that counted them.
     synced: Mutex<BTreeMap<usize, AdmissionStats>>,
 }
@@ -137,6 +139,8 @@ impl Metrics {
             subscribers_dropped: Counter::default(),
             cold_moved: Counter::default(),
             cold_revived: Counter::default(),
+            gold_rows: Counter::default(),
+            gold_files: Counter::default(),
             synced: Mutex::default(),
             registry: Registry::default(),
         };
@@ -225,7 +229,23 @@ impl Metrics {
             "Entity states brought back from the cold tier by an event touching them",
             m.cold_revived.clone(),
         );
+        m.registry.register(
+            "weir_gold_rows_exported",
+            "Rows of the windowed views moved from the live store to the gold files",
+            m.gold_rows.clone(),
+        );
+        m.registry.register(
+            "weir_gold_files_written",
+            "Gold files written, first exports and merges of later changes alike",
+            m.gold_files.clone(),
+        );
         m
+    }
+
+    /// Rows moved to gold, and the files written for them.
+    pub fn count_gold(&self, rows: u64, files: u64) {
+        self.gold_rows.inc_by(rows);
+        self.gold_files.inc_by(files);
     }
 
     /// Entity states moved to the cold tier, and brought back from it.

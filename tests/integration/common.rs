@@ -205,20 +205,18 @@ pub fn assert_views_eq(
 /// Reads a Parquet file back as rows of cells.
 pub fn read_parquet(path: &Path) -> (Vec<String>, Vec<Row>) {
     let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut names = Vec::new();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    // From the file's schema, so a file of no rows has its columns too.
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let reader = builder.build().unwrap();
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
-        names = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
         for r in 0..batch.num_rows() {
             let row = batch
                 .columns()

@@ -111,7 +111,7 @@ fn crash_recovery_is_exactly_once() {
             mid_export += 1;
         }
         assert!(
-            starts.len() < 40,
+            mid_export > 0 || starts.len() < 40,
             "40 kills and none in the middle of a gold export"
         );
         starts.push(Start {
@@ -202,10 +202,11 @@ fn crash_recovery_is_exactly_once() {
     );
     // A windowed view is its gold files and its live rows.
     let gold = read_gold(&out);
+    // About 100 minutes of event time: most minutes and sessions, and some hours, are in gold.
     assert!(
-        ["gmv_minute", "sessions", "conversion_hour"]
-            .iter()
-            .all(|v| gold[v].len() > 100),
+        gold["gmv_minute"].len() > 100
+            && gold["sessions"].len() > 1_000
+            && !gold["conversion_hour"].is_empty(),
         "too little went to gold: {:?}",
         gold.iter()
             .map(|(v, rows)| (v, rows.len()))

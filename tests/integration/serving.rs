@@ -1185,6 +1185,8 @@ fn metrics_are_prometheus_text_with_the_pipelines_metrics(run: &WeirRun) {
         "weir_events_duplicate_total",
         "weir_cold_entities_moved_total",
         "weir_cold_entities_revived_total",
+        "weir_gold_rows_exported_total",
+        "weir_gold_files_written_total",
     ] {
         assert!(scrape.samples.iter().any(|s| s.metric == name), "no {name}");
     }

@@ -180,6 +180,10 @@ impl Gold {
         let before = self.stats;
         self.writing = None;
         let passed = self.pass_over(store);
+        crate::metrics::global().count_gold(
+            self.stats.rows - before.rows,
+            self.stats.files - before.files,
+        );
         if let (true, Some(at)) = (self.logged, self.writing) {
             eprintln!(
                 "weir: gold: exported {} files ({} rows) in {} ms",

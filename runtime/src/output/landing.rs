@@ -5,6 +5,7 @@
 //! raw/tenant_id=<T>/date=<YYYY-MM-DD>/<source>-<partition>-<first>-<last>.parquet
 //! quarantine/<source>-<partition>-<first>-<last>.parquet
 //! views/<view>.parquet
+//! gold/<view>/tenant_id=<T>/date=<YYYY-MM-DD>/<HHMM>.parquet   (see `output::gold`)
 //! ```
 //!
 //! Raw files hold every decoded, deduplicated event (card data already masked) before any

@@ -29,7 +29,8 @@ use weir::run::{CheckpointSettings, Driver, Durability, RunConfig};
 
 use crate::common::{
     Landed, assert_landed_events_are_masked, assert_quarantine_is_the_bad_lines, assert_views_eq,
-    mangled_input, oracle, parquet_files, read_parquet, read_views, scratch_dir, tail,
+    mangled_input, oracle, oracle_gold, parquet_files, read_gold, read_parquet, read_views,
+    scratch_dir, tail,
 };
 use crate::oracle::Params;
 
@@ -53,6 +54,8 @@ fn a_bounded_run_with_out_s3_lands_its_outputs_in_the_store_as_a_local_run_does(
         let output = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "--input", input.to_str().unwrap(), "--out", out])
             .args(["--epoch-lines", "1000", "--workers", "2"])
+            // The input spans minutes of event time: minutes a minute behind go to gold.
+            .args(["--serve-window", "1m", "--gold-span", "1m"])
             .envs(s3.env())
             // Where a URL taken for a path would turn into directories.
             .current_dir(&dir)
@@ -93,6 +96,12 @@ fn a_bounded_run_with_out_s3_lands_its_outputs_in_the_store_as_a_local_run_does(
     for top in ["dead_letters.parquet", "quarantine.parquet"] {
         assert!(want.iter().any(|f| f == top), "{top} not in {want:?}");
     }
+    for view in ["gmv_minute", "sessions", "conversion_hour"] {
+        assert!(
+            want.iter().any(|f| f.starts_with(&format!("gold/{view}/"))),
+            "no gold file of {view} in {want:?}"
+        );
+    }
     assert_eq!(keys, want, "the objects under {prefix}");
     for key in &keys {
         assert_eq!(
@@ -101,7 +110,10 @@ fn a_bounded_run_with_out_s3_lands_its_outputs_in_the_store_as_a_local_run_does(
             "{key} in S3 and locally"
         );
     }
-    assert_views_eq(&read_views(&mirror), &expected.views, "views read from S3");
+    // Gold holds the rows of the minutes wholly a minute behind the watermark, views the rest.
+    let (gold, live) = oracle_gold(&lines, &Params::default(), 60_000, 60_000);
+    assert_views_eq(&read_gold(&mirror), &gold, "gold read from S3");
+    assert_views_eq(&read_views(&mirror), &live, "views read from S3");
     assert_raw_exactly_once(&mirror, &expected, "the S3 raw landing");
     let (_, quarantined) = read_parquet(&mirror.join("quarantine.parquet"));
     let stored: Vec<(String, String)> = quarantined
