@@ -477,7 +477,7 @@ impl Driver {
         let store = Arc::new(ViewStore::new(live.history, live.subscriber_buffer));
         let mut driver = Driver::start(config, store)?;
         driver.clock = Clock::Every(live.tick);
-        driver.quarantine = Quarantine::Recent(VecDeque::new());
+        driver.quarantine = Quarantine::Recent(VecDeque::new(), 0);
         driver.status = Some(Status::new(live.status_every));
         driver.live = Some(live);
         Ok(driver)

@@ -24,6 +24,10 @@ pub const KEPT_IN_MEMORY: usize = 10_000;
 /// Quarantined inputs a live run without a landing zone keeps (the most recent).
 pub const RECENT: usize = 100_000;
 
+/// Bytes of raw input those may hold together: oversize inputs run to 100 KB each, and a
+/// count alone would let a few thousand of them hold hundreds of megabytes.
+pub const RECENT_BYTES: usize = 32 << 20;
+
 /// Records buffered before they are written as one row group.
 const ROW_GROUP: usize = 8_192;
 
@@ -57,8 +61,9 @@ impl SpillError {
 pub(super) enum Quarantine {
     /// All of them, for the run's result.
     Keep(Vec<Quarantined>),
-    /// The most recent ones (a run that never ends, with no landing zone).
-    Recent(VecDeque<Quarantined>),
+    /// The most recent ones (a run that never ends, with no landing zone), and the bytes of
+    /// raw input they hold: at most [`RECENT`] records and [`RECENT_BYTES`].
+    Recent(VecDeque<Quarantined>, usize),
     /// To the landing zone with their offsets, by the `Durability`.
     Landed,
     /// Streamed to a file for the run's `quarantine.parquet`.
@@ -69,12 +74,14 @@ impl Quarantine {
     pub(super) fn put(&mut self, records: impl IntoIterator<Item = Quarantined>) {
         match self {
             Quarantine::Keep(kept) => kept.extend(records),
-            Quarantine::Recent(recent) => {
+            Quarantine::Recent(recent, bytes) => {
                 for record in records {
-                    if recent.len() == RECENT {
-                        recent.pop_front();
-                    }
+                    *bytes += record.raw.len();
                     recent.push_back(record);
+                    while recent.len() > RECENT || (*bytes > RECENT_BYTES && recent.len() > 1) {
+                        let old = recent.pop_front().expect("more than one");
+                        *bytes -= old.raw.len();
+                    }
                 }
             }
             Quarantine::Landed => {}
@@ -86,7 +93,7 @@ impl Quarantine {
     pub(super) fn finish(self) -> Result<(Vec<Quarantined>, Option<SpillFile>), SpillError> {
         match self {
             Quarantine::Keep(kept) => Ok((kept, None)),
-            Quarantine::Recent(recent) => Ok((recent.into(), None)),
+            Quarantine::Recent(recent, _) => Ok((recent.into(), None)),
             Quarantine::Landed => Ok((Vec::new(), None)),
             Quarantine::Spill(spill) => {
                 let (kept, file) = (*spill).finish()?;
@@ -223,6 +230,34 @@ mod tests {
             raw: format!("line {n}"),
             reason: "invalid_json".into(),
         }
+    }
+
+    #[test]
+    fn a_live_run_keeps_the_most_recent_within_a_count_and_a_byte_cap() {
+        let mut quarantine = Quarantine::Recent(VecDeque::new(), 0);
+        quarantine.put((0..RECENT + 5).map(record));
+        let (kept, _) = quarantine.finish().unwrap();
+        assert_eq!(kept.len(), RECENT);
+        assert_eq!(kept[0], record(5));
+        // Oversize inputs are held by bytes: the newest that fit, and always the last one.
+        let big = |n: usize| Quarantined {
+            raw: format!("{n:0>50000}{}", "0".repeat(50_000)),
+            reason: "oversize".into(),
+        };
+        let mut quarantine = Quarantine::Recent(VecDeque::new(), 0);
+        quarantine.put((0..1_000).map(big));
+        quarantine.put([record(7)]);
+        let (kept, _) = quarantine.finish().unwrap();
+        let bytes: usize = kept.iter().map(|q| q.raw.len()).sum();
+        assert!(bytes <= RECENT_BYTES && bytes > RECENT_BYTES - 100_000);
+        assert_eq!(kept.last(), Some(&record(7)));
+        assert_eq!(kept[kept.len() - 2], big(999));
+        let mut quarantine = Quarantine::Recent(VecDeque::new(), 0);
+        quarantine.put([Quarantined {
+            raw: "x".repeat(RECENT_BYTES + 1),
+            reason: "oversize".into(),
+        }]);
+        assert_eq!(quarantine.finish().unwrap().0.len(), 1);
     }
 
     #[test]
