@@ -442,7 +442,7 @@ impl Config {
             (None, Some(set)) => gold_span("retention.gold_span", set)?,
             (None, None) => (crate::output::gold::BUCKET_MS / 60_000) as u32,
         };
-        let serve_window = serve_window.map(|serve| GoldSettings {
+        let gold = serve_window.map(|serve| GoldSettings {
             serve,
             span_minutes,
         });
@@ -561,7 +561,7 @@ impl Config {
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
                     cold: cold.clone(),
-                    gold: serve_window,
+                    gold,
                 })
             }
             (None, Some(input)) => {
@@ -587,7 +587,7 @@ impl Config {
                     allowed_tenants: allowed_tenants.clone(),
                     tenant_labels,
                     cold: cold.clone(),
-                    gold: serve_window,
+                    gold,
                 })
             }
             (None, None) => Ok(Settings {
@@ -604,7 +604,7 @@ impl Config {
                 allowed_tenants,
                 tenant_labels,
                 cold,
-                gold: serve_window,
+                gold,
             }),
         }
     }

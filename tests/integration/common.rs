@@ -136,33 +136,22 @@ pub fn oracle_gold(lines: &[String], params: &Params, serve: i64, span: i64) -> 
 pub fn read_gold(dir: &Path) -> BTreeMap<&'static str, Vec<Row>> {
     let mut gold: BTreeMap<&'static str, Vec<Row>> =
         VIEWS.iter().map(|v| (v.name, Vec::new())).collect();
-    let mut dirs = vec![dir.join("gold")];
-    while let Some(at) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let relative = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let (view, tenant, _) = weir::output::gold::parse_name(&relative)
-                .unwrap_or_else(|| panic!("{relative} is not a gold file"));
-            let (names, rows) = read_parquet(&path);
-            let want: Vec<&str> = view.schema().columns.iter().map(|c| c.name).collect();
-            assert_eq!(names, want, "columns of {relative}");
-            assert!(
-                rows.iter().all(|r| r[0] == Cell::Str(tenant.clone())),
-                "{relative} holds another tenant's rows"
-            );
-            gold.get_mut(view.name()).unwrap().extend(rows);
-        }
+    for path in files_under(&dir.join("gold")) {
+        let relative = path
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let (view, tenant, _) = weir::output::gold::parse_name(&relative)
+            .unwrap_or_else(|| panic!("{relative} is not a gold file"));
+        let (names, rows) = read_parquet(&path);
+        let want: Vec<&str> = view.schema().columns.iter().map(|c| c.name).collect();
+        assert_eq!(names, want, "columns of {relative}");
+        assert!(
+            rows.iter().all(|r| r[0] == Cell::Str(tenant.clone())),
+            "{relative} holds another tenant's rows"
+        );
+        gold.get_mut(view.name()).unwrap().extend(rows);
     }
     for rows in gold.values_mut() {
         rows.sort();
@@ -687,8 +676,8 @@ pub fn assert_landed_events_are_masked(landed: &[Landed], expected: &Expected, c
     );
 }
 
-/// Every `*.parquet` under `dir`, at any depth, sorted; none if `dir` does not exist.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+/// Every file under `dir`, at any depth, sorted; none if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
@@ -699,11 +688,18 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
+            } else {
                 out.push(path);
             }
         }
     }
     out.sort();
+    out
+}
+
+/// Every `*.parquet` under `dir`, at any depth, sorted; none if `dir` does not exist.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files_under(dir);
+    out.retain(|path| path.extension().is_some_and(|e| e == "parquet"));
     out
 }

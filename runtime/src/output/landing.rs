@@ -380,7 +380,7 @@ impl Landing {
         self.put(relative, batch, None)
     }
 
-    /// Every file under `prefix`, as paths inside the landing zone (`gold/…/hour=07.parquet`).
+    /// Every file under `prefix`, as paths inside the landing zone (`gold/…/0700.parquet`).
     pub fn files(&self, prefix: &str) -> Result<Vec<String>, LandingError> {
         Ok(self
             .list(prefix)?
