@@ -108,6 +108,9 @@ pub struct Source {
     pub checkpoint_secs: Option<f64>,
     /// Kafka: seconds between view exports.
     pub export_secs: Option<f64>,
+    /// Kafka: events admitted between the checkpoints that hold the run's whole state (the
+    /// others hold only the events since); a restart replays at most about this many.
+    pub snapshot_events: Option<usize>,
     /// Kafka: stop after the source has been idle this many seconds.
     pub until_idle_secs: Option<f64>,
 }

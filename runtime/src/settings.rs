@@ -21,7 +21,8 @@ use crate::plugins::PluginFactory;
 use crate::plugins::native::NativePlugins;
 use crate::plugins::set::WasmPlugins;
 use crate::run::{
-    CheckpointSettings, DEFAULT_EPOCH_LINES, DEFAULT_WORKERS, LiveConfig, MAX_LAG, RunConfig,
+    CheckpointSettings, DEFAULT_EPOCH_LINES, DEFAULT_SNAPSHOT_EVENTS, DEFAULT_WORKERS, LiveConfig,
+    MAX_LAG, RunConfig,
 };
 use crate::serve::{ServeConfig, TlsIdentity};
 use crate::source::kafka::KafkaUrl;
@@ -90,6 +91,8 @@ pub struct RunFlags {
     pub checkpoint_secs: Option<f64>,
     #[arg(long, help = format!("Kafka runs: seconds between view exports to OUT/views [default: {DEFAULT_EXPORT_SECS}]"))]
     pub export_secs: Option<f64>,
+    #[arg(long, help = format!("Kafka runs: events between the checkpoints that save the run's state; a restart replays at most about this many [default: {DEFAULT_SNAPSHOT_EVENTS}]"))]
+    pub snapshot_events: Option<usize>,
     #[arg(long, help = format!("Kafka runs: the consumer group offsets are reported to [default: {DEFAULT_GROUP}]"))]
     pub group: Option<String>,
     /// Kafka runs: stop after no message has come for this many seconds, writing the final
@@ -536,6 +539,11 @@ impl Config {
                             .or(src.export_secs)
                             .unwrap_or(DEFAULT_EXPORT_SECS),
                     )?,
+                    snapshot_events: flags
+                        .snapshot_events
+                        .or(src.snapshot_events)
+                        .unwrap_or(DEFAULT_SNAPSHOT_EVENTS)
+                        .max(1),
                 };
                 let until_idle = flags
                     .until_idle

@@ -78,10 +78,22 @@ fn crash_recovery_is_exactly_once() {
     let mut mid_export = 0;
     // Spans of 5 minutes of event time go to gold 5 minutes behind the watermark, well within
     // the hour of lateness, so exports and merges into them go on all the time; each file
-    // waits 100 ms before it is written, so kills land in the middle of exports too.
+    // waits 100 ms before it is written, so kills land in the middle of exports too. The
+    // run's state is saved every 20,000 events (with the export), so most restarts start
+    // from a state and replay only the events since.
     let with_gold = |until_idle| {
         let mut args = live_args(&broker.url(&topic), &out, "0.5", until_idle);
-        args.extend(["--serve-window", "5m", "--gold-span", "5m"].map(String::from));
+        args.extend(
+            [
+                "--serve-window",
+                "5m",
+                "--gold-span",
+                "5m",
+                "--snapshot-events",
+                "20000",
+            ]
+            .map(String::from),
+        );
         args
     };
     while starts.len() < 10 || !producing.finished() || mid_export == 0 {
@@ -128,8 +140,12 @@ fn crash_recovery_is_exactly_once() {
     for (i, start) in starts.iter().enumerate() {
         match &start.recovered {
             Some(r) => eprintln!(
-                "  start {i:2}: recovered checkpoint {} ({} events) in {} ms; line seen {:?} after spawn",
-                r.id, r.events, r.ms, start.seen_after
+                "  start {i:2}: recovered checkpoint {} ({}{} events replayed) in {} ms; line seen {:?} after spawn",
+                r.id,
+                if r.from_state { "its state and " } else { "" },
+                r.events,
+                r.ms,
+                start.seen_after
             ),
             None => eprintln!("  start {i:2}: no checkpoint recovered before the kill"),
         }
@@ -180,12 +196,18 @@ fn crash_recovery_is_exactly_once() {
     sequence.push(&final_recovery);
     for pair in sequence.windows(2) {
         assert!(
-            pair[0].id <= pair[1].id && pair[0].events <= pair[1].events,
+            pair[0].id <= pair[1].id && pair[0].time <= pair[1].time,
             "a later start recovered an older checkpoint: {:?} then {:?}",
             pair[0],
             pair[1]
         );
     }
+    let from_state = sequence.iter().filter(|r| r.from_state).count();
+    assert!(
+        from_state * 2 >= sequence.len(),
+        "only {from_state} of {} recoveries started from a saved state",
+        sequence.len()
+    );
     let distinct: BTreeSet<u64> = sequence.iter().map(|r| r.id).collect();
     assert!(
         distinct.len() >= 3,
@@ -677,6 +699,7 @@ fn checkpoint_manifests(dir: &Path) -> Vec<(u64, PathBuf)> {
 // ------------------------------------------------------------------------------------------
 
 const RECOVERED: &str = "weir: recovered checkpoint ";
+const FROM_STATE: &str = "holds the run's state as of logical time";
 const GOLD_EXPORTING: &str = "weir: gold: exporting";
 const GOLD_EXPORTED: &str = "weir: gold: exported";
 
@@ -709,8 +732,13 @@ struct Start {
 #[derive(Debug)]
 struct Recovered {
     id: u64,
+    /// The logical time the run goes on from.
+    time: u64,
+    /// Events replayed: those since the state the checkpoint holds (or all, with none).
     events: u64,
     ms: f64,
+    /// Whether the checkpoint held the run's state.
+    from_state: bool,
 }
 
 /// The recovery line of a start, if it printed one; a malformed one fails the test.
@@ -719,13 +747,15 @@ fn parse_recovered(stderr: &str) -> Option<Recovered> {
     let parse = || {
         let rest = line.strip_prefix(RECOVERED)?;
         let (id, rest) = rest.split_once(" (logical time ")?;
-        let (_, rest) = rest.split_once(", ")?;
+        let (time, rest) = rest.split_once(", ")?;
         let (events, rest) = rest.split_once(" events) in ")?;
         let ms = rest.strip_suffix(" ms")?;
         Some(Recovered {
             id: id.parse().ok()?,
+            time: time.parse().ok()?,
             events: events.parse().ok()?,
             ms: ms.parse().ok()?,
+            from_state: stderr.contains(FROM_STATE),
         })
     };
     Some(parse().unwrap_or_else(|| panic!("malformed recovery line: {line}")))

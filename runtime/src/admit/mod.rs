@@ -361,6 +361,20 @@ impl Admission {
         }
     }
 
+    /// The ids deduplication still remembers, with their events' times (what a checkpoint's
+    /// state holds).
+    pub fn saved_ids(&self) -> Vec<(String, String, Millis)> {
+        let mut ids = Vec::with_capacity(self.remembered_ids());
+        for (tenant, kept) in &self.seen {
+            ids.extend(
+                kept.iter()
+                    .filter(|(_, time)| self.remembers(tenant, **time))
+                    .map(|(id, time)| (tenant.to_string(), id.to_string(), *time)),
+            );
+        }
+        ids
+    }
+
     /// Restores what a checkpoint recorded: the pairs seen, each with its event's time, and
     /// the counters.
     pub fn restore(

@@ -17,7 +17,10 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::probe::Probe;
 
 use crate::dataflow::store::ViewStore;
+use serde::{Deserialize, Serialize};
+
 use crate::dataflow::views::cold::ColdTier;
+use crate::dataflow::views::state::{self as operator_state, StateError, WorkerState};
 use crate::dataflow::views::{self, Diff, Time};
 use crate::event::Event;
 use crate::plugins::PluginFactory;
@@ -26,6 +29,8 @@ use crate::plugins::wasm::{Limits, WasmEngine};
 
 enum Message {
     Events(Vec<(Time, Event)>),
+    /// Encode the operators' state (every time before the current one is applied).
+    Save(Sender<(usize, Result<WorkerState, StateError>)>),
     /// Changes to events already admitted (a retroactive transform swap).
     Updates(Vec<((Time, Event), Diff)>),
     Deploy(Vec<(Deployment, Diff)>),
@@ -45,6 +50,12 @@ pub enum PipelineError {
     Rules(#[from] RegistryError),
     #[error(transparent)]
     Upload(#[from] crate::plugins::set::UploadError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "the checkpoint's state is of {saved} dataflow workers and this run has {workers}: start with --workers {saved}, or remove the checkpoint directory to rebuild from the source"
+    )]
+    Workers { saved: usize, workers: usize },
 }
 
 impl PipelineError {
@@ -56,6 +67,8 @@ impl PipelineError {
             PipelineError::WorkerFailed(_) => "worker_failed",
             PipelineError::Rules(e) => e.code(),
             PipelineError::Upload(e) => e.code(),
+            PipelineError::State(e) => e.code(),
+            PipelineError::Workers { .. } => "state_workers",
         }
     }
 }
@@ -71,6 +84,20 @@ pub struct PipelineConfig {
     /// Where idle entity records go ([`ColdTier::prepare`] has made it ready); `None` keeps
     /// them in memory.
     pub cold: Option<ColdTier>,
+    /// The state to start from, saved by [`Pipeline::save_state`] (its cold tier, if any,
+    /// reopened with [`ColdTier::reopen`]).
+    pub restore: Option<DataflowState>,
+}
+
+/// The dataflow's state between two logical times: every operator's on every worker, and
+/// the rule deployments it holds. A pipeline started from it goes on from `epoch` as if it
+/// had never stopped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DataflowState {
+    /// The logical time the next events carry.
+    pub epoch: Time,
+    pub workers: Vec<WorkerState>,
+    pub deployments: Vec<(Deployment, Diff)>,
 }
 
 thread_local! {
@@ -96,41 +123,43 @@ fn install_worker_panic_hook() {
     });
 }
 
-/// A running dataflow.
-pub struct Pipeline {
+/// The worker threads of one dataflow, and where they start.
+struct Workers {
     senders: Vec<Sender<Message>>,
-    /// `None` once joined, or after a worker failed (its threads are left to the process).
-    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
-    store: Arc<ViewStore>,
-    rules: Arc<RuleRegistry>,
-    plugins: Arc<dyn PluginFactory>,
-    /// The engine rules uploaded while running execute on, when the configured plugins have
-    /// none (native ones): its health record is asked too.
-    uploads: Option<WasmEngine>,
+    guards: timely::communication::initialize::WorkerGuards<()>,
     epoch: Time,
-    next_worker: usize,
+    held: std::collections::BTreeMap<Deployment, Diff>,
 }
 
-impl Pipeline {
-    /// Starts the workers; `store` receives the published views.
-    pub fn start(config: PipelineConfig, store: Arc<ViewStore>) -> Result<Pipeline, PipelineError> {
+impl Workers {
+    fn spawn(
+        config: &PipelineConfig,
+        store: &Arc<ViewStore>,
+        rules: &Arc<RuleRegistry>,
+        restore: Option<DataflowState>,
+    ) -> Result<Workers, PipelineError> {
         let workers = config.workers.max(1);
+        let restoring = restore.is_some();
+        let (epoch, held, restore) = match restore {
+            Some(state) if state.workers.len() != workers => {
+                return Err(PipelineError::Workers {
+                    saved: state.workers.len(),
+                    workers,
+                });
+            }
+            Some(state) => (
+                state.epoch,
+                state.deployments.into_iter().collect(),
+                state.workers.into_iter().map(Some).collect(),
+            ),
+            None => (0, Default::default(), vec![None; workers]),
+        };
+        let restore: Arc<Mutex<Vec<Option<WorkerState>>>> = Arc::new(Mutex::new(restore));
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let receivers: Arc<Mutex<Vec<Option<Receiver<Message>>>>> =
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
         let worker_store = store.clone();
-        let rules = Arc::new(RuleRegistry::default());
-        let uploads = match config.plugins.engine() {
-            Some(engine) => {
-                rules.run_uploads_on(engine);
-                None
-            }
-            // Without an engine to share, uploads get one of their own, still asked for health.
-            None => WasmEngine::new(Limits::default()).ok().inspect(|engine| {
-                rules.run_uploads_on(engine.clone());
-            }),
-        };
         let worker_rules = rules.clone();
         let (lateness, cold) = (config.lateness, config.cold.clone());
         install_worker_panic_hook();
@@ -142,6 +171,8 @@ impl Pipeline {
                 .expect("each worker takes its own input channel once");
             let store = worker_store.clone();
             let probe = ProbeHandle::new();
+            let saved = restore.lock().unwrap()[index].take();
+            operator_state::install(saved.or_else(|| restoring.then(Vec::new)));
             let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, events) = scope.new_collection::<(Time, Event), Diff>();
                 let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
@@ -159,6 +190,13 @@ impl Pipeline {
                 }
                 (input, deploy)
             });
+            // A worker that cannot start from the checkpoint's state must not go on from
+            // nothing: the run stops with the reason (the panic hook fails the store).
+            if let Err(e) = operator_state::check_restored() {
+                panic!("{e}");
+            }
+            input.advance_to(epoch);
+            deploy.advance_to(epoch);
             let mut published: Option<Time> = None;
             let mut publish = |probe: &ProbeHandle<Time>, last: Time| {
                 if index != 0 {
@@ -183,6 +221,9 @@ impl Pipeline {
                             for event in events {
                                 input.insert(event);
                             }
+                        }
+                        Ok(Message::Save(reply)) => {
+                            let _ = reply.send((index, operator_state::save_all()));
                         }
                         Ok(Message::Updates(updates)) => {
                             for (event, diff) in updates {
@@ -222,22 +263,95 @@ impl Pipeline {
             publish(&probe, last);
         })
         .map_err(PipelineError::Start)?;
-        let mut pipeline = Pipeline {
+        Ok(Workers {
             senders,
-            guards: Some(guards),
+            guards,
+            epoch,
+            held,
+        })
+    }
+}
+
+/// A running dataflow.
+pub struct Pipeline {
+    senders: Vec<Sender<Message>>,
+    /// `None` once joined, or after a worker failed (its threads are left to the process).
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    store: Arc<ViewStore>,
+    rules: Arc<RuleRegistry>,
+    plugins: Arc<dyn PluginFactory>,
+    /// The engine rules uploaded while running execute on, when the configured plugins have
+    /// none (native ones): its health record is asked too.
+    uploads: Option<WasmEngine>,
+    epoch: Time,
+    next_worker: usize,
+    /// The deployments the dataflow holds: what every change sent so far adds up to.
+    held: std::collections::BTreeMap<Deployment, Diff>,
+    /// What the workers were started with (a restart from a state starts them again).
+    config: PipelineConfig,
+}
+
+impl Pipeline {
+    /// Starts the workers; `store` receives the published views.
+    pub fn start(
+        mut config: PipelineConfig,
+        store: Arc<ViewStore>,
+    ) -> Result<Pipeline, PipelineError> {
+        let rules = Arc::new(RuleRegistry::default());
+        let uploads = match config.plugins.engine() {
+            Some(engine) => {
+                rules.run_uploads_on(engine);
+                None
+            }
+            // Without an engine to share, uploads get one of their own, still asked for health.
+            None => WasmEngine::new(Limits::default()).ok().inspect(|engine| {
+                rules.run_uploads_on(engine.clone());
+            }),
+        };
+        let restore = config.restore.take();
+        let restoring = restore.is_some();
+        let workers = Workers::spawn(&config, &store, &rules, restore)?;
+        let mut pipeline = Pipeline {
+            senders: workers.senders,
+            guards: Some(workers.guards),
             store,
             rules,
             plugins: config.plugins.clone(),
             uploads,
-            epoch: 0,
+            epoch: workers.epoch,
             next_worker: 0,
+            held: workers.held,
+            config,
         };
-        // The configured rules are the first versions, deployed for every event.
-        for spec in config.plugins.rule_makers() {
+        // The configured rules are the first versions, deployed for every event (a restored
+        // dataflow holds its deployments already: the registry learns them from the
+        // checkpoint's rules).
+        for spec in pipeline.config.plugins.rule_makers() {
             let id = pipeline.rules.register(spec);
-            pipeline.deploy_rule(id, Mode::Retroactive, None)?;
+            if !restoring {
+                pipeline.deploy_rule(id, Mode::Retroactive, None)?;
+            }
         }
         Ok(pipeline)
+    }
+
+    /// Starts the dataflow again from `state` (saved by [`Pipeline::save_state`]), with the
+    /// same rule registry: for a driver built before its checkpoint was read. Nothing may
+    /// have been pushed yet.
+    pub fn restart_from(&mut self, state: DataflowState) -> Result<(), PipelineError> {
+        self.senders.clear();
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                result.map_err(PipelineError::WorkerFailed)?;
+            }
+        }
+        let workers = Workers::spawn(&self.config, &self.store, &self.rules, Some(state))?;
+        self.senders = workers.senders;
+        self.guards = Some(workers.guards);
+        self.epoch = workers.epoch;
+        self.held = workers.held;
+        self.next_worker = 0;
+        Ok(())
     }
 
     /// The rule versions and deployments.
@@ -261,11 +375,23 @@ impl Pipeline {
                 uploads.reset_health(&v.name, v.tenant.as_deref());
             }
         }
-        // One worker feeds deployments; differential spreads them.
+        self.send_deployments(changes)?;
+        Ok(self.epoch)
+    }
+
+    /// Changes the deployments the dataflow holds. One worker feeds them; differential
+    /// spreads them.
+    fn send_deployments(&mut self, changes: Vec<(Deployment, Diff)>) -> Result<(), PipelineError> {
+        for (deployment, diff) in &changes {
+            let held = self.held.entry(deployment.clone()).or_insert(0);
+            *held += diff;
+            if *held == 0 {
+                self.held.remove(deployment);
+            }
+        }
         self.senders[0]
             .send(Message::Deploy(changes))
-            .map_err(|_| PipelineError::Stopped)?;
-        Ok(self.epoch)
+            .map_err(|_| PipelineError::Stopped)
     }
 
     /// The logical time events pushed now will carry.
@@ -307,7 +433,7 @@ impl Pipeline {
                     "weir: rule {name} retired for tenant {tenant} at logical time {}: that tenant's events admitted from then on are not judged by it",
                     self.epoch
                 );
-                let _ = self.senders[0].send(Message::Deploy(changes));
+                let _ = self.send_deployments(changes);
             }
         }
     }
@@ -360,10 +486,56 @@ impl Pipeline {
         &mut self,
         saved: &crate::plugins::registry::SavedRules,
     ) -> Result<(), PipelineError> {
-        let changes = self.rules.restore(saved)?;
-        self.senders[0]
-            .send(Message::Deploy(changes))
-            .map_err(|_| PipelineError::Stopped)
+        self.rules.restore(saved)?;
+        // What turns the deployments the dataflow holds (none, or a restored state's) into
+        // the saved ones.
+        let mut changes: std::collections::BTreeMap<Deployment, Diff> =
+            saved.active.iter().map(|d| (d.clone(), 1)).collect();
+        for (deployment, diff) in &self.held {
+            *changes.entry(deployment.clone()).or_insert(0) -= diff;
+        }
+        changes.retain(|_, diff| *diff != 0);
+        self.send_deployments(changes.into_iter().collect())
+    }
+
+    /// The dataflow's state now. Call it right after [`Pipeline::advance`], before anything is
+    /// pushed at the new time: it waits until every earlier time is published (so every
+    /// operator has applied it) and returns what a pipeline started from it needs.
+    pub fn save_state(&mut self) -> Result<DataflowState, PipelineError> {
+        if let Some(closed) = self.epoch.checked_sub(1) {
+            self.store
+                .wait_for(closed)
+                .map_err(|e| PipelineError::WorkerFailed(e.0))?;
+        }
+        let (reply, replies) = crossbeam_channel::unbounded();
+        for sender in &self.senders {
+            sender
+                .send(Message::Save(reply.clone()))
+                .map_err(|_| PipelineError::Stopped)?;
+        }
+        drop(reply);
+        let mut workers = vec![None; self.senders.len()];
+        for _ in 0..self.senders.len() {
+            let (index, state) = loop {
+                match replies.recv_timeout(Duration::from_millis(100)) {
+                    Ok(reply) => break reply,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        return Err(self.failure().unwrap_or(PipelineError::Stopped));
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if let Some(failed) = self.failure() {
+                            return Err(failed);
+                        }
+                    }
+                }
+            };
+            workers[index] = Some(state?);
+        }
+        Ok(DataflowState {
+            epoch: self.epoch,
+            workers: workers.into_iter().map(Option::unwrap_or_default).collect(),
+            deployments: self.held.iter().map(|(d, n)| (d.clone(), *n)).collect(),
+        })
     }
 
     /// Applies changes to events admitted earlier (each with its original admission time) at

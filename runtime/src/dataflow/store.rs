@@ -117,6 +117,43 @@ impl Published {
     }
 }
 
+impl Published {
+    fn retire(&mut self, view: ViewId, rows: &[(Row, Diff)], gold: &[(String, Millis)]) {
+        let live = &mut self.views[view.index()];
+        for (row, diff) in rows {
+            let count = live.get(row).copied().unwrap_or(0) - diff;
+            if count == 0 {
+                live.remove(row);
+            } else {
+                live.insert(row.clone(), count);
+            }
+        }
+        if !gold.is_empty() {
+            let mut marks = BTreeMap::clone(&self.gold);
+            for (tenant, before) in gold {
+                let mark = marks.entry((view, tenant.clone())).or_insert(*before);
+                *mark = (*mark).max(*before);
+            }
+            self.gold = Arc::new(marks);
+        }
+    }
+}
+
+/// Rows a gold export takes out of a view's live rows, with the marks it sets: as
+/// [`ViewStore::retire`] takes them.
+pub type Retired = (ViewId, Vec<(Row, Diff)>, Vec<(String, Millis)>);
+
+/// The published state as a checkpoint holds it ([`ViewStore::save`]).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SavedStore {
+    pub as_of: Option<Time>,
+    /// Per table (indexed as [`TABLES`]), the rows with their multiplicities.
+    pub views: Vec<Vec<(Row, Diff)>>,
+    pub watermarks: Vec<(String, Millis)>,
+    /// `(table index, tenant, before)`: as [`Published::gold`].
+    pub gold: Vec<(usize, String, Millis)>,
+}
+
 /// What one publication changed: per table, `(row, logical time, diff)` consolidated.
 #[derive(Debug)]
 pub struct Publication {
@@ -310,24 +347,64 @@ impl ViewStore {
     pub fn retire(&self, view: ViewId, rows: &[(Row, Diff)], gold: &[(String, Millis)]) {
         let _publishing = self.publishing.lock().unwrap();
         let mut next = Version::clone(&self.current.load());
-        let live = &mut next.published.views[view.index()];
-        for (row, diff) in rows {
-            let count = live.get(row).copied().unwrap_or(0) - diff;
-            if count == 0 {
-                live.remove(row);
-            } else {
-                live.insert(row.clone(), count);
-            }
-        }
-        if !gold.is_empty() {
-            let mut marks = BTreeMap::clone(&next.published.gold);
-            for (tenant, before) in gold {
-                let mark = marks.entry((view, tenant.clone())).or_insert(*before);
-                *mark = (*mark).max(*before);
-            }
-            next.published.gold = Arc::new(marks);
-        }
+        next.published.retire(view, rows, gold);
         self.current.store(Arc::new(next));
+    }
+
+    /// The published state as a checkpoint holds it, with `retired` taken out as
+    /// [`ViewStore::retire`] would (an export the checkpoint commits).
+    pub fn save(&self, retired: &[Retired]) -> SavedStore {
+        let mut published = self.current.load().published.clone();
+        for (view, rows, gold) in retired {
+            published.retire(*view, rows, gold);
+        }
+        SavedStore {
+            as_of: published.as_of,
+            views: published
+                .views
+                .iter()
+                .map(|rows| rows.iter().map(|(r, n)| (r.clone(), *n)).collect())
+                .collect(),
+            watermarks: published.watermarks.to_vec(),
+            gold: published
+                .gold
+                .iter()
+                .map(|((view, tenant), before)| (view.index(), tenant.clone(), *before))
+                .collect(),
+        }
+    }
+
+    /// Starts from a saved state: published as of its time, with no history before it.
+    pub fn restore(&self, saved: SavedStore) {
+        let _publishing = self.publishing.lock().unwrap();
+        let mut views: Vec<ViewRows> = TABLES.iter().map(|_| OrdMap::new()).collect();
+        for (view, rows) in views.iter_mut().zip(saved.views) {
+            *view = rows.into_iter().collect();
+        }
+        let gold = saved
+            .gold
+            .into_iter()
+            .filter_map(|(view, tenant, before)| {
+                Some(((ViewId::from_index(view)?, tenant), before))
+            })
+            .collect();
+        let version = Version {
+            published: Published {
+                as_of: saved.as_of,
+                views,
+                watermarks: Arc::new(saved.watermarks),
+                gold: Arc::new(gold),
+            },
+            history: imbl::Vector::new(),
+            floor: saved.as_of.unwrap_or(0),
+        };
+        self.current.store(Arc::new(version));
+        let (lock, cvar) = &self.progress;
+        let mut progress = lock.lock().unwrap();
+        if progress.is_none_or(|t| saved.as_of.is_some_and(|s| s > t)) {
+            *progress = saved.as_of;
+        }
+        cvar.notify_all();
     }
 
     /// Hands over updates a worker produced for `view`; they stay invisible until published.

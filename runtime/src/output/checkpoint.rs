@@ -2,10 +2,19 @@
 //!
 //! A checkpoint records the source offsets, the logical time, the rule versions and
 //! deployments in force (uploaded components are kept beside it), the admission counters, and
-//! the dataflow's input: every admitted event with the time it was admitted at, and the
-//! `(tenant_id, event_id)` pairs deduplication has seen. The input is kept incrementally: each
-//! checkpoint adds one segment file of what came since the previous one, and every 64 segments
-//! they are merged into one.
+//! the run's state as of an earlier logical time plus the input since:
+//!
+//! - a **state** file ([`State`]): every dataflow operator's state on every worker (with a
+//!   savepoint of the cold tier's files), the published views, the deduplication ids still
+//!   remembered, and the gold files the export at that time writes — what the run holds, which
+//!   retention bounds, never its history;
+//! - **segments**: the events admitted since that state, with the time each was admitted at,
+//!   and the `(tenant_id, event_id)` pairs they claimed; each checkpoint adds one.
+//!
+//! A restart starts every operator from the state and replays only the segments, so its time
+//! and the checkpoint's size are bounded by what retention keeps. A new state is written once
+//! the segments since the last one hold enough events (`snapshot_events`) or number
+//! [`MAX_SEGMENTS`]; the segments before it, and any state no kept checkpoint names, go.
 //!
 //! Every file is written with the same commit protocol: write a temporary file, fsync it,
 //! rename it into place, fsync the directory. A manifest (`checkpoint-<id>.json`) ends with a
@@ -21,13 +30,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::admit::AdmissionStats;
+use crate::dataflow::pipeline::DataflowState;
+use crate::dataflow::store::SavedStore;
 use crate::event::{Event, Millis, TYPE_NAMES};
+use crate::output::gold::GoldFile;
 use crate::plugins::registry::{SavedRules, fnv1a};
 use crate::plugins::transforms::SavedTransforms;
 use crate::time::Time;
 
-/// Segments merged into one once a checkpoint would name more than this many.
-const MERGE_AT: usize = 64;
+/// A checkpoint names at most this many segments: the next one writes a state instead.
+pub const MAX_SEGMENTS: usize = 64;
 /// Complete checkpoints kept; older ones and the segments only they name are removed.
 const KEEP: usize = 3;
 
@@ -46,6 +58,8 @@ pub enum CheckpointError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot encode the state of checkpoint {id}: {why}")]
+    EncodeState { id: u64, why: String },
     #[error("checkpoint {dir}: no component {hash} for uploaded rule {name}")]
     MissingComponent {
         dir: String,
@@ -60,6 +74,7 @@ impl CheckpointError {
         match self {
             CheckpointError::Io { .. } => "checkpoint_io",
             CheckpointError::Encode { .. } => "checkpoint_encode",
+            CheckpointError::EncodeState { .. } => "checkpoint_encode_state",
             CheckpointError::MissingComponent { .. } => "checkpoint_missing_component",
         }
     }
@@ -150,11 +165,6 @@ impl Segment {
     fn pad(&mut self) {
         self.seen_ms.resize(self.seen.len(), Millis::MAX);
     }
-
-    fn append(&mut self, mut part: Segment) {
-        self.events.append(&mut part.events);
-        self.claim(part.take_seen());
-    }
 }
 
 /// The admission counters, as a checkpoint records them.
@@ -202,6 +212,39 @@ impl SavedStats {
     }
 }
 
+/// The run's state at a logical time (the dataflow's `epoch`): what a restart starts from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub dataflow: DataflowState,
+    /// The published views, with the rows the gold export below took out.
+    pub store: SavedStore,
+    /// The deduplication ids still remembered, with their events' times.
+    pub seen: Vec<(String, String, Millis)>,
+    /// The gold files the export at this time writes once the checkpoint is committed: a
+    /// restart writes them again (idempotently), so gold and the views stay one union.
+    pub gold: Vec<GoldFile>,
+}
+
+/// A writer that counts and checksums what goes through it.
+struct Summed<W> {
+    inner: W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// One checkpoint's manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -211,6 +254,9 @@ pub struct Checkpoint {
     pub epoch: Time,
     /// The next offset to read, per source and partition.
     pub offsets: Vec<(String, i32, i64)>,
+    /// The state the segments follow (none: they hold everything since the start).
+    #[serde(default)]
+    pub state: Option<SegmentRef>,
     pub segments: Vec<SegmentRef>,
     pub rules: SavedRules,
     /// The transforms in force, by name.
@@ -227,9 +273,10 @@ pub struct Checkpoint {
     pub written_ms: i64,
 }
 
-/// A checkpoint and the segments it names, read back and checked.
+/// A checkpoint, its state and the segments it names, read back and checked.
 pub struct Loaded {
     pub checkpoint: Checkpoint,
+    pub state: Option<State>,
     pub segments: Vec<Segment>,
 }
 
@@ -335,31 +382,51 @@ impl Checkpoints {
     fn load(&self, path: &Path) -> Result<Loaded, Unreadable> {
         let text = std::fs::read(path).map_err(Unreadable::Read)?;
         let checkpoint = Self::check_manifest(&text)?;
+        let state = match &checkpoint.state {
+            Some(r) => {
+                let bytes = self.read_checked(r)?;
+                Some(
+                    bincode::deserialize(&bytes).map_err(|e| Unreadable::Segment {
+                        file: r.file.clone(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut segments = Vec::with_capacity(checkpoint.segments.len());
         for r in &checkpoint.segments {
-            let segment_error = |message: String| Unreadable::Segment {
-                file: r.file.clone(),
-                message,
-            };
-            let bytes =
-                std::fs::read(self.dir.join(&r.file)).map_err(|e| segment_error(e.to_string()))?;
-            if bytes.len() as u64 != r.bytes || !matches(&bytes, &r.hash) {
-                return Err(Unreadable::SegmentMismatch {
-                    file: r.file.clone(),
-                    bytes: bytes.len(),
-                    hash: checksum(&bytes),
-                    want_bytes: r.bytes,
-                    want_hash: r.hash.clone(),
-                });
-            }
+            let bytes = self.read_checked(r)?;
             let segment: Segment =
-                serde_json::from_slice(&bytes).map_err(|e| segment_error(e.to_string()))?;
+                serde_json::from_slice(&bytes).map_err(|e| Unreadable::Segment {
+                    file: r.file.clone(),
+                    message: e.to_string(),
+                })?;
             segments.push(segment);
         }
         Ok(Loaded {
             checkpoint,
+            state,
             segments,
         })
+    }
+
+    /// A file a manifest names, if it is whole: the length and checksum recorded.
+    fn read_checked(&self, r: &SegmentRef) -> Result<Vec<u8>, Unreadable> {
+        let bytes = std::fs::read(self.dir.join(&r.file)).map_err(|e| Unreadable::Segment {
+            file: r.file.clone(),
+            message: e.to_string(),
+        })?;
+        if bytes.len() as u64 != r.bytes || !matches(&bytes, &r.hash) {
+            return Err(Unreadable::SegmentMismatch {
+                file: r.file.clone(),
+                bytes: bytes.len(),
+                hash: checksum(&bytes),
+                want_bytes: r.bytes,
+                want_hash: r.hash.clone(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// A manifest is its JSON, a newline, and `crc32c:<checksum of the JSON>` (or, written by
@@ -394,39 +461,37 @@ impl Checkpoints {
         })
     }
 
-    /// Merges `segments` into one (as checkpoint `id`'s) when there are too many, keeping the
-    /// deduplication pairs `remembered(tenant, event time)` keeps; returns the list the next
-    /// manifest names.
-    pub fn maybe_merge(
-        &self,
-        id: u64,
-        segments: Vec<SegmentRef>,
-        remembered: impl Fn(&str, Millis) -> bool,
-    ) -> Result<Vec<SegmentRef>, CheckpointError> {
-        if segments.len() < MERGE_AT {
-            return Ok(segments);
-        }
-        let mut merged = Segment::default();
-        for r in &segments {
-            let bytes = std::fs::read(self.dir.join(&r.file)).map_err(|e| self.io(e))?;
-            let part: Segment = serde_json::from_slice(&bytes)
-                .map_err(|source| CheckpointError::Encode { id, source })?;
-            merged.append(part);
-        }
-        let kept: Vec<(String, String, Millis)> = merged
-            .take_seen()
-            .filter(|(tenant, _, time)| remembered(tenant, *time))
-            .collect();
-        merged.claim(kept);
-        let file = format!("segment-{id:010}-merged.json");
-        let bytes =
-            serde_json::to_vec(&merged).map_err(|source| CheckpointError::Encode { id, source })?;
-        self.write_atomic(&file, &bytes)?;
-        Ok(vec![SegmentRef {
+    /// Writes the state for checkpoint `id`, encoded straight into the file (a state is as
+    /// large as what the run holds: it is never copied whole in memory).
+    pub fn write_state(&self, id: u64, state: &State) -> Result<SegmentRef, CheckpointError> {
+        let file = format!("state-{id:010}.bin");
+        let tmp = self.dir.join(format!("{file}.tmp"));
+        let out = File::create(&tmp).map_err(|e| self.io(e))?;
+        let mut w = Summed {
+            inner: std::io::BufWriter::with_capacity(1 << 20, out),
+            crc: 0,
+            bytes: 0,
+        };
+        bincode::serialize_into(&mut w, state).map_err(|e| match *e {
+            bincode::ErrorKind::Io(e) => self.io(e),
+            e => CheckpointError::EncodeState {
+                id,
+                why: e.to_string(),
+            },
+        })?;
+        let (crc, bytes) = (w.crc, w.bytes);
+        let out = w.inner.into_inner().map_err(|e| self.io(e.into_error()))?;
+        out.sync_all().map_err(|e| self.io(e))?;
+        drop(out);
+        std::fs::rename(&tmp, self.dir.join(&file)).map_err(|e| self.io(e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(e))?;
+        Ok(SegmentRef {
             file,
-            bytes: bytes.len() as u64,
-            hash: checksum(&bytes),
-        }])
+            bytes,
+            hash: format!("crc32c:{crc:08x}"),
+        })
     }
 
     /// Commits `checkpoint` (its segments must be written), then removes what no kept
@@ -452,7 +517,7 @@ impl Checkpoints {
             if let Ok(text) = std::fs::read(path)
                 && let Ok(c) = Self::check_manifest(&text)
             {
-                needed.extend(c.segments.into_iter().map(|s| s.file));
+                needed.extend(c.segments.into_iter().chain(c.state).map(|s| s.file));
             }
         }
         for (_, path) in manifests.iter().skip(KEEP) {
@@ -463,7 +528,8 @@ impl Checkpoints {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stale_segment = name.starts_with("segment-") && !needed.contains(&name);
+            let stale_segment = (name.starts_with("segment-") || name.starts_with("state-"))
+                && !needed.contains(&name);
             if stale_segment || name.ends_with(".tmp") {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -527,6 +593,7 @@ mod tests {
             id,
             epoch: id * 10,
             offsets: vec![("t".into(), 0, id as i64 * 100)],
+            state: None,
             segments,
             rules: SavedRules::default(),
             transforms: vec!["normalize-payments".into()],
@@ -599,31 +666,60 @@ mod tests {
     }
 
     #[test]
-    fn many_segments_merge_into_one_and_old_files_go() {
-        let dir = scratch("merge");
+    fn a_state_ends_the_segments_before_it_and_old_files_go() {
+        let dir = scratch("state");
         let c = Checkpoints::open(&dir).unwrap();
-        let mut last = commit(&c, 1, &[]);
-        for id in 2..=(MERGE_AT as u64 + 5) {
-            // Dedup forgets the ids of events before time 3 (each segment's id is its time).
-            let segments = c
-                .maybe_merge(id, last.segments.clone(), |_, time| time >= 3)
-                .unwrap();
-            last = commit(&c, id, &segments);
+        let first = commit(&c, 1, &[]);
+        let second = commit(&c, 2, &first.segments);
+        // Checkpoint 3 holds the state as of its time: no segment before it is needed.
+        let state = State {
+            seen: vec![("acme".into(), "e1".into(), 1)],
+            ..State::default()
+        };
+        let mut third = second.clone();
+        third.id = 3;
+        third.state = Some(c.write_state(3, &state).unwrap());
+        third.segments = Vec::new();
+        c.commit(&third).unwrap();
+        let mut last = third.clone();
+        for id in 4..=6 {
+            let segments = last.segments.clone();
+            let mut next = commit(&c, id, &segments);
+            next.state = third.state.clone();
+            c.commit(&next).unwrap();
+            last = next;
         }
-        assert!(last.segments.len() < MERGE_AT);
-        let mut loaded = c.latest().unwrap().unwrap();
-        let events: usize = loaded.segments.iter().map(|s| s.events.len()).sum();
-        assert_eq!(events, MERGE_AT + 5);
-        let mut seen: Vec<String> = loaded
+        let loaded = c.latest().unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, last);
+        assert_eq!(loaded.state.unwrap().seen, state.seen);
+        let ids: Vec<_> = loaded
             .segments
-            .iter_mut()
-            .flat_map(|s| s.take_seen().map(|(_, id, _)| id))
+            .iter()
+            .flat_map(|s| s.events.iter().map(|e| e.1.event_id.clone()))
             .collect();
-        seen.sort();
-        assert!(!seen.contains(&"e1".to_owned()) && !seen.contains(&"e2".to_owned()));
-        assert_eq!(seen.len(), MERGE_AT + 3, "{seen:?}");
-        let manifests = c.manifests().unwrap().len();
-        assert_eq!(manifests, KEEP);
+        assert_eq!(ids, ["e4", "e5", "e6"], "only the events since the state");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("segment-") || n.starts_with("state-"))
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "segment-0000000004.json",
+                "segment-0000000005.json",
+                "segment-0000000006.json",
+                "state-0000000003.bin"
+            ],
+            "the segments before the state went with the checkpoints that named them"
+        );
+        // A damaged state is caught like a damaged segment: the checkpoint is not loaded.
+        let file = dir.join(&third.state.unwrap().file);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(c.latest().unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

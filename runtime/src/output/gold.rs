@@ -14,13 +14,17 @@
 //! and the next pass merges it into the hour's file and retires it too.
 //!
 //! A file is named by its hour, so writing it again replaces it: an export is idempotent, and
-//! a file is replaced whole (staged, then renamed; an S3 put is atomic) or not at all. That is
-//! what makes a crash harmless. A run that restarts from a checkpoint rebuilds its views, so
-//! the store holds every row again, including those of the hours already in gold: the first
-//! pass that reaches such an hour *takes it over*, writing it from the store alone (the
-//! rebuilt truth) instead of merging into it. Until then the file is read as it was. A run
-//! that starts from nothing (bounded, or live on the generator) removes the gold files of an
-//! earlier run first.
+//! a file is replaced whole (staged, then renamed; an S3 put is atomic) or not at all. A pass
+//! is a [`GoldPlan`] first — every file's whole content, and the rows it takes out of the
+//! store — then written, then retired. A checkpointing run commits the plan inside the
+//! checkpoint that saves its state (the saved store already without those rows) and writes it
+//! only after the commit; a restart from that state writes the plan again
+//! ([`Gold::resume`]), so gold and the restored store are one union whenever the kill landed.
+//! A restart from a checkpoint without a state rebuilds every row, including those of the
+//! hours already in gold: the first pass that reaches such an hour *takes it over*, writing it
+//! from the store alone (the rebuilt truth) instead of merging into it. A run that starts from
+//! nothing (bounded, or live on the generator) removes the gold files of an earlier run
+//! first.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -28,7 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::dataflow::store::ViewStore;
+use serde::{Deserialize, Serialize};
+
+use crate::dataflow::store::{Retired, ViewStore};
 use crate::output::landing::{Landing, LandingError};
 use crate::row::{Cell, Row, ViewId};
 use crate::time::{Diff, Millis};
@@ -117,6 +123,8 @@ pub struct Gold {
     owned: HashSet<Bucket>,
     /// Hours with a file from before this run, not yet taken over.
     found: BTreeSet<Bucket>,
+    /// A pass whose files are not all written yet: the next one finishes it first.
+    pending: Option<GoldPlan>,
     stats: GoldStats,
 }
 
@@ -148,6 +156,7 @@ impl Gold {
             writing: None,
             owned: HashSet::new(),
             found,
+            pending: None,
             stats: GoldStats::default(),
         })
     }
@@ -174,30 +183,35 @@ impl Gold {
     }
 
     /// Exports every hour now past the serve window, and merges the changes made since to the
-    /// hours exported before. Each (view, tenant) is retired from the store once all its
-    /// files are written, so a failure midway leaves the store and gold a consistent union.
+    /// hours exported before. The rows leave the store only once every file is written; a
+    /// pass that fails midway is finished first by the next one (its files are written
+    /// whole again), so the store and gold stay one union.
     pub fn pass(&mut self, store: &ViewStore) -> Result<(), LandingError> {
-        let before = self.stats;
         self.writing = None;
-        let passed = self.pass_over(store);
-        crate::metrics::global().count_gold(
-            self.stats.rows - before.rows,
-            self.stats.files - before.files,
-        );
-        if let (true, Some(at)) = (self.logged, self.writing) {
-            eprintln!(
-                "weir: gold: exported {} files ({} rows) in {} ms",
-                self.stats.files - before.files,
-                self.stats.rows - before.rows,
-                at.elapsed().as_millis()
-            );
+        let plan = match self.pending.take() {
+            Some(plan) => plan,
+            None => self.plan(store)?,
+        };
+        let before = plan.before;
+        let applied = self.apply(&plan.files);
+        if applied.is_ok() {
+            plan.retire(store);
+        } else {
+            self.pending = Some(plan);
         }
-        passed
+        self.report(before);
+        applied
     }
 
-    fn pass_over(&mut self, store: &ViewStore) -> Result<(), LandingError> {
+    /// What a pass would write and take out of the store, with nothing written yet: a durable
+    /// run commits it with a checkpoint first ([`Gold::apply`], then [`GoldPlan::retire`]).
+    pub fn plan(&mut self, store: &ViewStore) -> Result<GoldPlan, LandingError> {
         let version = store.version();
         let published = &version.published;
+        let mut plan = GoldPlan {
+            before: self.stats,
+            ..GoldPlan::default()
+        };
         for (tenant, mark) in published.watermarks.iter() {
             let upto = mark
                 .saturating_sub(self.serve)
@@ -225,23 +239,108 @@ impl Gold {
                     .filter(|hour| !hours.contains_key(hour))
                     .collect();
                 for hour in stale {
-                    self.begin();
-                    self.landing.remove(&file_name(view, tenant, hour))?;
+                    plan.files.push(GoldFile {
+                        name: file_name(view, tenant, hour),
+                        rows: Vec::new(),
+                    });
                     self.found.remove(&(view, tenant.clone(), hour));
                     self.owned.insert((view, tenant.clone(), hour));
                 }
                 let mut retired = Vec::new();
                 for (hour, changes) in hours {
-                    self.write(view, tenant, hour, &changes)?;
+                    let file = self.merged(view, tenant, hour, &changes)?;
+                    plan.files.push(file);
                     retired.extend(changes);
                 }
                 let already = published.gold.get(&(view, tenant.clone())).copied();
                 if !retired.is_empty() || already.is_none_or(|a| a < upto) {
                     self.stats.rows += retired.len() as u64;
-                    store.retire(view, &retired, &[(tenant.clone(), upto)]);
+                    plan.retired
+                        .push((view, retired, vec![(tenant.clone(), upto)]));
                 }
             }
         }
+        Ok(plan)
+    }
+
+    /// Writes `files` (each whole, replacing what was there; one with no rows is removed).
+    pub fn apply(&mut self, files: &[GoldFile]) -> Result<(), LandingError> {
+        for file in files {
+            self.begin();
+            let Some((view, tenant, hour)) = parse_name(&file.name) else {
+                continue;
+            };
+            if file.rows.is_empty() {
+                self.landing.remove(&file.name)?;
+            } else {
+                self.landing
+                    .write_table(&file.name, view.schema(), &file.rows, None)?;
+            }
+            self.owned.insert((view, tenant, hour));
+        }
+        Ok(())
+    }
+
+    /// Continues the gold of the run a checkpoint's state was taken in: the files of the
+    /// export committed with it are written again, and every file found is this run's (the
+    /// state's store holds exactly the rows they do not).
+    pub fn resume(&mut self, files: &[GoldFile]) -> Result<(), LandingError> {
+        self.writing = None;
+        // The injected pause stretches exports, not restarts.
+        let delay = std::mem::take(&mut self.delay);
+        let applied = self.apply(files);
+        self.delay = delay;
+        applied?;
+        if let (true, Some(at)) = (self.logged, self.writing) {
+            eprintln!(
+                "weir: gold: exported {} files again (the export of the checkpoint's state) in {} ms",
+                files.len(),
+                at.elapsed().as_millis()
+            );
+        }
+        self.owned.extend(std::mem::take(&mut self.found));
+        Ok(())
+    }
+
+    fn report(&self, before: GoldStats) {
+        crate::metrics::global().count_gold(
+            self.stats.rows - before.rows,
+            self.stats.files - before.files,
+        );
+        if let (true, Some(at)) = (self.logged, self.writing) {
+            eprintln!(
+                "weir: gold: exported {} files ({} rows) in {} ms",
+                self.stats.files - before.files,
+                self.stats.rows - before.rows,
+                at.elapsed().as_millis()
+            );
+        }
+    }
+
+    /// Applies a planned export (retrying while the landing zone fails, until `stop`) and
+    /// retires its rows: a durable run's, after the checkpoint holding it is committed.
+    pub fn apply_committed(
+        &mut self,
+        plan: GoldPlan,
+        store: &ViewStore,
+        stop: &AtomicBool,
+    ) -> Result<(), LandingError> {
+        let before = plan.before;
+        self.writing = None;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.apply(&plan.files) {
+                Ok(()) => break,
+                Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
+                Err(e) => {
+                    eprintln!("weir: gold: {e}; retrying in {:.1} s", wait.as_secs_f64());
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        plan.retire(store);
+        self.report(before);
         Ok(())
     }
 
@@ -256,16 +355,15 @@ impl Gold {
         std::thread::sleep(self.delay);
     }
 
-    /// Writes one hour's file: its rows so far plus `changes`, or `changes` alone for an hour
-    /// not written (or taken over) by this run yet.
-    fn write(
+    /// One hour's file: its rows so far plus `changes`, or `changes` alone for an hour not
+    /// written (or taken over) by this run yet.
+    fn merged(
         &mut self,
         view: ViewId,
         tenant: &str,
         hour: Millis,
         changes: &[(Row, Diff)],
-    ) -> Result<(), LandingError> {
-        self.begin();
+    ) -> Result<GoldFile, LandingError> {
         let name = file_name(view, tenant, hour);
         let bucket = (view, tenant.to_owned(), hour);
         let mut rows: BTreeMap<Row, Diff> = BTreeMap::new();
@@ -286,16 +384,35 @@ impl Gold {
             .into_iter()
             .flat_map(|(row, count)| std::iter::repeat_n(row, count.max(0) as usize))
             .collect();
-        if rows.is_empty() {
-            self.landing.remove(&name)?;
-        } else {
-            self.landing
-                .write_table(&name, view.schema(), &rows, None)?;
-        }
         self.found.remove(&bucket);
         self.owned.insert(bucket);
         self.stats.files += 1;
-        Ok(())
+        Ok(GoldFile { name, rows })
+    }
+}
+
+/// A file an export writes, whole: its rows (none: the file is removed).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GoldFile {
+    pub name: String,
+    pub rows: Vec<Row>,
+}
+
+/// What one export pass writes, and the rows it then takes out of the store.
+#[derive(Debug, Default)]
+pub struct GoldPlan {
+    pub files: Vec<GoldFile>,
+    pub retired: Vec<Retired>,
+    /// The exporter's counts before it was planned.
+    before: GoldStats,
+}
+
+impl GoldPlan {
+    /// Takes the exported rows out of the store (once the files are written).
+    pub fn retire(&self, store: &ViewStore) {
+        for (view, rows, marks) in &self.retired {
+            store.retire(*view, rows, marks);
+        }
     }
 }
 

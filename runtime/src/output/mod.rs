@@ -5,7 +5,7 @@
 //!   exports;
 //! - [`gold`]: the closed rows of the windowed views, exported by hour to `gold/`, out of the
 //!   live store;
-//! - [`checkpoint`]: manifests, segments and the atomic commit protocol.
+//! - [`checkpoint`]: manifests, the run's saved state, segments and the atomic commit protocol.
 //!
 //! Outputs write what they are given; they never drive the run or read a source.
 //!

@@ -27,10 +27,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admission, Admitted, Quarantined};
+use crate::dataflow::pipeline::DataflowState;
 use crate::dataflow::pipeline::Pipeline;
 use crate::dataflow::store::ViewStore;
 use crate::event::Event;
-use crate::output::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Segment, SegmentRef};
+use crate::output::checkpoint::{
+    Checkpoint, CheckpointError, Checkpoints, Loaded, MAX_SEGMENTS, Segment, SegmentRef, State,
+};
+use crate::output::gold::{Gold, GoldPlan, GoldStats};
 use crate::output::landing::{Landing, LandingError};
 use crate::plugins::transforms::TransformRegistry;
 use crate::source::file::STREAM;
@@ -43,6 +47,10 @@ pub const SPAN: i64 = 200_000;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Events admitted since the last state after which a checkpoint writes a new one (a
+/// restart replays at most about this many).
+pub const DEFAULT_SNAPSHOT_EVENTS: usize = 500_000;
+
 /// How often a durable run checkpoints and exports, and where checkpoints go.
 #[derive(Clone, Debug)]
 pub struct CheckpointSettings {
@@ -50,6 +58,9 @@ pub struct CheckpointSettings {
     pub every: Duration,
     /// How often the views are exported to the landing zone.
     pub export_every: Duration,
+    /// A checkpoint writes the run's state, instead of a segment of the events since it,
+    /// once the segments hold this many events.
+    pub snapshot_events: usize,
 }
 
 /// A failure of durability.
@@ -61,6 +72,12 @@ pub enum DurableError {
     Checkpoint(#[from] CheckpointError),
     #[error("cannot recover from checkpoint {id}: {reason}")]
     Recover { id: u64, reason: RecoverError },
+    #[error("cannot save the run's state for checkpoint {id}: {source}")]
+    SaveState {
+        id: u64,
+        #[source]
+        source: crate::dataflow::pipeline::PipelineError,
+    },
 }
 
 /// Why a checkpoint cannot be restored into this run.
@@ -76,6 +93,12 @@ pub enum RecoverError {
     Rules(#[from] crate::dataflow::pipeline::PipelineError),
     #[error("its state never became visible: {0}")]
     Replay(#[from] crate::dataflow::store::DataflowFailed),
+    #[error(
+        "it holds the run's state, and the dataflow was started without it: start the driver with Driver::durable before it runs"
+    )]
+    StateNotTaken,
+    #[error("its gold files cannot be written again: {0}")]
+    Gold(LandingError),
 }
 
 impl DurableError {
@@ -85,6 +108,7 @@ impl DurableError {
             DurableError::Landing(e) => e.code(),
             DurableError::Checkpoint(e) => e.code(),
             DurableError::Recover { .. } => "recover",
+            DurableError::SaveState { .. } => "save_state",
         }
     }
 }
@@ -105,8 +129,17 @@ struct Checkpointing {
     /// The run's transform versions: checkpointed, and put back on recovery.
     transform_versions: Option<std::sync::Arc<TransformRegistry>>,
     segments: Vec<SegmentRef>,
+    /// The state the segments follow, and how many events they hold.
+    state: Option<SegmentRef>,
+    events_since_state: usize,
     /// The dataflow's input since the last checkpoint.
     segment: Segment,
+    /// The newest checkpoint, read at open, until it is recovered.
+    loaded: Option<Loaded>,
+    /// Whether the dataflow was started from the loaded state.
+    restore_taken: bool,
+    /// The gold export, which a durable run makes with the checkpoints that write a state.
+    gold: Option<Gold>,
     next_id: u64,
     last: Instant,
     last_export: Instant,
@@ -144,6 +177,7 @@ impl Durability {
         transforms: Vec<String>,
     ) -> Result<Durability, DurableError> {
         let checkpoints = Checkpoints::open(&settings.dir)?;
+        let loaded = checkpoints.latest()?;
         let now = Instant::now();
         Ok(Durability {
             landing,
@@ -156,7 +190,12 @@ impl Durability {
                 transforms,
                 transform_versions: None,
                 segments: Vec::new(),
+                state: None,
+                events_since_state: 0,
                 segment: Segment::default(),
+                loaded,
+                restore_taken: false,
+                gold: None,
                 last: now,
                 last_export: now,
             }),
@@ -170,6 +209,42 @@ impl Durability {
         if let Some(c) = self.checkpointing.as_mut() {
             c.transform_versions = Some(registry);
         }
+    }
+
+    /// Whether the checkpoint to recover holds the run's state: the dataflow must start from
+    /// it ([`Durability::take_restore`]) and the cold tier be kept as it is.
+    pub fn restores_state(&self) -> bool {
+        self.checkpointing
+            .as_ref()
+            .and_then(|c| c.loaded.as_ref())
+            .is_some_and(|l| l.state.is_some())
+    }
+
+    /// The dataflow's state to start from, once.
+    pub(super) fn take_restore(&mut self) -> Option<DataflowState> {
+        let c = self.checkpointing.as_mut()?;
+        let state = c.loaded.as_mut()?.state.as_mut()?;
+        c.restore_taken = true;
+        Some(std::mem::take(&mut state.dataflow))
+    }
+
+    /// Exports gold with the checkpoints that write a state (so a restart finds gold and its
+    /// state as one); `None` when this run has no checkpoints, and the gold is handed back.
+    pub(super) fn export_gold(&mut self, gold: Gold) -> Option<Gold> {
+        match self.checkpointing.as_mut() {
+            Some(c) => {
+                c.gold = Some(gold);
+                None
+            }
+            None => Some(gold),
+        }
+    }
+
+    pub(super) fn gold_stats(&self) -> Option<GoldStats> {
+        self.checkpointing
+            .as_ref()
+            .and_then(|c| c.gold.as_ref())
+            .map(Gold::stats)
     }
 
     /// Whether this run checkpoints (and so lands its quarantine by offset range).
@@ -332,7 +407,7 @@ impl Durability {
         };
         if deployed || c.last.elapsed() >= c.settings.every {
             c.last = Instant::now();
-            self.checkpoint(pipeline, admission, source, deployed, stop)?;
+            self.checkpoint(pipeline, admission, store, source, deployed, false, stop)?;
         }
         let Some(c) = self.checkpointing.as_mut() else {
             return Ok(());
@@ -349,18 +424,29 @@ impl Durability {
     }
 
     /// Lands what came since the last checkpoint and commits a new one (skipped when nothing
-    /// came, unless `force`).
+    /// came, unless `force`): a segment of the events since the last, or, once those add up
+    /// to `snapshot_events` (or [`MAX_SEGMENTS`] segments), or when `last` (a run's final
+    /// checkpoint, so its gold holds every change made to it), the run's state with the gold
+    /// export made with it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn checkpoint(
         &mut self,
         pipeline: &mut Pipeline,
         admission: &Admission,
+        store: &ViewStore,
         source: &mut dyn Source,
         force: bool,
+        last: bool,
         stop: &AtomicBool,
     ) -> Result<(), DurableError> {
-        if self.checkpointing.is_none() || (self.ranges.is_empty() && !force) {
+        let Some(c) = self.checkpointing.as_ref() else {
+            return Ok(());
+        };
+        let since = c.events_since_state + c.segment.events.len();
+        if self.ranges.is_empty() && !force && !(last && since > 0) {
             return Ok(());
         }
+        store.watermarks(pipeline.epoch(), admission.watermarks());
         pipeline.advance();
         let keys: Vec<(String, i32)> = self.ranges.keys().cloned().collect();
         for key in &keys {
@@ -370,17 +456,44 @@ impl Durability {
             return Ok(());
         };
         let id = c.next_id;
-        // An id past the lateness is forgotten on restore too (the watermarks restored are at
-        // least today's), so a merge leaves it out.
-        let mut segments =
-            c.checkpoints
-                .maybe_merge(id, std::mem::take(&mut c.segments), |tenant, time| {
-                    admission.remembers(tenant, time)
-                })?;
-        segments.push(
-            c.checkpoints
-                .write_segment(id, &std::mem::take(&mut c.segment))?,
-        );
+        let events = c.events_since_state + c.segment.events.len();
+        let mut segments = std::mem::take(&mut c.segments);
+        let mut plan = None;
+        if last || events >= c.settings.snapshot_events || segments.len() + 1 >= MAX_SEGMENTS {
+            let began = Instant::now();
+            // Everything before the new time is applied and nothing after it has come: the
+            // operators, the store and dedup are saved as of the same moment.
+            let dataflow = pipeline
+                .save_state()
+                .map_err(|source| DurableError::SaveState { id, source })?;
+            let gold = match c.gold.as_mut() {
+                Some(gold) => gold.plan(store)?,
+                None => GoldPlan::default(),
+            };
+            let state = State {
+                dataflow,
+                store: store.save(&gold.retired),
+                seen: admission.saved_ids(),
+                gold: gold.files.clone(),
+            };
+            let written = c.checkpoints.write_state(id, &state)?;
+            eprintln!(
+                "weir: checkpoint {id}: state of {events} events' run written ({} MB) in {} ms",
+                written.bytes / 1_000_000,
+                began.elapsed().as_millis()
+            );
+            c.state = Some(written);
+            c.events_since_state = 0;
+            c.segment = Segment::default();
+            segments.clear();
+            plan = Some(gold);
+        } else {
+            c.events_since_state = events;
+            segments.push(
+                c.checkpoints
+                    .write_segment(id, &std::mem::take(&mut c.segment))?,
+            );
+        }
         for version in pipeline.rules().list() {
             if let Some(component) = &version.component {
                 c.checkpoints.save_component(&version.hash, component)?;
@@ -404,6 +517,7 @@ impl Durability {
                 .iter()
                 .map(|((stream, partition), next)| (stream.clone(), *partition, *next))
                 .collect(),
+            state: c.state.clone(),
             segments: segments.clone(),
             rules: pipeline.rules().save(),
             transforms: c.transforms.clone(),
@@ -417,6 +531,10 @@ impl Durability {
         c.checkpoints.commit(&checkpoint)?;
         c.segments = segments;
         c.next_id += 1;
+        // Written only now: a crash before the commit leaves gold as the last state has it.
+        if let (Some(plan), Some(gold)) = (plan, c.gold.as_mut()) {
+            gold.apply_committed(plan, store, stop)?;
+        }
         source.commit(&self.offsets);
         Ok(())
     }
@@ -434,7 +552,11 @@ impl Durability {
         let Some(c) = self.checkpointing.as_mut() else {
             return Ok(Offsets::new());
         };
-        match c.checkpoints.latest()? {
+        let loaded = match c.loaded.take() {
+            Some(loaded) => Some(loaded),
+            None => c.checkpoints.latest()?,
+        };
+        match loaded {
             Some(loaded) => {
                 let checkpoint = loaded.checkpoint;
                 let id = checkpoint.id;
@@ -515,7 +637,26 @@ impl Durability {
                     }
                 }
                 let mut segments = loaded.segments;
-                let seen = segments.iter_mut().flat_map(Segment::take_seen);
+                let mut from_state = Vec::new();
+                if let Some(state) = loaded.state {
+                    if !c.restore_taken {
+                        return Err(recover_error(RecoverError::StateNotTaken));
+                    }
+                    eprintln!(
+                        "weir: checkpoint {id} holds the run's state as of logical time {}; the events admitted since are replayed",
+                        state.store.as_of.map_or(0, |t| t + 1)
+                    );
+                    store.restore(state.store);
+                    from_state = state.seen;
+                    if let Some(gold) = c.gold.as_mut() {
+                        gold.resume(&state.gold)
+                            .map_err(|e| recover_error(RecoverError::Gold(e)))?;
+                    }
+                }
+                c.events_since_state = segments.iter().map(|s| s.events.len()).sum();
+                let seen = from_state
+                    .into_iter()
+                    .chain(segments.iter_mut().flat_map(Segment::take_seen));
                 admission.restore(seen, checkpoint.stats.to_stats());
                 admission.restore_watermarks(checkpoint.watermarks.iter().cloned());
                 let mut events = 0;
@@ -535,6 +676,7 @@ impl Durability {
                     .map(|(stream, partition, next)| ((stream.clone(), *partition), *next))
                     .collect();
                 c.segments = checkpoint.segments;
+                c.state = checkpoint.state;
                 eprintln!(
                     "weir: recovered checkpoint {id} (logical time {}, {events} events) in {} ms",
                     checkpoint.epoch,

@@ -45,7 +45,7 @@ pub mod durable;
 pub mod quarantine;
 mod status;
 
-pub use durable::{CheckpointSettings, Durability, DurableError};
+pub use durable::{CheckpointSettings, DEFAULT_SNAPSHOT_EVENTS, Durability, DurableError};
 use quarantine::{Quarantine, Spill};
 use status::Status;
 
@@ -291,8 +291,29 @@ pub fn run_bounded_into(
 /// Runs what `settings` describe to its end (or until `stop`), writing the outputs it names.
 pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunError> {
     let mut run = settings.run.clone();
+    // A durable run's checkpoint is read first: when it holds the run's state, the cold tier
+    // it refers to is kept, not emptied.
+    let transforms = run
+        .plugins
+        .transforms()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    let mut durability = match (&settings.out, &settings.checkpoints) {
+        (Some(out), Some(checkpoints)) => Some(Durability::checkpointed(
+            Landing::open(out)?,
+            checkpoints.clone(),
+            transforms,
+        )?),
+        _ => None,
+    };
+    let restoring = durability.as_ref().is_some_and(Durability::restores_state);
     if let Some(cold) = &settings.cold {
-        let tier = ColdTier::prepare(&cold.dir, cold.idle)?;
+        let tier = if restoring {
+            ColdTier::reopen(&cold.dir, cold.idle)?
+        } else {
+            ColdTier::prepare(&cold.dir, cold.idle)?
+        };
         eprintln!(
             "weir: entities idle for {} s of event time move to {}",
             cold.idle / 1_000,
@@ -351,20 +372,15 @@ pub fn execute(settings: &Settings, stop: &AtomicBool) -> Result<RunResult, RunE
             Box::new(KafkaInput::new(url.clone(), group, *reset_offsets))
         }
     };
-    let landing = settings.out.as_deref().map(Landing::open).transpose()?;
-    match (landing, &settings.checkpoints) {
-        (Some(landing), Some(checkpoints)) => {
-            let transforms = run
-                .plugins
-                .transforms()
-                .iter()
-                .map(|t| t.name().to_owned())
-                .collect();
-            let durability = Durability::checkpointed(landing, checkpoints.clone(), transforms)?;
-            driver = driver.durable(durability);
+    match durability.take() {
+        Some(durability) => driver = driver.durable(durability)?,
+        None => {
+            let landing = settings.out.as_deref().map(Landing::open).transpose()?;
+            match landing {
+                Some(landing) if settings.live.is_none() => driver.land_into(landing)?,
+                landing => driver.outputs = landing,
+            }
         }
-        (Some(landing), None) if settings.live.is_none() => driver.land_into(landing)?,
-        (landing, _) => driver.outputs = landing,
     }
     if let (Some(out), Some(gold)) = (&settings.out, settings.gold) {
         // A run from a checkpoint takes the gold of the run it continues over; any other
@@ -441,6 +457,7 @@ impl Driver {
                 plugins: config.plugins.clone(),
                 lateness: config.lateness,
                 cold: config.cold.clone(),
+                restore: None,
             },
             store.clone(),
         )?;
@@ -484,20 +501,35 @@ impl Driver {
     }
 
     /// Lands what is read in `durability`; with checkpoints, quarantined inputs are landed
-    /// there too (with their offsets) instead of kept.
-    pub fn durable(mut self, mut durability: Durability) -> Driver {
+    /// there too (with their offsets) instead of kept. When its checkpoint holds the run's
+    /// state, the dataflow starts again from it (call this before the driver runs).
+    pub fn durable(mut self, mut durability: Durability) -> Result<Driver, RunError> {
         if durability.checkpoints() {
             self.quarantine = Quarantine::Landed;
         }
+        if let Some(state) = durability.take_restore() {
+            self.pipeline.restart_from(state)?;
+        }
         durability.track_transforms(self.transforms.clone());
+        if let Some(gold) = self.gold.take() {
+            self.gold = durability.export_gold(gold.stop()).map(GoldExport::on_call);
+        }
         self.durability = Some(durability);
-        self
+        Ok(self)
     }
 
     /// Exports the hours of the windowed views past `gold`'s serve window as the run goes
     /// (every `every`, or at each [`Driver::pass_gold`] when `None`), and once more when it
     /// finishes.
     pub fn export_gold(&mut self, gold: Gold, every: Option<Duration>) {
+        // A checkpointing run exports with the checkpoints that save its state.
+        let gold = match self.durability.as_mut() {
+            Some(durability) => match durability.export_gold(gold) {
+                Some(gold) => gold,
+                None => return,
+            },
+            None => gold,
+        };
         self.gold = Some(match every {
             Some(every) => GoldExport::start(gold, self.store.clone(), every),
             None => GoldExport::on_call(gold),
@@ -760,7 +792,15 @@ impl Driver {
         if let Some(durability) = self.durability.as_mut()
             && durability.checkpoints()
         {
-            durability.checkpoint(&mut self.pipeline, &self.admission, source, false, stop)?;
+            durability.checkpoint(
+                &mut self.pipeline,
+                &self.admission,
+                &self.store,
+                source,
+                false,
+                true,
+                stop,
+            )?;
         }
         Ok(())
     }
@@ -792,6 +832,7 @@ impl Driver {
             }
             None => None,
         };
+        let gold = gold.or_else(|| durability.as_ref().and_then(Durability::gold_stats));
         let (quarantine, quarantine_file) = quarantine.finish()?;
         let result = RunResult {
             store,

@@ -559,6 +559,8 @@ fn durable(
         dir: dir.join("checkpoints"),
         every: std::time::Duration::from_secs(3_600),
         export_every: std::time::Duration::from_secs(3_600),
+        // Every checkpoint saves the run's state: a restart starts from it.
+        snapshot_events: 1,
     };
     let landing = Landing::open(&dir.to_string_lossy()).unwrap();
     let transforms = config
@@ -567,7 +569,9 @@ fn durable(
         .iter()
         .map(|t| t.name().to_owned())
         .collect();
-    driver.durable(Durability::checkpointed(landing, settings, transforms).unwrap())
+    driver
+        .durable(Durability::checkpointed(landing, settings, transforms).unwrap())
+        .unwrap()
 }
 
 #[test]

@@ -150,11 +150,14 @@ fn a_durable_run_lands_raw_quarantine_and_views_in_s3_and_restarts_from_its_chec
             dir: dir.join("checkpoints"),
             every: Duration::ZERO,
             export_every: Duration::ZERO,
+            // Some checkpoints save the run's state, the others the events since.
+            snapshot_events: 2_000,
         };
         let durability = Durability::checkpointed(landing, settings, transforms.clone()).unwrap();
         Driver::start(&config, Arc::default())
             .unwrap()
             .durable(durability)
+            .unwrap()
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
 

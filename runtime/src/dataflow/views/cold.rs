@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Millis;
 
 use super::Key;
 use super::compact::Closing;
+use super::state::{self, Saved};
 
 /// The one table of every file: encoded key to encoded state.
 const ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entities");
@@ -83,13 +84,25 @@ impl ColdTier {
     /// A tier in `dir` (created if missing, emptied of an earlier run's files) for entities
     /// idle longer than `idle` ms of their tenant's event time.
     pub fn prepare(dir: impl Into<PathBuf>, idle: Millis) -> Result<ColdTier, ColdError> {
-        let dir = dir.into();
+        Self::open(dir.into(), idle, true)
+    }
+
+    /// The tier in `dir` as an earlier run left it, for a restart from a checkpoint whose
+    /// operator states refer to it (each file is rolled back to the checkpoint's savepoint).
+    pub fn reopen(dir: impl Into<PathBuf>, idle: Millis) -> Result<ColdTier, ColdError> {
+        Self::open(dir.into(), idle, false)
+    }
+
+    fn open(dir: PathBuf, idle: Millis, empty: bool) -> Result<ColdTier, ColdError> {
         let fail = |why: String| ColdError::Dir {
             dir: dir.clone(),
             why,
         };
         std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
         for entry in std::fs::read_dir(&dir).map_err(|e| fail(e.to_string()))? {
+            if !empty {
+                break;
+            }
             let path = entry.map_err(|e| fail(e.to_string()))?.path();
             if path.extension().is_some_and(|x| x == "redb") {
                 std::fs::remove_file(&path)
@@ -146,6 +159,7 @@ pub(super) struct Tiered<S> {
     unfinished: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Held<S> {
     state: S,
     /// The greatest event time of the events that touched it.
@@ -228,6 +242,58 @@ impl<S: Default + Serialize + DeserializeOwned> Tiered<S> {
     }
 }
 
+/// A tier's state as a checkpoint holds it: the states in memory, the sweep's clock, and
+/// the savepoint of the file on disk with the hashes of the keys in it.
+type SavedTier<S> = (
+    Vec<(Key, Held<S>)>,
+    Closing,
+    bool,
+    Option<(u64, Vec<(u64, u32)>)>,
+);
+
+impl<S: Default + Serialize + DeserializeOwned> Saved for Tiered<S> {
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        let disk = match &mut self.disk {
+            Some(disk) => Some((
+                disk.savepoint()
+                    .map_err(|e| format!("{}: {e}", disk.path.display()))?,
+                disk.hashes
+                    .iter()
+                    .map(|(h, n)| (*h, *n))
+                    .collect::<Vec<_>>(),
+            )),
+            None => None,
+        };
+        let hot: Vec<(&Key, &Held<S>)> = self.hot.iter().collect();
+        state::encode(&(hot, &self.idle, self.unfinished, disk))
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (hot, idle, unfinished, disk): SavedTier<S> = state::decode(bytes)?;
+        self.hot = hot.into_iter().collect();
+        self.idle.load_from(idle);
+        self.unfinished = unfinished;
+        match (disk, &mut self.disk) {
+            (Some((savepoint, hashes)), Some(disk)) => {
+                disk.restore(savepoint)
+                    .map_err(|e| format!("{}: {e}", disk.path.display()))?;
+                disk.hashes = hashes.into_iter().collect();
+            }
+            (Some(_), None) => {
+                return Err(
+                    "entities went to the cold tier, and this run has none: set [retention] entity_idle as it was"
+                        .into(),
+                );
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Savepoints a file keeps: one per checkpoint that may still be restored.
+const SAVEPOINTS_KEPT: usize = 3;
+
 /// One operator's file on one worker.
 struct Disk {
     db: Database,
@@ -236,6 +302,8 @@ struct Disk {
     /// entities, and this tells them apart without reading the file (a shared hash only
     /// costs a read that finds nothing).
     hashes: HashMap<u64, u32>,
+    /// The persistent savepoints of the checkpoints that may still be restored, oldest first.
+    savepoints: std::collections::VecDeque<u64>,
     stats: Arc<ColdStats>,
 }
 
@@ -250,6 +318,7 @@ impl Disk {
             db,
             path,
             hashes: HashMap::new(),
+            savepoints: Default::default(),
             stats: tier.stats.clone(),
         };
         // The table exists from the start, so a lookup never has to tell "no table" apart.
@@ -317,6 +386,40 @@ impl Disk {
         for hash in hashes {
             *self.hashes.entry(hash).or_default() += 1;
         }
+    }
+
+    /// A durable savepoint of the file as it is now, for a checkpoint to refer to; the
+    /// oldest beyond [`SAVEPOINTS_KEPT`] goes (its pages can then be freed).
+    fn savepoint(&mut self) -> Result<u64, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let id = txn.persistent_savepoint()?;
+        self.savepoints.push_back(id);
+        while self.savepoints.len() > SAVEPOINTS_KEPT {
+            let old = self.savepoints.pop_front().expect("more than kept");
+            txn.delete_persistent_savepoint(old)?;
+        }
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// Rolls the file back to `savepoint`, forgetting the savepoints of later checkpoints.
+    fn restore(&mut self, savepoint: u64) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let point = txn.get_persistent_savepoint(savepoint)?;
+        txn.restore_savepoint(&point)?;
+        drop(point);
+        let later: Vec<u64> = txn
+            .list_persistent_savepoints()?
+            .filter(|id| *id != savepoint)
+            .collect();
+        for id in later {
+            txn.delete_persistent_savepoint(id)?;
+        }
+        txn.commit()?;
+        self.savepoints = [savepoint].into();
+        Ok(())
     }
 
     fn write(
@@ -436,6 +539,59 @@ mod tests {
         let mut states: Tiered<u64> = Tiered::new("test", Some(&again));
         assert_eq!(*states.touch(key("acme", "a"), 0), 0);
         assert_eq!(again.revived(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_saved_tier_comes_back_as_it_was_saved_whatever_moved_after() {
+        let dir = scratch("saved");
+        let tier = ColdTier::prepare(&dir, 1_000).unwrap();
+        let mut states: Tiered<u64> = Tiered::new("test", Some(&tier));
+        *states.touch(key("acme", "a"), 0) = 7;
+        *states.touch(key("acme", "hot"), 0) = 1;
+        for i in 0..SWEEP_AT_LEAST {
+            states.touch(key("acme", &format!("b{i}")), 5_000);
+        }
+        states.sweep();
+        *states.touch(key("acme", "hot"), 5_000) = 2;
+        assert!(states.get(&key("acme", "a")).is_none(), "a went cold");
+        let saved = states.save().unwrap();
+        // After the save: a is revived and changed, hot goes cold, and the file moves on.
+        *states.touch(key("acme", "a"), 9_000) = 8;
+        for i in 0..2 * SWEEP_AT_LEAST {
+            states.touch(key("acme", &format!("c{i}")), 20_000);
+        }
+        states.sweep();
+        drop(states);
+
+        let again = ColdTier::reopen(&dir, 1_000).unwrap();
+        let mut restored: Tiered<u64> = Tiered::new("test", Some(&again));
+        restored.load(&saved).unwrap();
+        assert_eq!(*restored.touch(key("acme", "hot"), 20_000), 2);
+        assert_eq!(
+            *restored.touch(key("acme", "a"), 20_000),
+            7,
+            "as it was saved, from disk"
+        );
+        assert_eq!(again.revived(), 1);
+        assert!(
+            restored.get(&key("acme", "c0")).is_none(),
+            "nothing of after the save"
+        );
+        // Saved again and restored again: the savepoints of later saves do not pile up.
+        for _ in 0..5 {
+            restored.save().unwrap();
+        }
+        drop(restored);
+        let tier = ColdTier::prepare(&dir, 1_000).unwrap();
+        let mut fresh: Tiered<u64> = Tiered::new("test", Some(&tier));
+        let gone = fresh.load(&saved).unwrap_err();
+        assert!(
+            gone.contains("test-0.redb"),
+            "a fresh start has emptied the tier: the save refers to what is gone ({gone})"
+        );
+        let mut none: Tiered<u64> = Tiered::new("test", None);
+        assert!(none.load(&saved).unwrap_err().contains("entity_idle"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

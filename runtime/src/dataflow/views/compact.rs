@@ -24,7 +24,11 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::event::Millis;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 use super::cold::{ColdTier, Tiered};
+use super::state::{self, Saved, decode, encode};
 use super::{Coll, Diff, Key, Time, saturate};
 
 /// The updates of one logical time, as `(record, diff)`; for `step` to consume.
@@ -40,15 +44,17 @@ pub(super) type Updates<K, V> = Vec<((K, V), Diff)>;
 pub(super) fn stateful<'s, K, V, O, S>(
     input: Coll<'s, (K, V)>,
     name: &str,
-    mut state: S,
+    state: S,
     mut step: impl FnMut(&mut S, Updates<K, V>, &mut Vec<(O, Diff)>) + 'static,
 ) -> Coll<'s, O>
 where
     K: ExchangeData + Hash,
     V: ExchangeData,
     O: ExchangeData,
-    S: 'static,
+    S: Saved + 'static,
 {
+    // Registered with the worker, so a checkpoint can save it and a restart start from it.
+    let state = state::register(name, state);
     let exchange = Exchange::new(|((k, _), _, _): &((K, V), Time, Diff)| k.hashed());
     input
         .inner
@@ -70,7 +76,7 @@ where
                         break;
                     }
                     let (time, (cap, updates)) = entry.remove_entry();
-                    step(&mut state, updates, &mut out);
+                    step(&mut state.borrow_mut(), updates, &mut out);
                     let mut session = output.session(&cap);
                     for (record, diff) in out.drain(..) {
                         session.give((record, time, diff));
@@ -172,6 +178,61 @@ where
     )
 }
 
+/// Each key's values, as a sorted multiset, on one worker.
+struct Values<K, V>(HashMap<K, Vec<(V, Diff)>>);
+
+impl<K, V> Saved for Values<K, V>
+where
+    K: Serialize + DeserializeOwned + Eq + Hash,
+    V: Serialize + DeserializeOwned,
+{
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        encode(&self.0)
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0 = decode(bytes)?;
+        Ok(())
+    }
+}
+
+/// The least value of each key present (the earliest, when values start with a time): what a
+/// `reduce` keeping its first input gives, in state a checkpoint can hold.
+pub(super) fn least<'s, K, V>(records: Coll<'s, (K, V)>, name: &str) -> Coll<'s, (K, V)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
+    stateful(
+        records,
+        name,
+        Values(HashMap::new()),
+        |Values(groups), updates, out| {
+            let mut before: HashMap<K, Option<V>> = HashMap::new();
+            for ((key, value), diff) in updates {
+                let values: &mut Vec<(V, Diff)> = groups.entry(key.clone()).or_default();
+                before
+                    .entry(key)
+                    .or_insert_with(|| first_present(values).cloned());
+                add(values, value, diff);
+            }
+            for (key, old) in before {
+                let values = groups.get(&key);
+                let new = values.and_then(|v| first_present(v)).cloned();
+                if values.is_some_and(Vec::is_empty) {
+                    groups.remove(&key);
+                }
+                replace(key, old, new, out);
+            }
+        },
+    )
+}
+
+/// The least value held with a positive multiplicity.
+fn first_present<V>(values: &[(V, Diff)]) -> Option<&V> {
+    values.iter().find(|(_, n)| *n > 0).map(|(v, _)| v)
+}
+
 /// The greatest value held with a positive multiplicity.
 fn last_present<V>(values: &[(V, Diff)]) -> Option<&V> {
     values.iter().rev().find(|(_, n)| *n > 0).map(|(v, _)| v)
@@ -197,6 +258,7 @@ where
 /// greatest event time it has seen per tenant — never ahead of the tenant's watermark, so
 /// whatever is before it minus the lateness is before every event still to be admitted —
 /// and when its next amortised sweep is due.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Closing {
     lateness: Option<Millis>,
     seen: HashMap<String, Millis>,
@@ -239,6 +301,12 @@ impl Closing {
         due
     }
 
+    /// Takes over a saved clock; the lateness and the sweep floor stay this run's.
+    pub(super) fn load_from(&mut self, saved: Closing) {
+        self.seen = saved.seen;
+        self.since_sweep = saved.since_sweep;
+    }
+
     /// Events of `tenant` before this time can no longer be admitted.
     pub(super) fn cutoff(&self, tenant: &str) -> Millis {
         match (self.lateness, self.seen.get(tenant)) {
@@ -252,6 +320,36 @@ impl Closing {
 struct Totals<const N: usize> {
     records: i128,
     sums: [i128; N],
+}
+
+/// The totals of every group on one worker.
+struct Sums<K, const N: usize>(HashMap<K, Totals<N>>);
+
+impl<K, const N: usize> Saved for Sums<K, N>
+where
+    K: Serialize + DeserializeOwned + Eq + Hash,
+{
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        let groups: Vec<(&K, i128, &[i128])> = self
+            .0
+            .iter()
+            .map(|(key, t)| (key, t.records, t.sums.as_slice()))
+            .collect();
+        encode(&groups)
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let groups: Vec<(K, i128, Vec<i128>)> = decode(bytes)?;
+        self.0 = groups
+            .into_iter()
+            .map(|(key, records, sums)| {
+                let sums = <[i128; N]>::try_from(sums)
+                    .map_err(|s| format!("{} sums where the view has {N}", s.len()))?;
+                Ok((key, Totals { records, sums }))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(())
+    }
 }
 
 impl<const N: usize> Totals<N> {
@@ -274,8 +372,8 @@ where
     stateful(
         records,
         name,
-        HashMap::<K, Totals<N>>::new(),
-        |groups, updates, out| {
+        Sums(HashMap::<K, Totals<N>>::new()),
+        |Sums(groups), updates, out| {
             let mut before: HashMap<K, Option<[i64; N]>> = HashMap::new();
             for ((key, values), diff) in updates {
                 let totals = groups.entry(key.clone()).or_insert(Totals {

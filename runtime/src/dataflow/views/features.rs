@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::cold::{ColdTier, Tiered};
 use super::compact::{Closing, changes, stateful};
 use super::route::{Order, PaymentRec};
+use super::state::{Saved, decode, encode};
 use super::{Coll, Diff, Key, MINUTE_MS, Time};
 
 const VELOCITY_WINDOW_MS: Millis = 10 * MINUTE_MS;
@@ -81,6 +82,21 @@ struct Feature<F> {
 struct Groups<F> {
     groups: Tiered<Recent<F>>,
     closing: Closing,
+}
+
+impl<F> Saved for Groups<F>
+where
+    F: Ord + Serialize + serde::de::DeserializeOwned,
+{
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        encode(&(&self.closing, self.groups.save()?))
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (closing, groups): (Closing, Vec<u8>) = decode(bytes)?;
+        self.closing.load_from(closing);
+        self.groups.load(&groups)
+    }
 }
 
 /// Sweeps for final facts run never more often than every this many updates; the floor is

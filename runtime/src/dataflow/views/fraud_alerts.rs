@@ -24,9 +24,10 @@ use crate::plugins::registry::{Deployment, RuleInstances, RuleRegistry, VersionI
 use crate::row::{Cell, Row};
 
 use super::cold::ColdTier;
-use super::compact::{Closing, stateful};
+use super::compact::{Closing, least, stateful};
 use super::features::{order_features, payment_features};
 use super::route::{Order, PaymentRec};
+use super::state::{Saved, decode, encode};
 use super::{Coll, Diff, Key, Time};
 
 /// The inputs one rule version judges in a batch, with each input's multiplicity.
@@ -46,7 +47,7 @@ enum Judged {
 }
 
 /// One shard's deployments and the rule inputs a deployment change may still re-judge.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Shard {
     deployments: BTreeMap<Deployment, Diff>,
     inputs: HashMap<(RuleInput, Time), Diff>,
@@ -57,6 +58,20 @@ struct Judge {
     shards: HashMap<u64, Shard>,
     instances: RuleInstances,
     closing: Closing,
+}
+
+impl Saved for Judge {
+    /// The rule instances are a cache, made again on the first batch.
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        encode(&(&self.shards, &self.closing))
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (shards, closing) = decode(bytes)?;
+        self.shards = shards;
+        self.closing.load_from(closing);
+        Ok(())
+    }
 }
 
 /// Sweeps for inputs past the lateness run never more often than every this many updates.
@@ -204,23 +219,21 @@ pub(super) fn fraud_alerts<'s>(
         .flat_map(|((tenant, rule), (verdict, time))| match verdict {
             Verdict::Alert { subject_id } => Some(((tenant, rule, subject_id), time)),
             Verdict::Failed { .. } => None,
-        })
-        .reduce(|_key, input, output| output.push((*input[0].0, 1)))
-        .map(|((tenant, rule, subject), time)| {
-            vec![
-                Cell::Str(tenant),
-                Cell::Str(rule),
-                Cell::Str(subject),
-                Cell::Int(time),
-            ]
         });
-    let dead_letters = verdicts
-        .flat_map(|((tenant, rule), (verdict, _))| match verdict {
-            Verdict::Failed { event_id, error } => Some(((tenant, rule, event_id), error)),
-            Verdict::Alert { .. } => None,
-        })
-        .reduce(|_key, input, output| output.push((input[0].0.clone(), 1)))
-        .map(|((tenant, rule, event_id), error)| {
+    let alerts = least(alerts, "FirstAlert").map(|((tenant, rule, subject), time)| {
+        vec![
+            Cell::Str(tenant),
+            Cell::Str(rule),
+            Cell::Str(subject),
+            Cell::Int(time),
+        ]
+    });
+    let dead_letters = verdicts.flat_map(|((tenant, rule), (verdict, _))| match verdict {
+        Verdict::Failed { event_id, error } => Some(((tenant, rule, event_id), error)),
+        Verdict::Alert { .. } => None,
+    });
+    let dead_letters =
+        least(dead_letters, "DeadLetter").map(|((tenant, rule, event_id), error)| {
             vec![
                 Cell::Str(tenant),
                 Cell::Str(rule),

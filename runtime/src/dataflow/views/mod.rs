@@ -58,6 +58,7 @@ mod orders;
 mod payment_status;
 mod route;
 mod sessions;
+pub mod state;
 
 use conversion_hour::conversion_hour;
 use fraud_alerts::fraud_alerts;

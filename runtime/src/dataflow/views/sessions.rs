@@ -17,6 +17,7 @@ use crate::row::{Cell, Row};
 
 use super::compact::{Closing, changes, stateful};
 use super::route::{ADD_TO_CART, PAGE_VIEW};
+use super::state::{Saved, decode, encode};
 use super::{Coll, Key, MINUTE_MS};
 
 const SESSION_GAP_MS: Millis = 30 * MINUTE_MS;
@@ -49,7 +50,7 @@ impl Session {
 /// A user's activity that can still change a session: `(time, kind)` with its multiplicity,
 /// the sessions last emitted for it, and the events of its first open session that are past
 /// the lateness, folded into one running session.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Hot {
     events: BTreeMap<(Millis, u8), i64>,
     sessions: Vec<Session>,
@@ -69,6 +70,19 @@ impl Hot {
 struct Users {
     hot: HashMap<Key, Hot>,
     closing: Closing,
+}
+
+impl Saved for Users {
+    fn save(&mut self) -> Result<Vec<u8>, String> {
+        encode(&(&self.hot, &self.closing))
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (hot, closing) = decode(bytes)?;
+        self.hot = hot;
+        self.closing.load_from(closing);
+        Ok(())
+    }
 }
 
 /// Sweeps for closed sessions run never more often than every this many updates.
