@@ -12,10 +12,8 @@
 //! 2. **Restart** (with `--kafka HOST:PORT`, a Kafka-protocol broker that creates topics on
 //!    first produce): `weir gen --to` puts `--kafka-events` events in a fresh topic, a durable
 //!    `weir run` reads them to idle, and a second one recovers its checkpoint: the report has
-//!    the checkpoint directory's size and the recovery time the second run printed. tansu
-//!    0.6 does not create topics on produce, so against it this phase stops at its deadline
-//!    with the run's "unknown topic" retries in the message; the memory report is written
-//!    first either way.
+//!    the checkpoint directory's size and the recovery time the second run printed (the
+//!    memory report is written first, in case this phase fails on its own).
 //!
 //! It writes `target/bench/soak.json` and `target/bench/soak.md`. Build the binary first:
 //!
