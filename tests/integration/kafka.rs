@@ -168,8 +168,11 @@ fn crash_recovery_is_exactly_once() {
         .unwrap_or_else(|| panic!("the final run recovered no checkpoint: {final_stderr}"));
     let (moved, revived) = cold_counts(&final_stderr)
         .unwrap_or_else(|| panic!("the final run reported no cold tier: {final_stderr}"));
+    // The final run starts from the last run's state, so what it moves itself depends on what
+    // is left to read; what it brings back went cold in the runs that were killed, and came
+    // back through their savepoints.
     assert!(
-        moved > 1_000 && revived > 0,
+        revived > 0,
         "the final run moved {moved} entity states to the cold tier and brought {revived} back"
     );
     let final_secs = started.elapsed().as_secs_f64();
