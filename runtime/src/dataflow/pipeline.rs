@@ -84,9 +84,6 @@ pub struct PipelineConfig {
     /// Where idle entity records go ([`ColdTier::prepare`] has made it ready); `None` keeps
     /// them in memory.
     pub cold: Option<ColdTier>,
-    /// The state to start from, saved by [`Pipeline::save_state`] (its cold tier, if any,
-    /// reopened with [`ColdTier::reopen`]).
-    pub restore: Option<DataflowState>,
 }
 
 /// The dataflow's state between two logical times: every operator's on every worker, and
@@ -139,7 +136,6 @@ impl Workers {
         restore: Option<DataflowState>,
     ) -> Result<Workers, PipelineError> {
         let workers = config.workers.max(1);
-        let restoring = restore.is_some();
         let (epoch, held, restore) = match restore {
             Some(state) if state.workers.len() != workers => {
                 return Err(PipelineError::Workers {
@@ -172,7 +168,7 @@ impl Workers {
             let store = worker_store.clone();
             let probe = ProbeHandle::new();
             let saved = restore.lock().unwrap()[index].take();
-            operator_state::install(saved.or_else(|| restoring.then(Vec::new)));
+            operator_state::install(saved);
             let (mut input, mut deploy) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, events) = scope.new_collection::<(Time, Event), Diff>();
                 let (deploy, deployments) = scope.new_collection::<Deployment, Diff>();
@@ -293,10 +289,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the workers; `store` receives the published views.
-    pub fn start(
-        mut config: PipelineConfig,
-        store: Arc<ViewStore>,
-    ) -> Result<Pipeline, PipelineError> {
+    pub fn start(config: PipelineConfig, store: Arc<ViewStore>) -> Result<Pipeline, PipelineError> {
         let rules = Arc::new(RuleRegistry::default());
         let uploads = match config.plugins.engine() {
             Some(engine) => {
@@ -308,9 +301,7 @@ impl Pipeline {
                 rules.run_uploads_on(engine.clone());
             }),
         };
-        let restore = config.restore.take();
-        let restoring = restore.is_some();
-        let workers = Workers::spawn(&config, &store, &rules, restore)?;
+        let workers = Workers::spawn(&config, &store, &rules, None)?;
         let mut pipeline = Pipeline {
             senders: workers.senders,
             guards: Some(workers.guards),
@@ -323,21 +314,17 @@ impl Pipeline {
             held: workers.held,
             config,
         };
-        // The configured rules are the first versions, deployed for every event (a restored
-        // dataflow holds its deployments already: the registry learns them from the
-        // checkpoint's rules).
+        // The configured rules are the first versions, deployed for every event.
         for spec in pipeline.config.plugins.rule_makers() {
             let id = pipeline.rules.register(spec);
-            if !restoring {
-                pipeline.deploy_rule(id, Mode::Retroactive, None)?;
-            }
+            pipeline.deploy_rule(id, Mode::Retroactive, None)?;
         }
         Ok(pipeline)
     }
 
-    /// Starts the dataflow again from `state` (saved by [`Pipeline::save_state`]), with the
-    /// same rule registry: for a driver built before its checkpoint was read. Nothing may
-    /// have been pushed yet.
+    /// Starts the dataflow again from `state` (saved by [`Pipeline::save_state`]; its cold
+    /// tier, if any, reopened with [`ColdTier::reopen`]), with the same rule registry: for a
+    /// driver built before its checkpoint was read. Nothing may have been pushed yet.
     pub fn restart_from(&mut self, state: DataflowState) -> Result<(), PipelineError> {
         self.senders.clear();
         if let Some(guards) = self.guards.take() {

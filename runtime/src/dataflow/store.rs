@@ -117,16 +117,21 @@ impl Published {
     }
 }
 
+/// Adds `diff` to `row`'s multiplicity, dropping the row at zero.
+fn add(rows: &mut ViewRows, row: &Row, diff: Diff) {
+    let count = rows.get(row).copied().unwrap_or(0) + diff;
+    if count == 0 {
+        rows.remove(row);
+    } else {
+        rows.insert(row.clone(), count);
+    }
+}
+
 impl Published {
     fn retire(&mut self, view: ViewId, rows: &[(Row, Diff)], gold: &[(String, Millis)]) {
         let live = &mut self.views[view.index()];
         for (row, diff) in rows {
-            let count = live.get(row).copied().unwrap_or(0) - diff;
-            if count == 0 {
-                live.remove(row);
-            } else {
-                live.insert(row.clone(), count);
-            }
+            add(live, row, -diff);
         }
         if !gold.is_empty() {
             let mut marks = BTreeMap::clone(&self.gold);
@@ -443,12 +448,7 @@ impl ViewStore {
         for (view, applied) in updates.iter().enumerate() {
             let rows = &mut next.published.views[view];
             for (row, _, diff) in applied {
-                let count = rows.get(row).copied().unwrap_or(0) + diff;
-                if count == 0 {
-                    rows.remove(row);
-                } else {
-                    rows.insert(row.clone(), count);
-                }
+                add(rows, row, *diff);
             }
         }
         next.published.as_of = Some(time);

@@ -192,22 +192,23 @@ impl Gold {
             Some(plan) => plan,
             None => self.plan(store)?,
         };
-        let before = plan.before;
         let applied = self.apply(&plan.files);
-        if applied.is_ok() {
-            plan.retire(store);
-        } else {
-            self.pending = Some(plan);
+        match applied {
+            Ok(()) => self.retire(plan, store),
+            Err(_) => {
+                self.report(plan.before);
+                self.pending = Some(plan);
+            }
         }
-        self.report(before);
         applied
     }
 
     /// What a pass would write and take out of the store, with nothing written yet: a durable
-    /// run commits it with a checkpoint first ([`Gold::apply`], then [`GoldPlan::retire`]).
+    /// run commits it with a checkpoint first ([`Gold::apply`], then [`Gold::retire`]).
     pub fn plan(&mut self, store: &ViewStore) -> Result<GoldPlan, LandingError> {
         let version = store.version();
         let published = &version.published;
+        self.writing = None;
         let mut plan = GoldPlan {
             before: self.stats,
             ..GoldPlan::default()
@@ -317,31 +318,12 @@ impl Gold {
         }
     }
 
-    /// Applies a planned export (retrying while the landing zone fails, until `stop`) and
-    /// retires its rows: a durable run's, after the checkpoint holding it is committed.
-    pub fn apply_committed(
-        &mut self,
-        plan: GoldPlan,
-        store: &ViewStore,
-        stop: &AtomicBool,
-    ) -> Result<(), LandingError> {
-        let before = plan.before;
-        self.writing = None;
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match self.apply(&plan.files) {
-                Ok(()) => break,
-                Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
-                Err(e) => {
-                    eprintln!("weir: gold: {e}; retrying in {:.1} s", wait.as_secs_f64());
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
+    /// Takes the rows of a planned export, once its files are written, out of the store.
+    pub fn retire(&mut self, plan: GoldPlan, store: &ViewStore) {
+        for (view, rows, marks) in &plan.retired {
+            store.retire(*view, rows, marks);
         }
-        plan.retire(store);
-        self.report(before);
-        Ok(())
+        self.report(plan.before);
     }
 
     /// Before a file of the pass is written or removed.
@@ -405,15 +387,6 @@ pub struct GoldPlan {
     pub retired: Vec<Retired>,
     /// The exporter's counts before it was planned.
     before: GoldStats,
-}
-
-impl GoldPlan {
-    /// Takes the exported rows out of the store (once the files are written).
-    pub fn retire(&self, store: &ViewStore) {
-        for (view, rows, marks) in &self.retired {
-            store.retire(*view, rows, marks);
-        }
-    }
 }
 
 /// A run's [`Gold`] exporter: on its own thread, passing every so often while the run goes,

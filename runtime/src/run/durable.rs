@@ -113,6 +113,30 @@ impl DurableError {
     }
 }
 
+/// Runs `write` until it succeeds, waiting [`RETRY_FIRST`] after the first failure and twice
+/// as long after each next one, up to [`RETRY_MAX`]; gives up only when the run is told to
+/// stop.
+fn retrying(
+    stop: &AtomicBool,
+    mut write: impl FnMut() -> Result<(), LandingError>,
+) -> Result<(), LandingError> {
+    let mut wait = RETRY_FIRST;
+    loop {
+        match write() {
+            Ok(()) => return Ok(()),
+            Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
+            Err(e) => {
+                eprintln!(
+                    "weir: landing: {e}; retrying in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
 /// One partition's offsets since the last landing, and what they held.
 struct Range {
     first: i64,
@@ -372,21 +396,7 @@ impl Durability {
         key: &(String, i32),
         stop: &AtomicBool,
     ) -> Result<(), LandingError> {
-        let mut wait = RETRY_FIRST;
-        loop {
-            match self.land(key) {
-                Ok(()) => return Ok(()),
-                Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
-                Err(e) => {
-                    eprintln!(
-                        "weir: landing: {e}; retrying in {:.1} s",
-                        wait.as_secs_f64()
-                    );
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
-            }
-        }
+        retrying(stop, || self.land(key))
     }
 
     /// After each poll: bounded runs land full spans; durable runs checkpoint when one is
@@ -533,7 +543,8 @@ impl Durability {
         c.next_id += 1;
         // Written only now: a crash before the commit leaves gold as the last state has it.
         if let (Some(plan), Some(gold)) = (plan, c.gold.as_mut()) {
-            gold.apply_committed(plan, store, stop)?;
+            retrying(stop, || gold.apply(&plan.files))?;
+            gold.retire(plan, store);
         }
         source.commit(&self.offsets);
         Ok(())

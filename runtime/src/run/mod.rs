@@ -457,7 +457,6 @@ impl Driver {
                 plugins: config.plugins.clone(),
                 lateness: config.lateness,
                 cold: config.cold.clone(),
-                restore: None,
             },
             store.clone(),
         )?;

@@ -357,7 +357,6 @@ fn an_uploaded_rule_runs_under_the_configured_limits_and_is_retired_for_the_fail
             plugins,
             lateness: None,
             cold: None,
-            restore: None,
         },
         store.clone(),
     )
