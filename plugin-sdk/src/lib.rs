@@ -14,9 +14,14 @@
 //!   the features the core maintains for it) to the [`rule::Alert`]s it raises, or an error
 //!   message (the evaluation goes to the dead-letter table). Exported with [`export_rule!`].
 //!
-//! The host calls a plugin with a batch; the code the macros generate loops over the batch
-//! and returns one result per input, in order. A plugin author writes one plain function and
-//! one macro line:
+//! The host calls a plugin with a batch, encoded as one flat buffer (`wit/plugin.wit`
+//! documents the layout): fixed-size records whose strings are offsets into one arena. The
+//! code the macros generate decodes one input at a time, lazily — a string field is a
+//! [`transform::Str`], a borrowed slice of the buffer, until the plugin replaces it — calls
+//! the plugin's function and writes one result per input, in order. An event handed back as
+//! it came is answered with one byte ("unchanged"), and a field left alone is answered as
+//! "same": only what a plugin rewrites crosses back. A plugin author writes one plain
+//! function and one macro line:
 //!
 //! ```ignore
 //! use weir_plugin_sdk::transform::*;
@@ -101,8 +106,12 @@ extern crate self as weir_plugin_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+mod codec;
+
 /// The `transform` world: events in, events (or a per-event error) out.
 pub mod transform {
+    use std::borrow::Cow;
+
     /// Bindings generated from `wit/plugin.wit`, world `transform`.
     #[doc(hidden)]
     #[allow(missing_docs)]
@@ -114,14 +123,122 @@ pub mod transform {
             export_macro_name: "__export_world",
             default_bindings_module: "weir_plugin_sdk::transform::__bindings",
             runtime_path: "weir_plugin_sdk::__wit_bindgen::rt",
-            additional_derives: [PartialEq, Eq],
         });
     }
 
-    pub use __bindings::weir::plugin::types::{
-        AddToCart, Body, Event, EventType, InventoryAdjusted, Item, OrderCancelled, OrderPlaced,
-        PageView, Payment,
-    };
+    pub use __bindings::weir::plugin::types::EventType;
+
+    /// A string field: a slice of the batch the host sent until the plugin replaces it
+    /// (`field = "new".into()` or `field = some_string.into()`). Compares with `&str` as is.
+    pub type Str<'a> = Cow<'a, str>;
+
+    /// A valid, deduplicated, PCI-masked event (SPEC §1).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Event<'a> {
+        /// The tenant; an output event must keep its input's.
+        pub tenant_id: Str<'a>,
+        /// Unique per tenant.
+        pub event_id: Str<'a>,
+        /// Epoch milliseconds, UTC.
+        pub event_time_ms: i64,
+        /// The input's schema version.
+        pub schema_version: u8,
+        /// The per-type part.
+        pub body: Body<'a>,
+    }
+
+    /// The per-type part of an event.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub enum Body<'a> {
+        PageView(PageView<'a>),
+        AddToCart(AddToCart<'a>),
+        OrderPlaced(OrderPlaced<'a>),
+        OrderCancelled(OrderCancelled<'a>),
+        Payment(Payment<'a>),
+        InventoryAdjusted(InventoryAdjusted<'a>),
+    }
+
+    /// `page_view`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct PageView<'a> {
+        pub user_id: Str<'a>,
+        pub url: Str<'a>,
+        pub sku: Option<Str<'a>>,
+        pub device_id: Option<Str<'a>>,
+    }
+
+    /// `add_to_cart`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct AddToCart<'a> {
+        pub user_id: Str<'a>,
+        pub sku: Str<'a>,
+        pub quantity: i64,
+        pub price_cents: i64,
+    }
+
+    /// One line of an order.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct Item<'a> {
+        pub sku: Str<'a>,
+        pub quantity: i64,
+        pub price_cents: i64,
+    }
+
+    /// `order_placed`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct OrderPlaced<'a> {
+        pub user_id: Str<'a>,
+        pub order_id: Str<'a>,
+        pub items: Vec<Item<'a>>,
+        pub total_cents: i64,
+        /// `USD` for schema version 1.
+        pub currency: Str<'a>,
+        pub discount_cents: i64,
+        pub device_id: Option<Str<'a>>,
+    }
+
+    /// `order_cancelled`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct OrderCancelled<'a> {
+        pub user_id: Str<'a>,
+        pub order_id: Str<'a>,
+    }
+
+    /// `payment`. Card data arrives masked: never a card number or CVV, only `card_bin` and
+    /// `card_last4`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct Payment<'a> {
+        pub user_id: Str<'a>,
+        pub order_id: Str<'a>,
+        pub payment_id: Str<'a>,
+        pub provider: Str<'a>,
+        /// The provider's own word until a normaliser rewrites it.
+        pub status: Str<'a>,
+        /// The provider's word, kept by a normaliser that rewrote `status`.
+        pub provider_status: Option<Str<'a>>,
+        pub amount_cents: i64,
+        pub device_id: Option<Str<'a>>,
+        pub card_fingerprint: Option<Str<'a>>,
+        pub card_bin: Option<Str<'a>>,
+        pub card_last4: Option<Str<'a>>,
+    }
+
+    /// `inventory_adjusted`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct InventoryAdjusted<'a> {
+        pub sku: Str<'a>,
+        pub delta: i64,
+        pub reason: Str<'a>,
+        pub warehouse: Option<Str<'a>>,
+    }
 
     /// Every event type: what a transform reads unless it says otherwise.
     pub const ALL_TYPES: [EventType; 6] = [
@@ -134,9 +251,9 @@ pub mod transform {
     ];
 
     /// What a transform returns for one event: the events it becomes, or why it failed.
-    pub type TransformResult = Result<Vec<Event>, String>;
+    pub type TransformResult<'a> = Result<Vec<Event<'a>>, String>;
 
-    impl Body {
+    impl Body<'_> {
         /// The user the event is about; `None` for `inventory-adjusted`.
         pub fn user_id(&self) -> Option<&str> {
             match self {
@@ -148,16 +265,53 @@ pub mod transform {
                 Body::InventoryAdjusted(_) => None,
             }
         }
+
+        /// The event's type.
+        pub fn event_type(&self) -> EventType {
+            match self {
+                Body::PageView(_) => EventType::PageView,
+                Body::AddToCart(_) => EventType::AddToCart,
+                Body::OrderPlaced(_) => EventType::OrderPlaced,
+                Body::OrderCancelled(_) => EventType::OrderCancelled,
+                Body::Payment(_) => EventType::Payment,
+                Body::InventoryAdjusted(_) => EventType::InventoryAdjusted,
+            }
+        }
     }
 
-    /// Applies `f` to every event of a batch, one result per event, in order. Called by the
-    /// code [`export_transform!`](crate::export_transform) generates.
+    /// Applies `f` to every event of an encoded batch and encodes the answers, in order. Each
+    /// event is read when its turn comes, so a batch never exists decoded as a whole. Called
+    /// by the code [`export_transform!`](crate::export_transform) generates.
     #[doc(hidden)]
-    pub fn __run<F>(events: Vec<Event>, f: F) -> Vec<TransformResult>
+    pub fn __run<F>(batch: &[u8], mut f: F) -> Vec<u8>
     where
-        F: FnMut(Event) -> TransformResult,
+        F: for<'a> FnMut(Event<'a>) -> TransformResult<'a>,
     {
-        events.into_iter().map(f).collect()
+        let mut batch = crate::codec::Batch::new(batch);
+        let mut answer = crate::codec::Answer::new(batch.count, 16 * batch.count as usize + 16);
+        for _ in 0..batch.count {
+            let input = batch.event();
+            match f(input.clone()) {
+                Ok(events) => {
+                    let mark = answer.out.len();
+                    answer.u8(1);
+                    answer.u32(events.len() as u32);
+                    let mut same = events.len() == 1;
+                    for event in &events {
+                        same &= answer.event(event, &input);
+                    }
+                    if same {
+                        answer.out.truncate(mark);
+                        answer.u8(0);
+                    }
+                }
+                Err(message) => {
+                    answer.u8(2);
+                    answer.text(&message);
+                }
+            }
+        }
+        answer.out
     }
 }
 
@@ -174,34 +328,107 @@ pub mod rule {
             export_macro_name: "__export_world",
             default_bindings_module: "weir_plugin_sdk::rule::__bindings",
             runtime_path: "weir_plugin_sdk::__wit_bindgen::rt",
-            additional_derives: [PartialEq, Eq],
         });
     }
 
-    pub use __bindings::weir::plugin::types::{
-        Alert, Features, RuleEvent, RuleEventKind, RuleInput,
-    };
+    pub use crate::transform::Str;
+
+    /// Which kind of event a rule is looking at.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub enum RuleEventKind {
+        Order,
+        Payment,
+    }
+
+    /// The slice of an order or payment event that fraud rules read.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct RuleEvent<'a> {
+        pub kind: RuleEventKind,
+        pub tenant_id: Str<'a>,
+        pub event_id: Str<'a>,
+        /// Epoch milliseconds, UTC.
+        pub event_time_ms: i64,
+        pub user_id: Str<'a>,
+        pub order_id: Str<'a>,
+        /// Empty for orders.
+        pub payment_id: Str<'a>,
+        /// An order's `total_cents`, a payment's `amount_cents`.
+        pub amount_cents: i64,
+        /// Canonical payment status; empty for orders.
+        pub status: Str<'a>,
+        pub device_id: Option<Str<'a>>,
+        pub card_fingerprint: Option<Str<'a>>,
+    }
+
+    /// Features the core maintains exactly for the event.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Features {
+        /// Orders: the user's orders with time in (t − 10 min, t], this one included.
+        pub user_orders_10m: u32,
+        /// Orders: the user's orders with time strictly before t.
+        pub user_prior_orders: u32,
+        /// Orders: the sum of those prior orders' totals.
+        pub user_prior_total_cents: i64,
+        /// Failed payments with device and fingerprint: distinct fingerprints among the
+        /// device's failed payments with time in (t − 5 min, t].
+        pub device_failed_cards_5m: u32,
+    }
+
+    /// One rule input: the event and its features.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct RuleInput<'a> {
+        pub event: RuleEvent<'a>,
+        pub features: Features,
+    }
+
+    /// An alert on the input it answers; the host adds tenant, rule name and event time.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Alert {
+        /// The order or payment id the alert is about.
+        pub subject_id: String,
+    }
 
     /// What a rule returns for one input: the alerts it raises, or why it failed.
     pub type RuleResult = Result<Vec<Alert>, String>;
 
     impl Alert {
         /// An alert on `subject_id` (an order or payment id).
-        pub fn on(subject_id: impl Into<String>) -> Alert {
+        pub fn on(subject_id: impl AsRef<str>) -> Alert {
             Alert {
-                subject_id: subject_id.into(),
+                subject_id: subject_id.as_ref().to_owned(),
             }
         }
     }
 
-    /// Applies `f` to every input of a batch, one result per input, in order. Called by the
-    /// code [`export_rule!`](crate::export_rule) generates.
+    /// Applies `f` to every input of an encoded batch and encodes the answers, in order.
+    /// Called by the code [`export_rule!`](crate::export_rule) generates.
     #[doc(hidden)]
-    pub fn __run<F>(batch: Vec<RuleInput>, f: F) -> Vec<RuleResult>
+    pub fn __run<F>(batch: &[u8], mut f: F) -> Vec<u8>
     where
-        F: FnMut(&RuleInput) -> RuleResult,
+        F: for<'a, 'b> FnMut(&'a RuleInput<'b>) -> RuleResult,
     {
-        batch.iter().map(f).collect()
+        let mut batch = crate::codec::Batch::new(batch);
+        let mut answer = crate::codec::Answer::new(batch.count, batch.count as usize + 16);
+        for _ in 0..batch.count {
+            match f(&batch.rule_input()) {
+                Ok(alerts) if alerts.is_empty() => answer.u8(0),
+                Ok(alerts) => {
+                    answer.u8(1);
+                    answer.u32(alerts.len() as u32);
+                    for alert in &alerts {
+                        answer.text(&alert.subject_id);
+                    }
+                }
+                Err(message) => {
+                    answer.u8(2);
+                    answer.text(&message);
+                }
+            }
+        }
+        answer.out
     }
 }
 
@@ -244,10 +471,8 @@ macro_rules! export_transform {
                     $accepts
                 }
 
-                fn transform(
-                    events: ::std::vec::Vec<$crate::transform::Event>,
-                ) -> ::std::vec::Vec<$crate::transform::TransformResult> {
-                    $crate::transform::__run(events, $f)
+                fn transform(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::transform::__run(&batch, $f)
                 }
             }
 
@@ -283,10 +508,8 @@ macro_rules! export_rule {
             struct __WeirRule;
 
             impl $crate::rule::__bindings::Guest for __WeirRule {
-                fn evaluate(
-                    batch: ::std::vec::Vec<$crate::rule::RuleInput>,
-                ) -> ::std::vec::Vec<$crate::rule::RuleResult> {
-                    $crate::rule::__run(batch, $f)
+                fn evaluate(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::rule::__run(&batch, $f)
                 }
             }
 

@@ -29,7 +29,7 @@ fn canonical(provider: &str, raw: &str) -> &'static str {
 
 fn normalize(mut event: Event) -> Result<Vec<Event>, String> {
     if let Body::Payment(p) = &mut event.body {
-        let status = canonical(&p.provider, &p.status).to_owned();
+        let status = canonical(&p.provider, &p.status).into();
         p.provider_status = Some(std::mem::replace(&mut p.status, status));
     }
     Ok(vec![event])

@@ -6,14 +6,14 @@
 use weir_plugin_sdk::transform::*;
 
 /// Rewrites `sku` in place to its trimmed, upper-case form.
-fn canonicalize(sku: &mut String) {
+fn canonicalize(sku: &mut Str) {
     let trimmed = sku.trim();
     // The common case, an already canonical ASCII SKU, costs no allocation.
     if trimmed.len() == sku.len() && sku.is_ascii() && !sku.bytes().any(|b| b.is_ascii_lowercase())
     {
         return;
     }
-    *sku = trimmed.to_uppercase();
+    *sku = trimmed.to_uppercase().into();
 }
 
 fn sku_canonicalize(mut event: Event) -> Result<Vec<Event>, String> {

@@ -84,6 +84,12 @@ impl LandingError {
     }
 }
 
+/// Milliseconds in a day: raw files are partitioned by the UTC date of their events.
+const DAY_MS: i64 = 86_400_000;
+
+/// How many files a landing writes at once.
+const PUTS_AT_ONCE: usize = 16;
+
 /// A landing zone.
 pub struct Landing {
     store: Arc<dyn ObjectStore>,
@@ -94,6 +100,7 @@ pub struct Landing {
 }
 
 /// A landing zone on the local filesystem.
+#[derive(Clone)]
 struct Local {
     dir: PathBuf,
     /// The landing's store, kept typed to find the file behind an object's path.
@@ -198,6 +205,25 @@ impl Landing {
         })
     }
 
+    /// The same landing zone, with an I/O runtime of its own: for a thread that lands while
+    /// this one goes on.
+    pub fn another(&self) -> Result<Landing, LandingError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LandingError::Open {
+                target: self.target.clone(),
+                message: format!("cannot start its I/O runtime: {e}"),
+            })?;
+        Ok(Landing {
+            store: self.store.clone(),
+            root: self.root.clone(),
+            target: self.target.clone(),
+            local: self.local.clone(),
+            runtime,
+        })
+    }
+
     /// The directory, when the landing zone is local.
     pub fn local_dir(&self) -> Option<&FsPath> {
         self.local.as_ref().map(|l| l.dir.as_path())
@@ -235,6 +261,38 @@ impl Landing {
         Ok(())
     }
 
+    /// Encodes and puts several files, [`PUTS_AT_ONCE`] at a time: their writes (and a local
+    /// store's fsyncs) overlap, so a range that lands as one file per tenant waits for about
+    /// one write per chunk, not one per tenant.
+    fn put_all(&self, files: Vec<(String, RecordBatch)>) -> Result<(), LandingError> {
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            let mut puts = tokio::task::JoinSet::new();
+            for (relative, batch) in files.by_ref().take(PUTS_AT_ONCE) {
+                let bytes =
+                    encode::encode(&batch, None).map_err(|source| LandingError::Encode {
+                        path: relative.clone(),
+                        source,
+                    })?;
+                let (store, path) = (self.store.clone(), self.path(&relative));
+                puts.spawn_on(
+                    async move { store.put(&path, PutPayload::from(bytes)).await },
+                    self.runtime.handle(),
+                );
+            }
+            self.runtime.block_on(async {
+                while let Some(put) = puts.join_next().await {
+                    put.map_err(|source| {
+                        self.store_error(object_store::Error::JoinError { source })
+                    })?
+                    .map_err(|e| self.store_error(e))?;
+                }
+                Ok::<_, LandingError>(())
+            })?;
+        }
+        Ok(())
+    }
+
     fn batch(
         path: &str,
         schema: Schema,
@@ -255,18 +313,26 @@ impl Landing {
         (first, last): (i64, i64),
         events: &[(i64, Event)],
     ) -> Result<usize, LandingError> {
-        let mut groups: BTreeMap<(&str, String), Vec<&(i64, Event)>> = BTreeMap::new();
+        // Grouped by day number, formatted once per file.
+        let mut groups: BTreeMap<(&str, i64), Vec<&(i64, Event)>> = BTreeMap::new();
         for entry in events {
-            let date = chrono::DateTime::from_timestamp_millis(entry.1.event_time_ms).map_or_else(
-                || "unknown".to_owned(),
-                |t| t.format("%Y-%m-%d").to_string(),
-            );
             groups
-                .entry((entry.1.tenant_id.as_str(), date))
+                .entry((
+                    entry.1.tenant_id.as_str(),
+                    entry.1.event_time_ms.div_euclid(DAY_MS),
+                ))
                 .or_default()
                 .push(entry);
         }
-        for ((tenant, date), rows) in &groups {
+        let mut files = Vec::with_capacity(groups.len());
+        for (&(tenant, day), rows) in &groups {
+            let start = day.checked_mul(DAY_MS);
+            let date = start
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or_else(
+                    || "unknown".to_owned(),
+                    |t| t.format("%Y-%m-%d").to_string(),
+                );
             let name = format!(
                 "raw/tenant_id={tenant}/date={date}/{source}-{partition}-{first}-{last}.parquet"
             );
@@ -291,8 +357,10 @@ impl Landing {
                     rows.iter().map(|r| r.1.to_wire_json()),
                 )),
             ];
-            self.put(&name, Self::batch(&name, raw_schema(), columns)?, None)?;
+            let batch = Self::batch(&name, raw_schema(), columns)?;
+            files.push((name, batch));
         }
+        self.put_all(files)?;
         Ok(groups.len())
     }
 

@@ -178,18 +178,72 @@ pub struct Durability {
     checkpointing: Option<Checkpointing>,
     /// A bounded run's first landing failure, reported when it finishes.
     deferred: Option<LandingError>,
+    /// A bounded run lands its full ranges on this thread, off the admission path.
+    lander: Option<Lander>,
+}
+
+/// A thread that lands a bounded run's full ranges while admission goes on. At most one range
+/// waits for it, so a slow landing zone slows the run rather than piling ranges up in memory.
+struct Lander {
+    ranges: std::sync::mpsc::SyncSender<((String, i32), Range)>,
+    thread: std::thread::JoinHandle<Option<LandingError>>,
+}
+
+impl Lander {
+    fn start(landing: Landing) -> Result<Lander, LandingError> {
+        let (ranges, queued) = std::sync::mpsc::sync_channel::<((String, i32), Range)>(1);
+        let thread = std::thread::Builder::new()
+            .name("weir-land".into())
+            .spawn(move || {
+                let mut first_failure = None;
+                for (key, range) in queued {
+                    if let Err(e) = land_range(&landing, &key, &range) {
+                        first_failure.get_or_insert(e);
+                    }
+                }
+                first_failure
+            })
+            .map_err(|e| LandingError::Open {
+                target: "raw landing".into(),
+                message: format!("cannot start its thread: {e}"),
+            })?;
+        Ok(Lander { ranges, thread })
+    }
+
+    /// Waits for every range sent to be landed; the first failure, if any.
+    fn finish(self) -> Option<LandingError> {
+        drop(self.ranges);
+        self.thread.join().unwrap_or_else(|_| {
+            Some(LandingError::Open {
+                target: "raw landing".into(),
+                message: "its thread panicked".into(),
+            })
+        })
+    }
+}
+
+/// Lands one range's raw events.
+fn land_range(
+    landing: &Landing,
+    (stream, partition): &(String, i32),
+    range: &Range,
+) -> Result<(), LandingError> {
+    landing.write_raw(stream, *partition, (range.first, range.last), &range.raw)?;
+    Ok(())
 }
 
 impl Durability {
     /// A bounded run's landing: raw events only, replacing an earlier bounded run's files.
     pub fn bounded(landing: Landing) -> Result<Durability, LandingError> {
         landing.remove_uncommitted(&[STREAM.to_owned()], &Offsets::new())?;
+        let lander = Some(Lander::start(landing.another()?)?);
         Ok(Durability {
             landing,
             ranges: BTreeMap::new(),
             offsets: Offsets::new(),
             checkpointing: None,
             deferred: None,
+            lander,
         })
     }
 
@@ -224,6 +278,7 @@ impl Durability {
                 last_export: now,
             }),
             deferred: None,
+            lander: None,
         })
     }
 
@@ -350,10 +405,10 @@ impl Durability {
         }
     }
 
-    /// Bounded runs: lands every range that spans [`SPAN`] offsets. A failure is kept for
-    /// [`Durability::finish`]; the run goes on meanwhile.
+    /// Bounded runs: hands every range that spans [`SPAN`] offsets to the landing thread. A
+    /// failure is kept for [`Durability::finish`]; the run goes on meanwhile.
     pub(super) fn flush_spans(&mut self) {
-        if self.checkpointing.is_some() {
+        if self.lander.is_none() {
             return;
         }
         let full: Vec<(String, i32)> = self
@@ -363,8 +418,15 @@ impl Durability {
             .map(|(key, _)| key.clone())
             .collect();
         for key in full {
-            if let Err(e) = self.land(&key) {
-                self.deferred.get_or_insert(e);
+            let range = self.ranges.remove(&key).expect("listed above");
+            let lander = self.lander.as_ref().expect("checked above");
+            if let Err(std::sync::mpsc::SendError(returned)) = lander.ranges.send((key, range)) {
+                // The thread is gone (it panicked): land here, and learn why at the end.
+                let (key, range) = returned;
+                self.ranges.insert(key.clone(), range);
+                if let Err(e) = self.land(&key) {
+                    self.deferred.get_or_insert(e);
+                }
             }
         }
     }
@@ -374,13 +436,11 @@ impl Durability {
         let Some(range) = self.ranges.get(key) else {
             return Ok(());
         };
-        let (stream, partition) = (key.0.as_str(), key.1);
-        let span = (range.first, range.last);
-        self.landing
-            .write_raw(stream, partition, span, &range.raw)?;
+        land_range(&self.landing, key, range)?;
         if self.checkpointing.is_some() {
+            let span = (range.first, range.last);
             self.landing
-                .write_quarantine(stream, partition, span, &range.rejected)?;
+                .write_quarantine(&key.0, key.1, span, &range.rejected)?;
         }
         // Forgotten only once landed: a failed write is tried again whole (its files are
         // named by the range, so a retry replaces what a failed one left).
@@ -714,6 +774,9 @@ impl Durability {
         if self.checkpointing.is_some() {
             super::export_views(&self.landing, &result.store)?;
             return Ok(());
+        }
+        if let Some(failure) = self.lander.take().and_then(Lander::finish) {
+            self.deferred.get_or_insert(failure);
         }
         if let Some(error) = self.deferred.take() {
             return Err(error.into());

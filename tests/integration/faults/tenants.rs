@@ -345,8 +345,9 @@ fn an_uploaded_rule_runs_under_the_configured_limits_and_is_retired_for_the_fail
     // — if, and only if, it runs on the configured engine and is booked in its health.
     let limits = Limits {
         disable_after: 3,
-        base_fuel: 1_000,
-        fuel_per_event: 1_000,
+        // Less than a call of the flat ABI needs to read one event's record.
+        base_fuel: 10,
+        fuel_per_event: 10,
         ..Limits::default()
     };
     let plugins: Arc<dyn PluginFactory> = Arc::new(WasmPlugins::new(limits).unwrap());

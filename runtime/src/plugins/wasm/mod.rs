@@ -22,14 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     StoreLimits, StoreLimitsBuilder, Trap,
 };
 
-use super::{Alert, PluginError, Rule, RuleEventKind, RuleInput, Transform};
-use crate::event::{self as ev, Event};
+use super::{Alert, PluginError, Rule, RuleInput, Transform};
+use crate::event::Event;
+
+mod codec;
 
 mod transform_world {
     wasmtime::component::bindgen!({ path: "../wit", world: "transform" });
@@ -38,7 +40,6 @@ mod rule_world {
     wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
 }
 
-use rule_world::weir::plugin::types as rt;
 use transform_world::weir::plugin::types as tt;
 
 /// Limits every plugin call runs under.
@@ -150,9 +151,40 @@ pub struct WasmEngine {
 #[derive(Debug, Default)]
 struct Usage {
     fuel_by_tenant: BTreeMap<String, u64>,
-    /// Per (plugin, tenant): consecutive failed events, and whether it is disabled. One
+    /// Per plugin, per tenant: consecutive failed events, and whether it is disabled. One
     /// tenant's bad events disable a plugin for that tenant only.
-    health: BTreeMap<(String, String), (u64, bool)>,
+    health: BTreeMap<String, BTreeMap<String, (u64, bool)>>,
+}
+
+impl Usage {
+    /// Shares `fuel` among `tenants` (one per input) by their number of inputs; the rounding
+    /// goes to the first. Shares are taken per run of one tenant's inputs, so a batch costs
+    /// one map update per run, however many tenants it holds.
+    fn book_fuel(&mut self, tenants: &[&str], fuel: u64) {
+        let Some(&first) = tenants.first() else {
+            return;
+        };
+        let total = tenants.len() as u128;
+        let mut left = fuel;
+        let mut rest = tenants;
+        while let Some(&tenant) = rest.first() {
+            let run = rest.iter().take_while(|&&t| t == tenant).count();
+            let share = (u128::from(fuel) * run as u128 / total) as u64;
+            left -= share;
+            self.add_fuel(tenant, share);
+            rest = &rest[run..];
+        }
+        self.add_fuel(first, left);
+    }
+
+    fn add_fuel(&mut self, tenant: &str, fuel: u64) {
+        match self.fuel_by_tenant.get_mut(tenant) {
+            Some(total) => *total += fuel,
+            None => {
+                self.fuel_by_tenant.insert(tenant.to_owned(), fuel);
+            }
+        }
+    }
 }
 
 /// Advances the engine epoch until dropped.
@@ -223,8 +255,12 @@ impl WasmEngine {
         usage
             .health
             .iter()
-            .filter(|(_, (_, disabled))| *disabled)
-            .map(|(key, _)| key.clone())
+            .flat_map(|(plugin, tenants)| {
+                tenants
+                    .iter()
+                    .filter(|(_, (_, disabled))| *disabled)
+                    .map(|(tenant, _)| (plugin.clone(), tenant.clone()))
+            })
             .collect()
     }
 
@@ -234,98 +270,115 @@ impl WasmEngine {
             .lock()
             .unwrap()
             .health
-            .get(&(plugin.to_owned(), tenant.to_owned()))
+            .get(plugin)
+            .and_then(|tenants| tenants.get(tenant))
             .is_some_and(|(_, d)| *d)
     }
 
     /// Clears a plugin's failure record for `tenant`, or for every tenant (a new version was
     /// deployed under its name for that scope).
     pub fn reset_health(&self, plugin: &str, tenant: Option<&str>) {
-        self.usage
-            .lock()
-            .unwrap()
-            .health
-            .retain(|(p, t), (_, disabled)| {
-                let kept = p != plugin || tenant.is_some_and(|only| only != t);
-                if !kept && *disabled {
-                    crate::metrics::global().plugin_health(p, t, false);
-                }
-                kept
-            });
+        self.forget(plugin, |t| tenant.is_some_and(|only| only != t));
     }
 
     /// Clears a plugin's failure record for every tenant but `keep` (a new global version
     /// was deployed; the tenants in `keep` run their own versions, whose records stand).
     pub fn reset_health_except(&self, plugin: &str, keep: &[String]) {
-        self.usage
-            .lock()
-            .unwrap()
-            .health
-            .retain(|(p, t), (_, disabled)| {
-                let kept = p != plugin || keep.contains(t);
-                if !kept && *disabled {
-                    crate::metrics::global().plugin_health(p, t, false);
-                }
-                kept
-            });
+        self.forget(plugin, |t| keep.iter().any(|k| k == t));
     }
 
-    /// Runs one call of `plugin` on `items` inputs of `tenant` in a fresh store, and books it.
+    /// Drops `plugin`'s record of every tenant but those `kept` names.
+    fn forget(&self, plugin: &str, kept: impl Fn(&str) -> bool) {
+        let mut usage = self.usage.lock().unwrap();
+        let Some(tenants) = usage.health.get_mut(plugin) else {
+            return;
+        };
+        tenants.retain(|t, (_, disabled)| {
+            let keep = kept(t);
+            if !keep && *disabled {
+                crate::metrics::global().plugin_health(plugin, t, false);
+            }
+            keep
+        });
+    }
+
+    /// Runs one call of `plugin` on inputs of `tenants` (one per input, in order) in a fresh
+    /// store, and books it: the call's fuel is shared among the tenants by their number of
+    /// inputs (the sandbox cannot meter one event inside a call), each result counts against
+    /// its own tenant's record.
     fn booked<O>(
         &self,
         plugin: &str,
-        tenant: &str,
-        items: usize,
+        tenants: &[&str],
         call: impl FnOnce(&mut Store<StoreState>) -> CallResult<O>,
     ) -> CallResult<O> {
         let started = Instant::now();
         let mut store = self.store();
         let result = call(&mut store);
         let fuel = self.budget() - store.get_fuel().unwrap_or(0);
+        let single = tenants.len() == 1;
         let failed = match &result {
             Ok(results) => results.iter().filter(|r| r.is_err()).count() as u64,
-            Err(_) if items == 1 => 1,
+            Err(_) if single => 1,
             Err(_) => 0,
         };
         crate::metrics::global().plugin_call(plugin, failed, fuel, started.elapsed());
+        let mut usage = self.usage.lock().unwrap();
+        usage.book_fuel(tenants, fuel);
         match &result {
-            Ok(results) => self.account(plugin, tenant, fuel, results),
+            // A plugin with no failure on record and a call without one: nothing to count.
+            Ok(_) if failed == 0 && !usage.health.contains_key(plugin) => {}
+            Ok(results) => {
+                for (tenant, r) in tenants.iter().zip(results) {
+                    self.record(&mut usage, plugin, tenant, r.is_ok());
+                }
+            }
             // A failed single input counts against the plugin; a failed batch is retried
-            // input by input, which counts then.
-            Err(e) if items == 1 => self.account::<()>(plugin, tenant, fuel, &[Err(e.clone())]),
-            Err(_) => self.account::<()>(plugin, tenant, fuel, &[]),
+            // in halves, which count then.
+            Err(_) if single => self.record(&mut usage, plugin, tenants[0], false),
+            Err(_) => {}
         }
+        drop(usage);
         result
     }
 
-    /// Books a call: its fuel against the tenant, its results against the plugin's record.
-    fn account<O>(
-        &self,
-        plugin: &str,
-        tenant: &str,
-        fuel: u64,
-        results: &[Result<O, PluginError>],
-    ) {
-        let mut usage = self.usage.lock().unwrap();
-        *usage.fuel_by_tenant.entry(tenant.to_owned()).or_default() += fuel;
-        let (run, disabled) = usage
-            .health
-            .entry((plugin.to_owned(), tenant.to_owned()))
-            .or_default();
-        for result in results {
-            if result.is_ok() {
-                *run = 0;
-            } else {
-                *run += 1;
-            }
-            if *run >= self.limits.disable_after && !*disabled {
-                *disabled = true;
-                crate::metrics::global().plugin_health(plugin, tenant, true);
-                eprintln!(
-                    "weir: plugin {plugin} disabled for tenant {tenant} after {run} consecutive failed events of it; deploy a fixed version"
-                );
-            }
+    /// Counts one result against `(plugin, tenant)`'s run of consecutive failures.
+    fn record(&self, usage: &mut Usage, plugin: &str, tenant: &str, ok: bool) {
+        let tenants = match usage.health.get_mut(plugin) {
+            Some(tenants) => tenants,
+            // Nothing to reset: the common case costs no allocation.
+            None if ok => return,
+            None => usage.health.entry(plugin.to_owned()).or_default(),
+        };
+        let (run, disabled) = match tenants.get_mut(tenant) {
+            Some(entry) => entry,
+            None if ok => return,
+            None => tenants.entry(tenant.to_owned()).or_default(),
+        };
+        if ok {
+            *run = 0;
+            return;
         }
+        *run += 1;
+        if *run >= self.limits.disable_after && !*disabled {
+            *disabled = true;
+            crate::metrics::global().plugin_health(plugin, tenant, true);
+            eprintln!(
+                "weir: plugin {plugin} disabled for tenant {tenant} after {run} consecutive failed events of it; deploy a fixed version"
+            );
+        }
+    }
+
+    /// The tenants `plugin` is disabled for.
+    fn disabled_tenants(&self, plugin: &str) -> Vec<String> {
+        let usage = self.usage.lock().unwrap();
+        usage.health.get(plugin).map_or_else(Vec::new, |tenants| {
+            tenants
+                .iter()
+                .filter(|(_, (_, disabled))| *disabled)
+                .map(|(tenant, _)| tenant.clone())
+                .collect()
+        })
     }
 
     pub fn limits(&self) -> Limits {
@@ -381,16 +434,27 @@ impl WasmEngine {
         Ok(component)
     }
 
-    /// Compiles and links a transform component.
-    pub fn load_transform(&self, name: &str, bytes: &[u8]) -> Result<WasmTransform, LoadError> {
+    /// Compiles a component and links it against `world`'s bindings, once per deployment.
+    fn link<P>(
+        &self,
+        bytes: &[u8],
+        world: &'static str,
+        bind: impl FnOnce(InstancePre<StoreState>) -> wasmtime::Result<P>,
+    ) -> Result<P, LoadError> {
         let component = self.compile(bytes)?;
-        let linker = Linker::<StoreState>::new(&self.engine);
         let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
-            world: "transform",
+            world,
             detail: format!("{e:#}"),
         };
-        let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
-        let pre = transform_world::TransformPre::new(pre).map_err(mismatch)?;
+        let pre = Linker::<StoreState>::new(&self.engine)
+            .instantiate_pre(&component)
+            .map_err(mismatch)?;
+        bind(pre).map_err(mismatch)
+    }
+
+    /// Compiles and links a transform component.
+    pub fn load_transform(&self, name: &str, bytes: &[u8]) -> Result<WasmTransform, LoadError> {
+        let pre = self.link(bytes, "transform", transform_world::TransformPre::new)?;
         // Asked once: which types it reads is part of what was deployed, not of each call.
         let mut store = self.store();
         let types = pre
@@ -402,7 +466,7 @@ impl WasmEngine {
             })?;
         let mut accepts = [false; 6];
         for ty in types {
-            accepts[type_index(ty)] = true;
+            accepts[accepted_index(ty)] = true;
         }
         Ok(WasmTransform {
             name: name.to_owned(),
@@ -414,14 +478,7 @@ impl WasmEngine {
 
     /// Compiles and links a rule component.
     pub fn load_rule(&self, name: &str, bytes: &[u8]) -> Result<WasmRule, LoadError> {
-        let component = self.compile(bytes)?;
-        let linker = Linker::<StoreState>::new(&self.engine);
-        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
-            world: "rule",
-            detail: format!("{e:#}"),
-        };
-        let pre = linker.instantiate_pre(&component).map_err(mismatch)?;
-        let pre = rule_world::RulePre::new(pre).map_err(mismatch)?;
+        let pre = self.link(bytes, "rule", rule_world::RulePre::new)?;
         Ok(WasmRule {
             name: name.to_owned(),
             engine: self.clone(),
@@ -492,54 +549,17 @@ fn bisect<I, O>(
     }
 }
 
-/// Calls `run` once per tenant's share of `items` (in first-seen order) and puts the results
-/// back in input order: one tenant's failing events never cost another tenant a retry.
-/// Items are moved into their tenant's batch, never copied: every string of an event would
-/// otherwise be allocated twice before the plugin even sees it.
-fn per_tenant<I, O>(
-    items: Vec<I>,
-    tenant: impl Fn(&I) -> &str,
-    mut run: impl FnMut(&[I]) -> Vec<Result<O, PluginError>>,
-) -> Vec<Result<O, PluginError>> {
-    if items.windows(2).all(|w| tenant(&w[0]) == tenant(&w[1])) {
-        return run(&items);
-    }
-    // The tenant (by first index) of each item, then each tenant's items in input order.
-    let mut firsts: Vec<usize> = Vec::new();
-    let owner: Vec<usize> = (0..items.len())
-        .map(|i| {
-            let g = firsts
-                .iter()
-                .position(|&f| tenant(&items[f]) == tenant(&items[i]));
-            g.unwrap_or_else(|| {
-                firsts.push(i);
-                firsts.len() - 1
-            })
-        })
-        .collect();
-    let mut groups: Vec<Vec<I>> = firsts.iter().map(|_| Vec::new()).collect();
-    for (item, &g) in items.into_iter().zip(&owner) {
-        groups[g].push(item);
-    }
-    let mut results: Vec<std::vec::IntoIter<Result<O, PluginError>>> =
-        groups.iter().map(|batch| run(batch).into_iter()).collect();
-    owner
-        .into_iter()
-        .map(|g| results[g].next().expect("one result per input"))
-        .collect()
-}
-
 /// A transform plugin running as a component.
 #[derive(Clone)]
 pub struct WasmTransform {
     name: String,
     engine: WasmEngine,
     pre: transform_world::TransformPre<StoreState>,
-    /// By [`type_index`]: the event types it reads; the others pass it by.
+    /// By [`codec::type_index`]: the event types it reads; the others pass it by.
     accepts: [bool; 6],
 }
 
-fn type_index(ty: tt::EventType) -> usize {
+fn accepted_index(ty: tt::EventType) -> usize {
     match ty {
         tt::EventType::PageView => 0,
         tt::EventType::AddToCart => 1,
@@ -550,60 +570,58 @@ fn type_index(ty: tt::EventType) -> usize {
     }
 }
 
-fn body_index(body: &ev::Body) -> usize {
-    match body {
-        ev::Body::PageView(_) => 0,
-        ev::Body::AddToCart(_) => 1,
-        ev::Body::OrderPlaced(_) => 2,
-        ev::Body::OrderCancelled(_) => 3,
-        ev::Body::Payment(_) => 4,
-        ev::Body::InventoryAdjusted(_) => 5,
-    }
-}
-
 impl WasmTransform {
-    /// One call on a batch of one tenant's events, booked against that tenant.
-    fn call(&self, events: &[tt::Event]) -> CallResult<Vec<Event>> {
-        // Admission is sequential, so when a transform is disabled is fixed by input order.
-        let tenant = events.first().map_or("", |e| e.tenant_id.as_str());
-        if self.engine.is_disabled(&self.name, tenant) {
-            return Ok(events.iter().map(|_| Err(PluginError::Disabled)).collect());
-        }
-        self.engine
-            .booked(&self.name, tenant, events.len(), |store| {
-                self.call_in(store, events)
-            })
-    }
-
-    fn call_in(
-        &self,
-        store: &mut Store<StoreState>,
-        events: &[tt::Event],
-    ) -> CallResult<Vec<Event>> {
-        let instance = self
-            .pre
-            .instantiate(&mut *store)
-            .map_err(|e| classify(e, store))?;
-        let results = instance
-            .call_transform(&mut *store, events)
-            .map_err(|e| classify(e, store))?;
-        let max = self.engine.limits.max_outputs_per_event;
-        Ok(results
+    /// One call on the events at `picked`, whatever their tenants: each event's answer is
+    /// its own (see [`bisect`]), so one instance serves the whole batch. Events of a tenant
+    /// the transform is disabled for by now are answered `disabled` without being sent:
+    /// admission is sequential, so when that happens is fixed by input order.
+    fn call(&self, events: &mut [Event], picked: &[usize]) -> CallResult<codec::Answer> {
+        let disabled = self.engine.disabled_tenants(&self.name);
+        let refused: Vec<bool> = picked
+            .iter()
+            .map(|&i| disabled.iter().any(|t| *t == events[i].tenant_id))
+            .collect();
+        let sent: Vec<usize> = picked
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|(&i, _)| i)
+            .collect();
+        let mut answers = if sent.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.send(events, &sent)?.into_iter()
+        };
+        Ok(refused
             .into_iter()
-            .zip(events)
-            .map(|(r, input)| match r {
-                Ok(out) if out.len() > max => Err(PluginError::InvalidOutput(format!(
-                    "{} events out of one (at most {max})",
-                    out.len()
-                ))),
-                // A plugin speaks only for the tenant whose event it was given.
-                Ok(out) if out.iter().any(|e| e.tenant_id != input.tenant_id) => Err(
-                    PluginError::InvalidOutput("an output event names another tenant".into()),
-                ),
-                Ok(out) => Ok(out.into_iter().map(from_wit).collect()),
-                Err(message) => Err(PluginError::Rejected(message)),
+            .map(|refused| {
+                if refused {
+                    Err(PluginError::Disabled)
+                } else {
+                    answers.next().expect("one answer per event sent")
+                }
             })
             .collect())
+    }
+
+    fn send(&self, events: &mut [Event], picked: &[usize]) -> CallResult<codec::Answer> {
+        let mut batch = codec::Batch::new(picked.len(), picked.len() * 192);
+        for &i in picked {
+            batch.event(&mut events[i]);
+        }
+        let batch = batch.finish();
+        let inputs: Vec<&Event> = picked.iter().map(|&i| &events[i]).collect();
+        let tenants: Vec<&str> = inputs.iter().map(|e| e.tenant_id.as_str()).collect();
+        self.engine.booked(&self.name, &tenants, |store| {
+            let instance = self
+                .pre
+                .instantiate(&mut *store)
+                .map_err(|e| classify(e, store))?;
+            let answer = instance
+                .call_transform(&mut *store, &batch)
+                .map_err(|e| classify(e, store))?;
+            codec::transform_answer(answer, &inputs, self.engine.limits.max_outputs_per_event)
+        })
     }
 }
 
@@ -611,31 +629,23 @@ impl Transform for WasmTransform {
     fn name(&self) -> &str {
         &self.name
     }
-    fn apply(&mut self, events: Vec<Event>) -> Vec<Result<Vec<Event>, PluginError>> {
-        // Events of types it does not read pass by; the rest go in, in order.
-        let mut results: Vec<Option<Result<Vec<Event>, PluginError>>> =
-            Vec::with_capacity(events.len());
-        let mut inputs = Vec::new();
-        for event in events {
-            if self.accepts[body_index(&event.body)] {
-                results.push(None);
-                inputs.push(to_wit(event));
-            } else {
-                results.push(Some(Ok(vec![event])));
-            }
-        }
-        if inputs.is_empty() {
-            return results.into_iter().flatten().collect();
-        }
-        let mut called = per_tenant(
-            inputs,
-            |e| &e.tenant_id,
-            |batch| batched(batch, |b| self.call(b)),
-        )
-        .into_iter();
-        results
+    fn apply(&mut self, mut events: Vec<Event>) -> Vec<Result<Vec<Event>, PluginError>> {
+        let picked: Vec<usize> = (0..events.len())
+            .filter(|&i| self.accepts[usize::from(codec::type_index(&events[i].body))])
+            .collect();
+        let answers = batched(&picked, |b| self.call(&mut events, b));
+        let mut answers = picked.iter().copied().zip(answers).peekable();
+        events
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| called.next().expect("one result per input")))
+            .enumerate()
+            .map(|(i, event)| {
+                let answer = match answers.peek() {
+                    Some(&(at, _)) if at == i => answers.next().expect("peeked").1,
+                    // Not a type it reads: passes by.
+                    _ => return Ok(vec![event]),
+                };
+                Ok(answer?.outputs(event))
+            })
             .collect()
     }
 }
@@ -649,46 +659,33 @@ pub struct WasmRule {
 }
 
 impl WasmRule {
-    /// One call on a batch of one tenant's inputs, booked against that tenant. A failing rule
-    /// is only reported here: the pipeline retires its deployment at a logical time, so that
+    /// One call on the inputs at `picked`, booked against their tenants. A failing rule is
+    /// only reported here: the pipeline retires its deployment at a logical time, so that
     /// re-running it for a retraction still gives the same answer.
-    fn call(&self, batch: &[rt::RuleInput]) -> CallResult<Vec<Alert>> {
-        let tenant = batch.first().map_or("", |i| i.event.tenant_id.as_str());
-        self.engine
-            .booked(&self.name, tenant, batch.len(), |store| {
-                self.call_in(store, batch)
-            })
-    }
-
-    fn call_in(
-        &self,
-        store: &mut Store<StoreState>,
-        batch: &[rt::RuleInput],
-    ) -> CallResult<Vec<Alert>> {
-        let instance = self
-            .pre
-            .instantiate(&mut *store)
-            .map_err(|e| classify(e, store))?;
-        let results = instance
-            .call_evaluate(&mut *store, batch)
-            .map_err(|e| classify(e, store))?;
-        let max = self.engine.limits.max_outputs_per_event;
-        Ok(results
-            .into_iter()
-            .map(|r| match r {
-                Ok(out) if out.len() > max => Err(PluginError::InvalidOutput(format!(
-                    "{} alerts for one input (at most {max})",
-                    out.len()
-                ))),
-                Ok(out) => Ok(out
-                    .into_iter()
-                    .map(|a| Alert {
-                        subject_id: a.subject_id,
-                    })
-                    .collect()),
-                Err(message) => Err(PluginError::Rejected(message)),
-            })
-            .collect())
+    fn call(&self, inputs: &[RuleInput], picked: &[usize]) -> CallResult<Vec<Alert>> {
+        let mut batch = codec::Batch::new(picked.len(), picked.len() * 160);
+        for &i in picked {
+            batch.rule(&inputs[i]);
+        }
+        let batch = batch.finish();
+        let tenants: Vec<&str> = picked
+            .iter()
+            .map(|&i| inputs[i].event.tenant_id.as_str())
+            .collect();
+        self.engine.booked(&self.name, &tenants, |store| {
+            let instance = self
+                .pre
+                .instantiate(&mut *store)
+                .map_err(|e| classify(e, store))?;
+            let answer = instance
+                .call_evaluate(&mut *store, &batch)
+                .map_err(|e| classify(e, store))?;
+            codec::rule_answer(
+                &answer,
+                picked.len(),
+                self.engine.limits.max_outputs_per_event,
+            )
+        })
     }
 }
 
@@ -697,168 +694,28 @@ impl Rule for WasmRule {
         &self.name
     }
     fn evaluate(&mut self, batch: &[RuleInput]) -> Vec<Result<Vec<Alert>, PluginError>> {
-        let inputs: Vec<rt::RuleInput> = batch.iter().map(rule_to_wit).collect();
-        per_tenant(
-            inputs,
-            |i| &i.event.tenant_id,
-            |b| batched(b, |b| self.call(b)),
-        )
+        let all: Vec<usize> = (0..batch.len()).collect();
+        batched(&all, |picked| self.call(batch, picked))
     }
 }
 
-fn rule_to_wit(input: &RuleInput) -> rt::RuleInput {
-    let e = &input.event;
-    let f = &input.features;
-    rt::RuleInput {
-        event: rt::RuleEvent {
-            kind: match e.kind {
-                RuleEventKind::Order => rt::RuleEventKind::Order,
-                RuleEventKind::Payment => rt::RuleEventKind::Payment,
-            },
-            tenant_id: e.tenant_id.clone(),
-            event_id: e.event_id.clone(),
-            event_time_ms: e.event_time_ms,
-            user_id: e.user_id.clone(),
-            order_id: e.order_id.clone(),
-            payment_id: e.payment_id.clone(),
-            amount_cents: e.amount_cents,
-            status: e.status.clone(),
-            device_id: e.device_id.clone(),
-            card_fingerprint: e.card_fingerprint.clone(),
-        },
-        features: rt::Features {
-            user_orders_10m: f.user_orders_10m,
-            user_prior_orders: f.user_prior_orders,
-            user_prior_total_cents: f.user_prior_total_cents,
-            device_failed_cards_5m: f.device_failed_cards_5m,
-        },
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::Usage;
 
-fn to_wit(e: Event) -> tt::Event {
-    let body = match e.body {
-        ev::Body::PageView(p) => tt::Body::PageView(tt::PageView {
-            user_id: p.user_id,
-            url: p.url,
-            sku: p.sku,
-            device_id: p.device_id,
-        }),
-        ev::Body::AddToCart(a) => tt::Body::AddToCart(tt::AddToCart {
-            user_id: a.user_id,
-            sku: a.sku,
-            quantity: a.quantity,
-            price_cents: a.price_cents,
-        }),
-        ev::Body::OrderPlaced(o) => tt::Body::OrderPlaced(tt::OrderPlaced {
-            user_id: o.user_id,
-            order_id: o.order_id,
-            items: o
-                .items
-                .into_iter()
-                .map(|i| tt::Item {
-                    sku: i.sku,
-                    quantity: i.quantity,
-                    price_cents: i.price_cents,
-                })
-                .collect(),
-            total_cents: o.total_cents,
-            currency: o.currency,
-            discount_cents: o.discount_cents,
-            device_id: o.device_id,
-        }),
-        ev::Body::OrderCancelled(c) => tt::Body::OrderCancelled(tt::OrderCancelled {
-            user_id: c.user_id,
-            order_id: c.order_id,
-        }),
-        ev::Body::Payment(p) => tt::Body::Payment(tt::Payment {
-            user_id: p.user_id,
-            order_id: p.order_id,
-            payment_id: p.payment_id,
-            provider: p.provider,
-            status: p.status,
-            provider_status: p.provider_status,
-            amount_cents: p.amount_cents,
-            device_id: p.device_id,
-            card_fingerprint: p.card_fingerprint,
-            card_bin: p.card_bin,
-            card_last4: p.card_last4,
-        }),
-        ev::Body::InventoryAdjusted(a) => tt::Body::InventoryAdjusted(tt::InventoryAdjusted {
-            sku: a.sku,
-            delta: a.delta,
-            reason: a.reason,
-            warehouse: a.warehouse,
-        }),
-    };
-    tt::Event {
-        tenant_id: e.tenant_id,
-        event_id: e.event_id,
-        event_time_ms: e.event_time_ms,
-        schema_version: e.schema_version,
-        body,
-    }
-}
-
-fn from_wit(e: tt::Event) -> Event {
-    let body = match e.body {
-        tt::Body::PageView(p) => ev::Body::PageView(ev::PageView {
-            user_id: p.user_id,
-            url: p.url,
-            sku: p.sku,
-            device_id: p.device_id,
-        }),
-        tt::Body::AddToCart(a) => ev::Body::AddToCart(ev::AddToCart {
-            user_id: a.user_id,
-            sku: a.sku,
-            quantity: a.quantity,
-            price_cents: a.price_cents,
-        }),
-        tt::Body::OrderPlaced(o) => ev::Body::OrderPlaced(ev::OrderPlaced {
-            user_id: o.user_id,
-            order_id: o.order_id,
-            items: o
-                .items
-                .into_iter()
-                .map(|i| ev::Item {
-                    sku: i.sku,
-                    quantity: i.quantity,
-                    price_cents: i.price_cents,
-                })
-                .collect(),
-            total_cents: o.total_cents,
-            currency: o.currency,
-            discount_cents: o.discount_cents,
-            device_id: o.device_id,
-        }),
-        tt::Body::OrderCancelled(c) => ev::Body::OrderCancelled(ev::OrderCancelled {
-            user_id: c.user_id,
-            order_id: c.order_id,
-        }),
-        tt::Body::Payment(p) => ev::Body::Payment(ev::Payment {
-            user_id: p.user_id,
-            order_id: p.order_id,
-            payment_id: p.payment_id,
-            provider: p.provider,
-            status: p.status,
-            provider_status: p.provider_status,
-            amount_cents: p.amount_cents,
-            device_id: p.device_id,
-            card_fingerprint: p.card_fingerprint,
-            card_bin: p.card_bin,
-            card_last4: p.card_last4,
-        }),
-        tt::Body::InventoryAdjusted(a) => ev::Body::InventoryAdjusted(ev::InventoryAdjusted {
-            sku: a.sku,
-            delta: a.delta,
-            reason: a.reason,
-            warehouse: a.warehouse,
-        }),
-    };
-    Event {
-        tenant_id: e.tenant_id,
-        event_id: e.event_id,
-        event_time_ms: e.event_time_ms,
-        schema_version: e.schema_version,
-        body,
+    #[test]
+    fn fuel_is_shared_by_inputs_and_nothing_is_lost_to_rounding() {
+        let mut usage = Usage::default();
+        usage.book_fuel(&["a", "b", "a", "a", "c", "c"], 1_001);
+        let booked = &usage.fuel_by_tenant;
+        assert_eq!(booked.values().sum::<u64>(), 1_001);
+        // a: 3 of 6 inputs in two runs (166 + 333), plus the rounding; b: 1/6; c: 2/6.
+        assert_eq!(booked["b"], 166);
+        assert_eq!(booked["c"], 333);
+        assert_eq!(booked["a"], 1_001 - 166 - 333);
+        usage.book_fuel(&["b"], 10);
+        assert_eq!(usage.fuel_by_tenant["b"], 176);
+        usage.book_fuel(&[], 10);
+        assert_eq!(usage.fuel_by_tenant.values().sum::<u64>(), 1_011);
     }
 }
