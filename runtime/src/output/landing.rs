@@ -248,29 +248,26 @@ impl Landing {
         batch: RecordBatch,
         as_of: Option<Time>,
     ) -> Result<(), LandingError> {
-        let bytes = encode::encode(&batch, as_of).map_err(|source| LandingError::Encode {
-            path: relative.to_owned(),
-            source,
-        })?;
-        let path = self.path(relative);
-        // Local puts write a staged file, fsync it, rename it into place and fsync the
-        // directories whose entries changed; S3 puts are atomic, and durable once answered.
-        self.runtime
-            .block_on(self.store.put(&path, PutPayload::from(bytes)))
-            .map_err(|e| self.store_error(e))?;
-        Ok(())
+        self.put_all(vec![(relative.to_owned(), batch)], as_of)
     }
 
     /// Encodes and puts several files, [`PUTS_AT_ONCE`] at a time: their writes (and a local
     /// store's fsyncs) overlap, so a range that lands as one file per tenant waits for about
     /// one write per chunk, not one per tenant.
-    fn put_all(&self, files: Vec<(String, RecordBatch)>) -> Result<(), LandingError> {
+    ///
+    /// Local puts write a staged file, fsync it, rename it into place and fsync the
+    /// directories whose entries changed; S3 puts are atomic, and durable once answered.
+    fn put_all(
+        &self,
+        files: Vec<(String, RecordBatch)>,
+        as_of: Option<Time>,
+    ) -> Result<(), LandingError> {
         let mut files = files.into_iter().peekable();
         while files.peek().is_some() {
             let mut puts = tokio::task::JoinSet::new();
             for (relative, batch) in files.by_ref().take(PUTS_AT_ONCE) {
                 let bytes =
-                    encode::encode(&batch, None).map_err(|source| LandingError::Encode {
+                    encode::encode(&batch, as_of).map_err(|source| LandingError::Encode {
                         path: relative.clone(),
                         source,
                     })?;
@@ -360,7 +357,7 @@ impl Landing {
             let batch = Self::batch(&name, raw_schema(), columns)?;
             files.push((name, batch));
         }
-        self.put_all(files)?;
+        self.put_all(files, None)?;
         Ok(groups.len())
     }
 
